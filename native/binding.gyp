@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "softnet",
+      "sources": ["softnet.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-O2", "-std=gnu11"],
+      "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"]
+    }
+  ]
+}

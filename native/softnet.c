@@ -1,0 +1,792 @@
+/*
+ * softnet's system-call layer: batched frame I/O on VM ports and the host link, TAP devices, and the few
+ * interface and socket calls that Node cannot make. Everything per-packet above this file is TypeScript.
+ *
+ * Theory of operation
+ * - The engine hands over one ArrayBuffer, the arena. Every frame that is received or sent lives in it:
+ *   recv() fills fixed-stride slots at an offset the caller chooses, send() takes a table of (offset,
+ *   length) pairs into it. A frame received on one port can therefore be sent on another without a copy.
+ * - A port is an fd and a framing mode: DGRAM (one datagram = one frame, recvmmsg/sendmmsg), TAP (one
+ *   read/write = one frame) or STREAM (QEMU -netdev stream: a 4-byte big-endian length before each frame).
+ *   Ports are numbered; the number is what TypeScript holds. A LISTEN port only reports readiness: it is a
+ *   listening socket whose connections unixAccept() takes.
+ * - Readiness comes from libuv (uv_poll, level-triggered): no thread, no busy loop. The callback gets the
+ *   port number and a status; TypeScript then drains the port with recv() in batches.
+ * - recv() and send() never throw on I/O errors: they return a negative errno, because they sit on the hot
+ *   path and a closed peer is an ordinary event there. Set-up calls throw an Error whose code is the errno
+ *   name (EBUSY, ENOENT, ...).
+ * - A STREAM port keeps a reassembly buffer for partial frames and a pending buffer for output the socket
+ *   did not take; the pending buffer is flushed from the writable callback without calling into JS.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#define MAX_PORTS 4096
+#define MAX_BATCH 256
+#define MODE_DGRAM 0
+#define MODE_TAP 1
+#define MODE_STREAM 2
+#define MODE_LISTEN 3
+#define STREAM_RX_BYTES (256 * 1024)
+#define STREAM_TX_BYTES (1024 * 1024)
+
+struct port {
+  int id;
+  int fd;
+  int mode;
+  int watching;
+  int closing;
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  uint8_t *rx;
+  size_t rx_used;
+  uint8_t *tx;
+  size_t tx_used;
+};
+
+static struct port *ports[MAX_PORTS];
+static uint8_t *arena;
+static size_t arena_len;
+static napi_ref arena_ref;
+static napi_async_context async_ctx;
+
+#define CHECK(call)                                                                                        \
+  do {                                                                                                     \
+    if ((call) != napi_ok) {                                                                               \
+      napi_throw_error(env, NULL, "napi call failed: " #call);                                             \
+      return NULL;                                                                                         \
+    }                                                                                                      \
+  } while (0)
+
+static const char *errname(int err) {
+  const char *n = strerrorname_np(err);
+  return n ? n : "EUNKNOWN";
+}
+
+/* Throws an Error with code = errno name and a message naming what failed. */
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, errname(err), msg);
+  return NULL;
+}
+
+static napi_value make_int(napi_env env, int64_t v) {
+  napi_value out;
+  napi_create_int64(env, v, &out);
+  return out;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return -1;
+  }
+  return 0;
+}
+
+static int get_i32(napi_env env, napi_value v, int32_t *out) {
+  if (napi_get_value_int32(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a number");
+    return -1;
+  }
+  return 0;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok || n >= len - 1) {
+    napi_throw_type_error(env, NULL, "expected a short string");
+    return -1;
+  }
+  return 0;
+}
+
+/* A Uint32Array argument as a pointer and its element count. */
+static uint32_t *get_u32array(napi_env env, napi_value v, size_t *count) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint32_array) {
+    napi_throw_type_error(env, NULL, "expected a Uint32Array");
+    return NULL;
+  }
+  *count = len;
+  return data;
+}
+
+static struct port *get_port(napi_env env, napi_value v) {
+  int32_t id;
+  if (get_i32(env, v, &id) < 0) return NULL;
+  if (id < 0 || id >= MAX_PORTS || !ports[id] || ports[id]->closing) {
+    napi_throw_range_error(env, NULL, "no such port");
+    return NULL;
+  }
+  return ports[id];
+}
+
+/* setArena(ab): the buffer every frame offset refers to. */
+static napi_value set_arena(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  void *data;
+  size_t len;
+  if (get_args(env, info, 1, argv) < 0) return NULL;
+  CHECK(napi_get_arraybuffer_info(env, argv[0], &data, &len));
+  if (arena_ref) napi_delete_reference(env, arena_ref);
+  CHECK(napi_create_reference(env, argv[0], 1, &arena_ref));
+  arena = data;
+  arena_len = len;
+  return NULL;
+}
+
+/* portOpen(fd, mode) -> port number; the fd is made non-blocking and owned by the port from now on. */
+static napi_value port_open(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd, mode;
+  if (get_args(env, info, 2, argv) < 0 || get_i32(env, argv[0], &fd) < 0 || get_i32(env, argv[1], &mode) < 0)
+    return NULL;
+  if (mode < MODE_DGRAM || mode > MODE_LISTEN) {
+    napi_throw_range_error(env, NULL, "bad port mode");
+    return NULL;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return throw_errno(env, errno, "fcntl");
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  int id = 0;
+  while (id < MAX_PORTS && ports[id]) id++;
+  if (id == MAX_PORTS) return throw_errno(env, EMFILE, "portOpen");
+  struct port *p = calloc(1, sizeof *p);
+  if (!p) return throw_errno(env, ENOMEM, "portOpen");
+  p->id = id;
+  p->fd = fd;
+  p->mode = mode;
+  p->env = env;
+  if (mode == MODE_STREAM) {
+    p->rx = malloc(STREAM_RX_BYTES);
+    p->tx = malloc(STREAM_TX_BYTES);
+    if (!p->rx || !p->tx) {
+      free(p->rx);
+      free(p->tx);
+      free(p);
+      return throw_errno(env, ENOMEM, "portOpen");
+    }
+  }
+  ports[id] = p;
+  return make_int(env, id);
+}
+
+static void call_js(struct port *p, int status) {
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  napi_value cb, recv, argv[2], result;
+  if (!p->cb) return;
+  napi_open_handle_scope(env, &scope);
+  napi_get_reference_value(env, p->cb, &cb);
+  napi_get_global(env, &recv);
+  napi_create_int32(env, p->id, &argv[0]);
+  napi_create_int32(env, status, &argv[1]);
+  if (napi_make_callback(env, async_ctx, recv, cb, 2, argv, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static int stream_flush(struct port *p) {
+  while (p->tx_used > 0) {
+    ssize_t n = write(p->fd, p->tx, p->tx_used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? 0 : -errno;
+    }
+    memmove(p->tx, p->tx + n, p->tx_used - n);
+    p->tx_used -= n;
+  }
+  return 0;
+}
+
+static void update_poll(struct port *p);
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct port *p = h->data;
+  if (p->closing) return;
+  if (status < 0) {
+    call_js(p, status);
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    int r = stream_flush(p);
+    update_poll(p);
+    if (r < 0) {
+      call_js(p, r);
+      return;
+    }
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) call_js(p, 0);
+}
+
+static void update_poll(struct port *p) {
+  if (!p->watching || p->closing) return;
+  int ev = UV_READABLE;
+  if (p->mode == MODE_STREAM) ev |= UV_DISCONNECT;
+  if (p->tx_used > 0) ev |= UV_WRITABLE;
+  uv_poll_start(&p->poll, ev, on_poll);
+}
+
+/* portWatch(port, cb): cb(port, status) runs whenever the fd is readable (status 0) or failed (-errno). */
+static napi_value port_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uv_loop_t *loop;
+  if (get_args(env, info, 2, argv) < 0) return NULL;
+  struct port *p = get_port(env, argv[0]);
+  if (!p) return NULL;
+  if (p->watching) {
+    napi_throw_error(env, NULL, "port already watched");
+    return NULL;
+  }
+  CHECK(napi_create_reference(env, argv[1], 1, &p->cb));
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int r = uv_poll_init(loop, &p->poll, p->fd);
+  if (r < 0) return throw_errno(env, -r, "uv_poll_init");
+  p->poll.data = p;
+  p->watching = 1;
+  update_poll(p);
+  return NULL;
+}
+
+static void free_port(struct port *p) {
+  free(p->rx);
+  free(p->tx);
+  free(p);
+}
+
+static void on_closed(uv_handle_t *h) { free_port(h->data); }
+
+/* portClose(port): stops watching, closes the fd and frees the port number. */
+static napi_value port_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (get_args(env, info, 1, argv) < 0) return NULL;
+  struct port *p = get_port(env, argv[0]);
+  if (!p) return NULL;
+  p->closing = 1;
+  ports[p->id] = NULL;
+  if (p->cb) napi_delete_reference(env, p->cb);
+  p->cb = NULL;
+  close(p->fd);
+  if (p->watching) {
+    uv_poll_stop(&p->poll);
+    uv_close((uv_handle_t *)&p->poll, on_closed);
+  } else {
+    free_port(p);
+  }
+  return NULL;
+}
+
+static int check_slots(napi_env env, uint32_t base, uint32_t stride, uint32_t max) {
+  if (!arena || max == 0 || max > MAX_BATCH || stride == 0 || (uint64_t)base + (uint64_t)stride * max > arena_len) {
+    napi_throw_range_error(env, NULL, "receive slots outside the arena");
+    return -1;
+  }
+  return 0;
+}
+
+/* Takes complete length-prefixed frames out of the reassembly buffer; returns frames taken or -errno. */
+static int stream_take(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens, int got) {
+  size_t at = 0;
+  while ((uint32_t)got < max && p->rx_used - at >= 4) {
+    uint32_t len = (uint32_t)p->rx[at] << 24 | (uint32_t)p->rx[at + 1] << 16 | (uint32_t)p->rx[at + 2] << 8 |
+                   p->rx[at + 3];
+    if (len == 0 || len > stride || len > STREAM_RX_BYTES - 4) return -EPROTO;
+    if (p->rx_used - at - 4 < len) break;
+    memcpy(arena + base + (size_t)stride * got, p->rx + at + 4, len);
+    lens[got++] = len;
+    at += 4 + len;
+  }
+  memmove(p->rx, p->rx + at, p->rx_used - at);
+  p->rx_used -= at;
+  return got;
+}
+
+static int recv_stream(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens) {
+  int got = stream_take(p, base, stride, max, lens, 0);
+  while (got >= 0 && (uint32_t)got < max) {
+    ssize_t n = read(p->fd, p->rx + p->rx_used, STREAM_RX_BYTES - p->rx_used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      return got > 0 ? got : -errno;
+    }
+    if (n == 0) return got > 0 ? got : -ECONNRESET;
+    p->rx_used += n;
+    got = stream_take(p, base, stride, max, lens, got);
+  }
+  return got;
+}
+
+static int recv_dgram(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens) {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  for (uint32_t i = 0; i < max; i++) {
+    iov[i].iov_base = arena + base + (size_t)stride * i;
+    iov[i].iov_len = stride;
+    memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  int n;
+  do n = recvmmsg(p->fd, msgs, max, MSG_DONTWAIT, NULL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  for (int i = 0; i < n; i++) lens[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? UINT32_MAX : msgs[i].msg_len;
+  return n;
+}
+
+static int recv_tap(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens) {
+  uint32_t got = 0;
+  while (got < max) {
+    ssize_t n = read(p->fd, arena + base + (size_t)stride * got, stride);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      return got > 0 ? (int)got : -errno;
+    }
+    if (n == 0) return got > 0 ? (int)got : -ENODEV;
+    lens[got++] = (uint32_t)n;
+  }
+  return (int)got;
+}
+
+/* recv(port, base, stride, max, lens) -> frames read into arena[base + i*stride], or -errno. */
+static napi_value port_recv(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int32_t base, stride, max;
+  size_t nlens;
+  if (get_args(env, info, 5, argv) < 0) return NULL;
+  struct port *p = get_port(env, argv[0]);
+  if (!p || get_i32(env, argv[1], &base) < 0 || get_i32(env, argv[2], &stride) < 0 ||
+      get_i32(env, argv[3], &max) < 0)
+    return NULL;
+  uint32_t *lens = get_u32array(env, argv[4], &nlens);
+  if (!lens) return NULL;
+  if (base < 0 || stride <= 0 || max <= 0 || check_slots(env, base, stride, max) < 0) return NULL;
+  if (nlens < (size_t)max) {
+    napi_throw_range_error(env, NULL, "lens shorter than the batch");
+    return NULL;
+  }
+  int r;
+  if (p->mode == MODE_LISTEN) r = -EOPNOTSUPP;
+  else if (p->mode == MODE_DGRAM) r = recv_dgram(p, base, stride, max, lens);
+  else if (p->mode == MODE_TAP) r = recv_tap(p, base, stride, max, lens);
+  else r = recv_stream(p, base, stride, max, lens);
+  return make_int(env, r);
+}
+
+static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  uint32_t done = 0;
+  while (done < count) {
+    uint32_t n = count - done > MAX_BATCH ? MAX_BATCH : count - done;
+    for (uint32_t i = 0; i < n; i++) {
+      iov[i].iov_base = arena + offs[done + i];
+      iov[i].iov_len = lens[done + i];
+      memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(p->fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
+      return done > 0 ? (int)done : -errno;
+    }
+    done += (uint32_t)r;
+  }
+  return (int)done;
+}
+
+static int send_tap(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
+  uint32_t done = 0;
+  while (done < count) {
+    ssize_t r = write(p->fd, arena + offs[done], lens[done]);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
+      if (errno == EINVAL) {
+        done++; /* the kernel refused this one frame (bad length); the rest may still go */
+        continue;
+      }
+      return done > 0 ? (int)done : -errno;
+    }
+    done++;
+  }
+  return (int)done;
+}
+
+static int send_stream(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
+  uint32_t accepted = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    if (p->tx_used + 4 + lens[i] > STREAM_TX_BYTES) break;
+    uint8_t *h = p->tx + p->tx_used;
+    h[0] = lens[i] >> 24;
+    h[1] = lens[i] >> 16;
+    h[2] = lens[i] >> 8;
+    h[3] = lens[i];
+    memcpy(h + 4, arena + offs[i], lens[i]);
+    p->tx_used += 4 + lens[i];
+    accepted++;
+  }
+  int r = stream_flush(p);
+  update_poll(p);
+  return r < 0 ? r : (int)accepted;
+}
+
+/* send(port, offs, lens, count) -> frames the kernel took (the rest are dropped by the caller), or -errno. */
+static napi_value port_send(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int32_t count;
+  size_t noffs, nlens;
+  if (get_args(env, info, 4, argv) < 0) return NULL;
+  struct port *p = get_port(env, argv[0]);
+  if (!p) return NULL;
+  uint32_t *offs = get_u32array(env, argv[1], &noffs);
+  if (!offs) return NULL;
+  uint32_t *lens = get_u32array(env, argv[2], &nlens);
+  if (!lens || get_i32(env, argv[3], &count) < 0) return NULL;
+  if (count < 0 || (size_t)count > noffs || (size_t)count > nlens || !arena) {
+    napi_throw_range_error(env, NULL, "bad send count");
+    return NULL;
+  }
+  for (int32_t i = 0; i < count; i++) {
+    if ((uint64_t)offs[i] + lens[i] > arena_len) {
+      napi_throw_range_error(env, NULL, "frame outside the arena");
+      return NULL;
+    }
+  }
+  int r;
+  if (p->mode == MODE_LISTEN) r = -EOPNOTSUPP;
+  else if (p->mode == MODE_DGRAM) r = send_dgram(p, offs, lens, (uint32_t)count);
+  else if (p->mode == MODE_TAP) r = send_tap(p, offs, lens, (uint32_t)count);
+  else r = send_stream(p, offs, lens, (uint32_t)count);
+  return make_int(env, r);
+}
+
+static void set_ifname(struct ifreq *ifr, const char *name) {
+  size_t n = strnlen(name, IFNAMSIZ - 1);
+  memcpy(ifr->ifr_name, name, n);
+  ifr->ifr_name[n] = 0;
+}
+
+static int set_if_flags_up(int sock, const char *name) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return -errno;
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return -errno;
+  return 0;
+}
+
+/* Opens (or attaches to) TAP `name` in the current namespace; sets mac (6 bytes or NULL) and mtu (0 keeps). */
+static int tap_create(const char *name, const uint8_t *mac, int mtu, int up, char *outname) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  set_ifname(&ifr, name);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) goto fail;
+  memcpy(outname, ifr.ifr_name, IFNAMSIZ);
+  outname[IFNAMSIZ - 1] = 0;
+  if (mac) {
+    struct ifreq hw;
+    memset(&hw, 0, sizeof hw);
+    set_ifname(&hw, ifr.ifr_name);
+    hw.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    memcpy(hw.ifr_hwaddr.sa_data, mac, 6);
+    if (ioctl(fd, SIOCSIFHWADDR, &hw) < 0) goto fail;
+  }
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) goto fail;
+  if (mtu > 0) {
+    struct ifreq m;
+    memset(&m, 0, sizeof m);
+    set_ifname(&m, ifr.ifr_name);
+    m.ifr_mtu = mtu;
+    if (ioctl(sock, SIOCSIFMTU, &m) < 0) {
+      int e = errno;
+      close(sock);
+      errno = e;
+      goto fail;
+    }
+  }
+  int r = up ? set_if_flags_up(sock, ifr.ifr_name) : 0;
+  close(sock);
+  if (r < 0) {
+    errno = -r;
+    goto fail;
+  }
+  return fd;
+fail: {
+  int e = errno;
+  close(fd);
+  return -e;
+}
+}
+
+/* tapOpen(name, netnsPath|null, mac|null, mtu, up) -> {fd, name}: the TAP is made inside netnsPath if given. */
+static napi_value tap_open(napi_env env, napi_callback_info info) {
+  napi_value argv[5], out, v;
+  char name[IFNAMSIZ], outname[IFNAMSIZ] = {0}, nspath[512] = {0};
+  napi_valuetype t;
+  uint8_t *mac = NULL;
+  int32_t mtu;
+  bool up;
+  if (get_args(env, info, 5, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  CHECK(napi_typeof(env, argv[1], &t));
+  if (t == napi_string && get_string(env, argv[1], nspath, sizeof nspath) < 0) return NULL;
+  CHECK(napi_typeof(env, argv[2], &t));
+  if (t != napi_null && t != napi_undefined) {
+    napi_typedarray_type tt;
+    size_t len;
+    void *data;
+    if (napi_get_typedarray_info(env, argv[2], &tt, &len, &data, NULL, NULL) != napi_ok ||
+        tt != napi_uint8_array || len != 6) {
+      napi_throw_type_error(env, NULL, "mac must be a 6-byte Uint8Array");
+      return NULL;
+    }
+    mac = data;
+  }
+  if (get_i32(env, argv[3], &mtu) < 0) return NULL;
+  CHECK(napi_get_value_bool(env, argv[4], &up));
+
+  int home = -1, target = -1, fd;
+  if (nspath[0]) {
+    home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0) return throw_errno(env, errno, "open /proc/thread-self/ns/net");
+    target = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+      int e = errno;
+      close(home);
+      return throw_errno(env, e, nspath);
+    }
+    if (setns(target, CLONE_NEWNET) < 0) {
+      int e = errno;
+      close(home);
+      close(target);
+      return throw_errno(env, e, "setns");
+    }
+  }
+  fd = tap_create(name, mac, mtu, up, outname);
+  if (home >= 0) {
+    if (setns(home, CLONE_NEWNET) < 0) abort(); /* running on in the VM's namespace would be worse */
+    close(home);
+    close(target);
+  }
+  if (fd < 0) return throw_errno(env, -fd, "TAP");
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, fd, &v));
+  CHECK(napi_set_named_property(env, out, "fd", v));
+  CHECK(napi_create_string_utf8(env, outname, NAPI_AUTO_LENGTH, &v));
+  CHECK(napi_set_named_property(env, out, "name", v));
+  return out;
+}
+
+/* ifConfigure(name, addr (host-order u32), prefix, up): gives an interface its IPv4 address. */
+static napi_value if_configure(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char name[IFNAMSIZ];
+  uint32_t addr;
+  int32_t prefix;
+  bool up;
+  if (get_args(env, info, 4, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  CHECK(napi_get_value_uint32(env, argv[1], &addr));
+  if (get_i32(env, argv[2], &prefix) < 0) return NULL;
+  CHECK(napi_get_value_bool(env, argv[3], &up));
+  if (prefix < 0 || prefix > 32) {
+    napi_throw_range_error(env, NULL, "bad prefix");
+    return NULL;
+  }
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return throw_errno(env, errno, "socket");
+  struct ifreq ifr;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  sin->sin_family = AF_INET;
+  sin->sin_addr.s_addr = htonl(addr);
+  int r = ioctl(sock, SIOCSIFADDR, &ifr);
+  if (r == 0) {
+    sin->sin_addr.s_addr = htonl(prefix == 0 ? 0 : 0xffffffffu << (32 - prefix));
+    r = ioctl(sock, SIOCSIFNETMASK, &ifr);
+  }
+  if (r == 0 && up) {
+    r = set_if_flags_up(sock, name);
+    if (r < 0) errno = -r;
+    r = r < 0 ? -1 : 0;
+  }
+  int e = errno;
+  close(sock);
+  if (r < 0) return throw_errno(env, e, name);
+  return NULL;
+}
+
+/* ifHwaddr(name) -> 6-byte Uint8Array: an interface's MAC address. */
+static napi_value if_hwaddr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], ab, out;
+  char name[IFNAMSIZ];
+  void *data;
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return throw_errno(env, errno, "socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  int r = ioctl(sock, SIOCGIFHWADDR, &ifr);
+  int e = errno;
+  close(sock);
+  if (r < 0) return throw_errno(env, e, name);
+  CHECK(napi_create_arraybuffer(env, 6, &data, &ab));
+  memcpy(data, ifr.ifr_hwaddr.sa_data, 6);
+  CHECK(napi_create_typedarray(env, napi_uint8_array, 6, ab, 0, &out));
+  return out;
+}
+
+/* fdKind(fd) -> 'tap' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
+static napi_value fd_kind(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int32_t fd;
+  struct stat st;
+  const char *kind = "other";
+  if (get_args(env, info, 1, argv) < 0 || get_i32(env, argv[0], &fd) < 0) return NULL;
+  if (fstat(fd, &st) < 0) return throw_errno(env, errno, "fstat");
+  if (S_ISSOCK(st.st_mode)) {
+    int domain = 0, type = 0;
+    socklen_t len = sizeof domain;
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    len = sizeof type;
+    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+    if (domain == AF_UNIX && type == SOCK_DGRAM) kind = "unix-dgram";
+    else if (domain == AF_UNIX && type == SOCK_STREAM) kind = "unix-stream";
+  } else if (S_ISCHR(st.st_mode)) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    if (ioctl(fd, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_TAP)) kind = "tap";
+  }
+  CHECK(napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+/* unixListen(path) -> fd of a non-blocking listening SOCK_STREAM socket at path. */
+static napi_value unix_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], sun.sun_path, sizeof sun.sun_path) < 0)
+    return NULL;
+  sun.sun_family = AF_UNIX;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(fd, 4) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, sun.sun_path);
+  }
+  return make_int(env, fd);
+}
+
+/* unixAccept(listenFd) -> a connected fd, or -1 when none is waiting. */
+static napi_value unix_accept(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t lfd;
+  if (get_args(env, info, 1, argv) < 0 || get_i32(env, argv[0], &lfd) < 0) return NULL;
+  int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) {
+    if (errno == EAGAIN) return make_int(env, -1);
+    return throw_errno(env, errno, "accept");
+  }
+  return make_int(env, fd);
+}
+
+/* socketpair(type) -> [fd, fd]: 'dgram' or 'stream' AF_UNIX pair, close-on-exec (a child gets it by dup). */
+static napi_value socket_pair(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v;
+  char type[16];
+  int sv[2];
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], type, sizeof type) < 0) return NULL;
+  int st = strcmp(type, "stream") == 0 ? SOCK_STREAM : SOCK_DGRAM;
+  if (socketpair(AF_UNIX, st | SOCK_CLOEXEC, 0, sv) < 0) return throw_errno(env, errno, "socketpair");
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  for (uint32_t i = 0; i < 2; i++) {
+    CHECK(napi_create_int32(env, sv[i], &v));
+    CHECK(napi_set_element(env, out, i, v));
+  }
+  return out;
+}
+
+/* closeFd(fd): closes an fd that no port owns. */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  if (get_args(env, info, 1, argv) < 0 || get_i32(env, argv[0], &fd) < 0) return NULL;
+  if (close(fd) < 0) return throw_errno(env, errno, "close");
+  return NULL;
+}
+
+/* errnoName(n) -> 'EAGAIN' etc., for the negative numbers recv() and send() return. */
+static napi_value errno_name(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  int32_t n;
+  if (get_args(env, info, 1, argv) < 0 || get_i32(env, argv[0], &n) < 0) return NULL;
+  CHECK(napi_create_string_utf8(env, errname(n < 0 ? -n : n), NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value name, resource;
+  napi_property_descriptor props[] = {
+      {"setArena", NULL, set_arena, NULL, NULL, NULL, napi_default, NULL},
+      {"portOpen", NULL, port_open, NULL, NULL, NULL, napi_default, NULL},
+      {"portWatch", NULL, port_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"portClose", NULL, port_close, NULL, NULL, NULL, napi_default, NULL},
+      {"recv", NULL, port_recv, NULL, NULL, NULL, napi_default, NULL},
+      {"send", NULL, port_send, NULL, NULL, NULL, napi_default, NULL},
+      {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
+      {"ifConfigure", NULL, if_configure, NULL, NULL, NULL, napi_default, NULL},
+      {"ifHwaddr", NULL, if_hwaddr, NULL, NULL, NULL, napi_default, NULL},
+      {"fdKind", NULL, fd_kind, NULL, NULL, NULL, napi_default, NULL},
+      {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_default, NULL},
+      {"unixAccept", NULL, unix_accept, NULL, NULL, NULL, napi_default, NULL},
+      {"socketpair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"errnoName", NULL, errno_name, NULL, NULL, NULL, napi_default, NULL},
+  };
+  CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  CHECK(napi_create_string_utf8(env, "softnet:io", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_create_object(env, &resource));
+  CHECK(napi_async_init(env, resource, name, &async_ctx));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,245 @@
+/*
+ * One engine: a network with its host link, the VM ports attached to it, and the process around them
+ * (readiness callbacks, the lease timer, signals, counters).
+ *
+ * Theory of operation
+ * - start() does every privileged step (host link, VM port), then drops to --user/--group if asked. A
+ *   failure names the flag whose value caused it, so the CLI can print one line and exit 2.
+ * - The addon calls back when a port is readable; the engine drains it through the pipeline. A port that
+ *   still holds frames after its turn is drained again on the next turn of the event loop.
+ * - SIGINT and SIGTERM close every port, which removes the host link and the VM's TAP, and keep the
+ *   leases on disk: stopping softnet is not the VM going away. SIGUSR1 logs the counters.
+ * - When the per-VM form's VM goes away (its port fails or closes), its lease is freed and softnet exits.
+ */
+
+import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { VmOptions } from '../cli/args.js';
+import { UsageError } from '../cli/args.js';
+import { native } from '../native.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { openHostLink } from '../ports/host-link.js';
+import { PORT_STAT_NAMES, Port, type PortSpec } from '../ports/port.js';
+import { acceptStream, listenStream } from '../ports/stream.js';
+import { netnsTap, vmTap } from '../ports/tap.js';
+import { inheritedFd } from '../ports/vm-fd.js';
+import { DROP_NAMES } from '../stats/drops.js';
+import type { Logger } from '../util/log.js';
+import { formatIpv4, formatMac } from '../wire/addr.js';
+import { makeNetwork } from './network.js';
+import { dropPrivileges } from './privileges.js';
+import { NetworkSegment } from './segment.js';
+
+/** Transmit queue length of a port: a batch can send at most one frame per received frame. */
+const QUEUE_LEN = 64;
+
+/** Runs the per-VM form: one VM on its own network. */
+export class Engine {
+  private readonly p = new Pipeline(native);
+  private segment: NetworkSegment | null = null;
+  private listener: { port: Port; fd: number; path: string } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  /** For --vm-netns: the namespace's inode, checked every tick (the TAP's fd keeps the namespace alive). */
+  private netnsIno: number | null = null;
+  private readonly onReady = (id: number, status: number): void => this.ready(id, status);
+  private readonly redrain = (port: Port): void => this.drainPort(port);
+
+  constructor(
+    private readonly opts: VmOptions,
+    private readonly log: Logger,
+    private readonly exit: (code: number) => void = (code) => process.exit(code),
+  ) {}
+
+  /** Opens the host link and the VM port and starts serving; throws UsageError for a bad flag value. */
+  start(): void {
+    const o = this.opts;
+    native.setArena(this.p.arena);
+    const cfg = makeNetwork(o.subnet, {
+      name: o.hostLink,
+      type: o.netType,
+      leaseTime: o.leaseTime,
+      mtu: o.mtu,
+      domain: o.domain,
+      routes: o.routes.map((r) => ({ dest: r.addr, prefix: r.prefix, via: 0 })),
+    });
+    for (const r of cfg.routes) r.via = cfg.gateway;
+    const link = flagged('--host-link', () => openHostLink(o.hostLink, cfg.gateway, cfg.prefix, o.mtu));
+    const hostPort = this.open(link.spec);
+    const leaseFile = join(o.stateDir, `${o.hostLink}.leases.json`);
+    try {
+      flagged('--state-dir', () => mkdirSync(o.stateDir, { recursive: true, mode: 0o700 }));
+      this.segment = flagged(
+        '--state-dir',
+        () =>
+          new NetworkSegment(this.p, cfg, hostPort, link.mac, leaseFile, this.log, {
+            hostLinkFailed: (err) => this.fail(`host link ${o.hostLink} failed: ${err}`),
+            vmGone: () => this.stop(0),
+          }),
+      );
+      native.portWatch(hostPort.id, this.onReady);
+      this.openVm();
+      if (o.user !== null && o.group !== null) {
+        const { user, group } = o;
+        flagged('--user', () => dropPrivileges(user, group, (uid, gid) => chownSync(o.stateDir, uid, gid)));
+      }
+    } catch (e) {
+      if (!this.segment) hostPort.close();
+      this.close();
+      throw e;
+    }
+    this.log.info('started', {
+      host_link: link.spec.name,
+      gateway: formatIpv4(cfg.gateway),
+      subnet: `${formatIpv4(cfg.subnet)}/${cfg.prefix}`,
+      gateway_mac: formatMac(link.mac),
+      lease_time: cfg.leaseTime,
+      type: cfg.type,
+    });
+    this.timer = setInterval(() => this.tick(), 1000);
+    process.on('SIGINT', () => this.stop(0));
+    process.on('SIGTERM', () => this.stop(0));
+    process.on('SIGUSR1', () => this.logCounters());
+  }
+
+  /** Closes everything (leases stay on disk) and exits with `code`. */
+  stop(code: number): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.logCounters();
+    this.close();
+    this.log.info('stopped', { code });
+    this.exit(code);
+  }
+
+  /** Counters as one object: per port and direction, and drops by reason (only those that happened). */
+  counters(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    const drops: Record<string, number> = {};
+    this.p.drops.forEach((n, i) => {
+      if (n > 0) drops[DROP_NAMES[i]] = n;
+    });
+    out.drops = drops;
+    const seg = this.segment;
+    if (seg) {
+      const ports = [seg.hostLink, ...[...seg.attachments].map((a) => a.port)];
+      for (const port of ports) {
+        const s: Record<string, number> = {};
+        PORT_STAT_NAMES.forEach((name, i) => {
+          s[name] = port.stats[i];
+        });
+        out[`port:${port.name}`] = s;
+      }
+    }
+    return out;
+  }
+
+  private tick(): void {
+    const seg = this.segment;
+    if (!seg) return;
+    seg.tick(Date.now());
+    const vm = this.opts.vm;
+    if (vm.kind === 'netns' && this.netnsIno !== null && namespaceGone(vm.path, this.netnsIno)) {
+      this.netnsIno = null;
+      for (const att of seg.attachments) seg.vmGone(att, 'namespace-deleted');
+    }
+  }
+
+  private logCounters(): void {
+    this.log.info('counters', { counters: JSON.stringify(this.counters()) });
+  }
+
+  private openVm(): void {
+    const o = this.opts;
+    const vm = o.vm;
+    if (vm.kind === 'socket') {
+      const spec = flagged('--vm-socket', () => listenStream(vm.path));
+      const port = this.open(spec);
+      this.listener = { port, fd: spec.fd, path: vm.path };
+      native.portWatch(port.id, () => this.accept());
+      this.log.info('waiting for the VM', { socket: vm.path });
+      return;
+    }
+    let spec: PortSpec;
+    if (vm.kind === 'fd') spec = flagged('--vm-fd', () => inheritedFd(vm.fd));
+    else if (vm.kind === 'tap') spec = flagged('--vm-tap', () => vmTap(vm.name));
+    else {
+      spec = flagged('--vm-netns', () => netnsTap(vm.path, vm.ifname, o.mac, o.mtu));
+      this.netnsIno = statSync(vm.path).ino;
+    }
+    this.attach(spec);
+  }
+
+  private accept(): void {
+    const l = this.listener;
+    if (!l || this.stopping) return;
+    const spec = acceptStream(l.fd, l.path);
+    if (!spec) return;
+    if (this.segment && this.segment.attachments.size > 0) {
+      native.closeFd(spec.fd);
+      this.log.warn('refused a second connection', { socket: l.path });
+      return;
+    }
+    this.attach(spec);
+  }
+
+  private attach(spec: PortSpec): void {
+    const seg = this.segment!;
+    const port = this.open(spec);
+    seg.attach(port, this.opts.mac, `vm:${formatMac(this.opts.mac)}`);
+    native.portWatch(port.id, this.onReady);
+  }
+
+  private open(spec: PortSpec): Port {
+    try {
+      return new Port(spec, QUEUE_LEN);
+    } catch (e) {
+      native.closeFd(spec.fd);
+      throw e;
+    }
+  }
+
+  private ready(id: number, status: number): void {
+    const port = this.p.port(id);
+    if (!port) return;
+    if (status < 0) this.p.fail(port, status);
+    else this.drainPort(port);
+  }
+
+  private drainPort(port: Port): void {
+    if (!port.closed && this.p.drain(port)) setImmediate(this.redrain, port);
+  }
+
+  private fail(message: string): void {
+    this.log.error(message);
+    this.stop(1);
+  }
+
+  private close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.segment?.close();
+    if (this.listener) {
+      this.listener.port.close();
+      this.listener = null;
+    }
+  }
+}
+
+/** Whether the namespace file at `path` no longer is the one with inode `ino` (`ip netns del` removes it). */
+function namespaceGone(path: string, ino: number): boolean {
+  try {
+    return statSync(path).ino !== ino;
+  } catch {
+    return true;
+  }
+}
+
+/** Runs a set-up step, turning its failure into a UsageError for `flag`. */
+function flagged<T>(flag: string, step: () => T): T {
+  try {
+    return step();
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(flag, e instanceof Error ? e.message : String(e));
+  }
+}

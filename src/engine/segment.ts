@@ -1,0 +1,127 @@
+/*
+ * One network at run time: its host link, its lease table and DHCP server, and the VMs attached to it.
+ *
+ * Theory of operation
+ * - The host link and the lease table live as long as the network. Attachments come and go: attaching
+ *   restores the address a still-valid lease gives the VM (so a restarted softnet lets a VM keep
+ *   talking), detaching because the VM went away frees its lease at once.
+ * - `byIp` maps each usable leased address to its attachment; assign() is the only place that changes an
+ *   attachment's address, so the map and the attachments never disagree.
+ * - Leases expire on a one-second timer, not per packet.
+ */
+
+import { native } from '../native.js';
+import { fromHost } from '../pipeline/from-host.js';
+import { fromVm } from '../pipeline/from-vm.js';
+import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
+import { STRIDE } from '../pipeline/pipeline.js';
+import type { Segment } from '../pipeline/segment.js';
+import type { Port } from '../ports/port.js';
+import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
+import { LeaseStore } from '../services/lease-store.js';
+import { LeaseTable } from '../services/leases.js';
+import type { Logger } from '../util/log.js';
+import { formatIpv4, formatMac } from '../wire/addr.js';
+import { macKey } from '../wire/ethernet.js';
+import { Attachment } from './attachment.js';
+import type { NetworkConfig } from './network.js';
+
+/** A network's run-time state; it owns the host link port and decides the frames of every port on it. */
+export class NetworkSegment implements Segment {
+  readonly gatewayMacKey: number;
+  readonly byIp = new Map<number, Attachment>();
+  readonly leases: LeaseTable;
+  readonly dhcp: DhcpServer;
+  readonly attachments = new Set<Attachment>();
+  private readonly hostOwner: PortOwner;
+
+  constructor(
+    private readonly p: Pipeline,
+    readonly cfg: NetworkConfig,
+    readonly hostLink: Port,
+    readonly gatewayMac: Uint8Array,
+    leaseFile: string | null,
+    private readonly log: Logger,
+    /** Called when the host link or a VM port fails, after the segment has cleaned up. */
+    private readonly events: {
+      hostLinkFailed(err: string): void;
+      vmGone(att: Attachment, err: string): void;
+    },
+  ) {
+    this.gatewayMacKey = macKey(gatewayMac, 0);
+    this.leases = new LeaseTable(
+      cfg.poolStart,
+      cfg.poolEnd,
+      leaseFile ? new LeaseStore(leaseFile) : null,
+      Date.now(),
+    );
+    this.dhcp = new DhcpServer(cfg, this.leases, log, (att, ip) => this.assign(att, ip));
+    if (maxDhcpFrameLen(this.dhcp) > STRIDE) throw new Error('DHCP options do not fit in one frame');
+    this.hostOwner = {
+      frame: (_port, off, len) => fromHost(p, this, off, len),
+      failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
+    };
+    p.add(hostLink, this.hostOwner);
+  }
+
+  /** Attaches a VM's port; a lease the VM still holds makes its address usable at once. */
+  attach(port: Port, mac: Uint8Array, key: string): Attachment {
+    const att = new Attachment(port, mac, key);
+    const lease = this.leases.get(key);
+    if (lease?.state === 'bound' && lease.expires > Date.now()) this.assign(att, lease.ip);
+    this.attachments.add(att);
+    this.p.add(port, {
+      frame: (_port, off, len, slot) => fromVm(this.p, this, att, off, len, slot),
+      failed: (_port, errno) => this.vmGone(att, native.errnoName(errno)),
+    });
+    this.log.info('vm attached', {
+      port: port.name,
+      mac: formatMac(mac),
+      ip: att.ip ? formatIpv4(att.ip) : undefined,
+    });
+    return att;
+  }
+
+  /** Detaches a VM; when `freeLease`, its lease ends now (the VM is gone), else it stays for a restart. */
+  detach(att: Attachment, freeLease: boolean): void {
+    if (!this.attachments.delete(att)) return;
+    if (freeLease) {
+      const lease = this.leases.release(att.key);
+      if (lease?.state === 'bound') {
+        this.log.info('lease released', { ip: formatIpv4(lease.ip), mac: lease.mac, reason: 'vm-gone' });
+      }
+    }
+    this.assign(att, 0);
+    this.p.remove(att.port);
+    att.port.close();
+  }
+
+  /** Ends leases whose time is up; run once a second. */
+  tick(now: number): void {
+    for (const l of this.leases.expire(now)) {
+      this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
+      const att = this.byIp.get(l.ip);
+      if (att) this.assign(att, 0);
+    }
+  }
+
+  /** Closes the host link and every attachment, keeping leases for the next start. */
+  close(): void {
+    for (const att of [...this.attachments]) this.detach(att, false);
+    this.p.remove(this.hostLink);
+    this.hostLink.close();
+  }
+
+  /** Detaches a VM that went away (its port failed, or its namespace was deleted) and frees its lease. */
+  vmGone(att: Attachment, err: string): void {
+    this.log.info('vm detached', { port: att.port.name, mac: formatMac(att.mac), reason: err });
+    this.detach(att, true);
+    this.events.vmGone(att, err);
+  }
+
+  private assign(att: Attachment, ip: number): void {
+    if (att.ip !== 0 && this.byIp.get(att.ip) === att) this.byIp.delete(att.ip);
+    att.ip = ip;
+    if (ip !== 0) this.byIp.set(ip, att);
+  }
+}

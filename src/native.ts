@@ -1,0 +1,34 @@
+// The addon (native/softnet.c): batched frame I/O and the system calls Node cannot make.
+
+import { createRequire } from 'node:module';
+
+/** Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; or a listening socket. */
+export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, LISTEN: 3 } as const;
+
+/** The addon's functions; see native/softnet.c for their contracts. */
+export interface Native {
+  setArena(arena: ArrayBuffer): void;
+  portOpen(fd: number, mode: number): number;
+  portWatch(port: number, cb: (port: number, status: number) => void): void;
+  portClose(port: number): void;
+  recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number;
+  send(port: number, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  tapOpen(
+    name: string,
+    netns: string | null,
+    mac: Uint8Array | null,
+    mtu: number,
+    up: boolean,
+  ): { fd: number; name: string };
+  ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
+  ifHwaddr(name: string): Uint8Array;
+  fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
+  unixListen(path: string): number;
+  unixAccept(fd: number): number;
+  socketpair(type: 'dgram' | 'stream'): [number, number];
+  closeFd(fd: number): void;
+  errnoName(errno: number): string;
+}
+
+/** The loaded addon. */
+export const native: Native = createRequire(import.meta.url)('../../native/build/Release/softnet.node');

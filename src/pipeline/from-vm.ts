@@ -1,0 +1,141 @@
+// A frame from a VM: source checks, then the gateway's own services, then the host link.
+// Every frame ends here either queued on a port or counted under a drop reason.
+
+import type { Attachment } from '../engine/attachment.js';
+import { answerArpInPlace } from '../services/arp.js';
+import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcpFrame } from '../services/dhcp.js';
+import { answerEchoInPlace } from '../services/icmp.js';
+import { Drop } from '../stats/drops.js';
+import * as arp from '../wire/arp.js';
+import { checksum } from '../wire/checksum.js';
+import { parseDhcp } from '../wire/dhcp.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isBroadcastMac, macKey } from '../wire/ethernet.js';
+import { ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
+import * as ipv4 from '../wire/ipv4.js';
+import { IpProto } from '../wire/ipv4.js';
+import * as udp from '../wire/udp.js';
+import { unsupportedEtherType } from './ethertype.js';
+import type { Pipeline } from './pipeline.js';
+import type { Segment } from './segment.js';
+
+const LIMITED_BROADCAST = 0xffffffff;
+
+/** Decides one frame received from `att`'s port. */
+export function fromVm(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  len: number,
+  slot: number,
+): void {
+  const drop = decide(p, seg, att, off, len, slot);
+  if (drop !== Drop.NONE) p.drops[drop]++;
+}
+
+function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: number, slot: number): number {
+  if (len < ETH_HEADER_LEN) return Drop.RUNT;
+  const u8 = p.u8;
+  if (macKey(u8, off + ETH.SRC) !== att.macKey) return Drop.SRC_MAC_SPOOFED;
+  const type = p.dv.getUint16(off + ETH.TYPE);
+  if (type === EtherType.IPV4) return fromVmIpv4(p, seg, att, off, len, slot);
+  if (type === EtherType.ARP) return fromVmArp(p, seg, att, off, len);
+  return unsupportedEtherType(type);
+}
+
+function fromVmArp(p: Pipeline, seg: Segment, att: Attachment, off: number, len: number): number {
+  const dv = p.dv;
+  const a = off + ETH_HEADER_LEN;
+  if (!arp.isEthernetIpv4(dv, a, len - ETH_HEADER_LEN)) return Drop.ARP_MALFORMED;
+  if (macKey(p.u8, a + arp.ARP.SHA) !== att.macKey) return Drop.ARP_SPOOFED;
+  const spa = arp.senderIp(dv, a);
+  // A probe (RFC 5227) has sender 0.0.0.0; anything else must be the VM's own leased address.
+  if (spa !== 0 && spa !== att.ip) return Drop.ARP_SPOOFED;
+  if (arp.op(dv, a) !== arp.ArpOp.REQUEST) return Drop.ARP_REPLY;
+  const tpa = arp.targetIp(dv, a);
+  if (tpa === seg.cfg.gateway) {
+    p.queue(att.port, off, answerArpInPlace(p.u8, dv, off, seg.gatewayMac));
+    return Drop.NONE;
+  }
+  return spa === tpa && spa !== 0 ? Drop.ARP_ANNOUNCE : Drop.ARP_NOT_GATEWAY;
+}
+
+function fromVmIpv4(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  len: number,
+  slot: number,
+): number {
+  const dv = p.dv;
+  const u8 = p.u8;
+  const ip = off + ETH_HEADER_LEN;
+  const bad = ipv4.validate(dv, u8, ip, len - ETH_HEADER_LEN);
+  if (bad !== Drop.NONE) return bad;
+  const hl = ipv4.headerLen(dv, ip);
+  const total = ipv4.totalLen(dv, ip);
+  const proto = ipv4.proto(dv, ip);
+  const src = ipv4.src(dv, ip);
+  const dst = ipv4.dst(dv, ip);
+  const l4 = ip + hl;
+  const l4len = total - hl;
+  const fragment = ipv4.isFragment(dv, ip);
+
+  if (
+    proto === IpProto.UDP &&
+    !fragment &&
+    l4len >= udp.UDP_HEADER_LEN &&
+    udp.dstPort(dv, l4) === DHCP_SERVER_PORT
+  ) {
+    return fromVmDhcp(p, seg, att, off, l4, l4len, src, dst, slot);
+  }
+  if (att.ip === 0) return Drop.IP_NO_LEASE;
+  if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
+  if (dst !== seg.cfg.gateway) return Drop.NO_ROUTE;
+  if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
+
+  if (proto === IpProto.ICMP && !fragment) {
+    if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
+    if (icmpType(dv, l4) === IcmpType.ECHO_REQUEST) {
+      if (checksum(u8, l4, l4len) !== 0) return Drop.ICMP_BAD_CHECKSUM;
+      p.queue(att.port, off, answerEchoInPlace(u8, dv, off, ip, l4, total, seg.gatewayMac));
+      return Drop.NONE;
+    }
+  }
+  // Everything else for the gateway is for the host itself: the frame goes to the host link unchanged,
+  // trimmed of Ethernet padding.
+  p.queue(seg.hostLink, off, ETH_HEADER_LEN + total);
+  return Drop.NONE;
+}
+
+function fromVmDhcp(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  l4: number,
+  l4len: number,
+  src: number,
+  dst: number,
+  slot: number,
+): number {
+  const dv = p.dv;
+  const u8 = p.u8;
+  const ulen = udp.udpLen(dv, l4);
+  if (ulen < udp.UDP_HEADER_LEN || ulen > l4len || udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT)
+    return Drop.UDP_MALFORMED;
+  if (!udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
+  if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
+  if (dst !== LIMITED_BROADCAST && dst !== seg.cfg.gateway) return Drop.DHCP_OTHER_SERVER;
+  if (!isBroadcastMac(u8, off + ETH.DST) && macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) {
+    return Drop.DST_MAC_FOREIGN;
+  }
+  const parsed = parseDhcp(u8, l4 + udp.UDP_HEADER_LEN, ulen - udp.UDP_HEADER_LEN);
+  if (!parsed.ok) return parsed.reason;
+  const out = seg.dhcp.handle(parsed.msg, att, Date.now());
+  if (typeof out === 'number') return out;
+  const at = p.answerOffset(slot);
+  p.queue(att.port, at, emitDhcpFrame(u8, dv, at, out, seg.gatewayMac, seg.cfg.gateway));
+  return Drop.NONE;
+}

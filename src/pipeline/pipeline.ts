@@ -1,0 +1,150 @@
+/*
+ * The hot loop: read a batch from a port, decide each frame, send what was decided, in batches.
+ *
+ * Theory of operation
+ * - One arena holds every frame in flight. Its first half receives: recv() fills BATCH slots of STRIDE
+ *   bytes. Its second half holds frames softnet writes itself (ARP, ICMP and DHCP answers): slot i of
+ *   it belongs to the frame in receive slot i, so a frame's answer never overwrites another's.
+ * - Deciding a frame means queueing (offset, length) on the port it goes to: a forwarded frame is sent
+ *   from its receive slot (no copy), an answer from its own slot. Nothing is allocated per frame.
+ * - Every queue is flushed before the next recv() reuses the slots, so a queued frame is never stale.
+ * - A port's failure (its VM went away) is reported to the port's owner, never thrown.
+ */
+
+import { type Port, PortStat } from '../ports/port.js';
+import { DROP_COUNT, Drop } from '../stats/drops.js';
+
+/** Frames in one batch. */
+export const BATCH = 64;
+/** Bytes of one frame slot: an MTU-1500 frame with room to spare; longer frames are dropped. */
+export const STRIDE = 2048;
+const RX_BASE = 0;
+const GEN_BASE = BATCH * STRIDE;
+/** Batches taken from one port before the others get a turn. */
+const ROUNDS = 8;
+
+/** The batched I/O the pipeline needs: the addon's recv and send, or a fake in tests and the bench. */
+export interface FrameIo {
+  recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number;
+  send(port: number, offs: Uint32Array, lens: Uint32Array, count: number): number;
+}
+
+/** What the owner of a port does with each received frame, and when the port fails. */
+export interface PortOwner {
+  frame(port: Port, off: number, len: number, slot: number): void;
+  failed(port: Port, errno: number): void;
+}
+
+/** The arena, the transmit queues and the drop counters of one engine. */
+export class Pipeline {
+  readonly arena = new ArrayBuffer(2 * BATCH * STRIDE);
+  readonly u8 = new Uint8Array(this.arena);
+  readonly dv = new DataView(this.arena);
+  readonly drops = new Float64Array(DROP_COUNT);
+  private readonly lens = new Uint32Array(BATCH);
+  private readonly dirty: Port[] = [];
+  private readonly owners: Array<PortOwner | undefined> = [];
+  private readonly ports: Array<Port | undefined> = [];
+
+  constructor(private readonly io: FrameIo) {}
+
+  /** Registers a port and who handles its frames. */
+  add(port: Port, owner: PortOwner): void {
+    this.ports[port.id] = port;
+    this.owners[port.id] = owner;
+  }
+
+  /** Forgets a port (before it is closed). */
+  remove(port: Port): void {
+    this.ports[port.id] = undefined;
+    this.owners[port.id] = undefined;
+  }
+
+  /** The port registered under an addon port number. */
+  port(id: number): Port | undefined {
+    return this.ports[id];
+  }
+
+  /** Reports a port's failure (-errno) to its owner. */
+  fail(port: Port, errno: number): void {
+    if (!port.closed) this.owners[port.id]?.failed(port, errno);
+  }
+
+  /** The offset where the answer to the frame in receive slot `slot` is written. */
+  answerOffset(slot: number): number {
+    return GEN_BASE + slot * STRIDE;
+  }
+
+  /** Queues the frame at arena[off, off+len) for `port`. */
+  queue(port: Port, off: number, len: number): void {
+    const n = port.txCount;
+    if (n === port.txOffs.length) {
+      port.stats[PortStat.TX_DROPS]++;
+      this.drops[Drop.TX_FULL]++;
+      return;
+    }
+    if (n === 0) this.dirty.push(port);
+    port.txOffs[n] = off;
+    port.txLens[n] = len;
+    port.txCount = n + 1;
+  }
+
+  /** Sends every queued frame, one send() per port. */
+  flush(): void {
+    const dirty = this.dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const port = dirty[i];
+      const count = port.txCount;
+      port.txCount = 0;
+      if (port.closed) {
+        this.drops[Drop.VM_DOWN] += count;
+        continue;
+      }
+      const sent = this.io.send(port.id, port.txOffs, port.txLens, count);
+      if (sent < 0) {
+        port.stats[PortStat.TX_DROPS] += count;
+        this.drops[Drop.VM_DOWN] += count;
+        this.owners[port.id]?.failed(port, sent);
+        continue;
+      }
+      let bytes = 0;
+      for (let j = 0; j < sent; j++) bytes += port.txLens[j];
+      port.stats[PortStat.TX_FRAMES] += sent;
+      port.stats[PortStat.TX_BYTES] += bytes;
+      if (sent < count) {
+        port.stats[PortStat.TX_DROPS] += count - sent;
+        this.drops[Drop.TX_FULL] += count - sent;
+      }
+    }
+    dirty.length = 0;
+  }
+
+  /** Reads and handles batches from `port` until it is empty or has had its turn; true if it may hold more. */
+  drain(port: Port): boolean {
+    const owner = this.owners[port.id];
+    if (!owner) return false;
+    const lens = this.lens;
+    for (let round = 0; round < ROUNDS; round++) {
+      const n = this.io.recv(port.id, RX_BASE, STRIDE, BATCH, lens);
+      if (n < 0) {
+        owner.failed(port, n);
+        return false;
+      }
+      let bytes = 0;
+      for (let i = 0; i < n; i++) {
+        const len = lens[i];
+        if (len > STRIDE) {
+          this.drops[Drop.OVERSIZE]++;
+          continue;
+        }
+        bytes += len;
+        owner.frame(port, RX_BASE + i * STRIDE, len, i);
+      }
+      port.stats[PortStat.RX_FRAMES] += n;
+      port.stats[PortStat.RX_BYTES] += bytes;
+      this.flush();
+      if (n < BATCH || port.closed) return false;
+    }
+    return true;
+  }
+}

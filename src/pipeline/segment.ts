@@ -1,0 +1,16 @@
+// What the pipeline needs to know of a network while it decides frames.
+
+import type { Attachment } from '../engine/attachment.js';
+import type { NetworkConfig } from '../engine/network.js';
+import type { Port } from '../ports/port.js';
+import type { DhcpServer } from '../services/dhcp.js';
+
+/** One network as the hot path sees it: gateway, host link, and the VMs by leased address. */
+export interface Segment {
+  readonly cfg: NetworkConfig;
+  readonly gatewayMac: Uint8Array;
+  readonly gatewayMacKey: number;
+  readonly hostLink: Port;
+  readonly byIp: Map<number, Attachment>;
+  readonly dhcp: DhcpServer;
+}

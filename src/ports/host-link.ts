@@ -1,0 +1,37 @@
+// The host link: a TAP in softnet's namespace that carries the gateway address, so the host reaches each
+// VM as an L2 neighbour and the VMs reach host services at the gateway.
+
+import { writeFileSync } from 'node:fs';
+import { native, PortMode } from '../native.js';
+import type { PortSpec } from './port.js';
+
+/** The host link's port and the MAC the host kernel gave it (the gateway's MAC as the VMs see it). */
+export interface HostLink {
+  spec: PortSpec;
+  mac: Uint8Array;
+}
+
+/** Thrown when another engine holds the host link. */
+export class HostLinkBusy extends Error {}
+
+/** Creates TAP `name`, turns off IPv6 on it, gives it `gateway/prefix` and brings it up. */
+export function openHostLink(name: string, gateway: number, prefix: number, mtu: number): HostLink {
+  let tap: { fd: number; name: string };
+  try {
+    tap = native.tapOpen(name, null, null, mtu, false);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EBUSY') {
+      throw new HostLinkBusy(`host link ${name} is in use by another softnet (or is not a TAP device)`);
+    }
+    throw e;
+  }
+  try {
+    // The VMs speak IPv4 only; without this the host sends router solicitations and MLD into the link.
+    writeFileSync(`/proc/sys/net/ipv6/conf/${tap.name}/disable_ipv6`, '1');
+    native.ifConfigure(tap.name, gateway, prefix, true);
+    return { spec: { fd: tap.fd, mode: PortMode.TAP, name: tap.name }, mac: native.ifHwaddr(tap.name) };
+  } catch (e) {
+    native.closeFd(tap.fd);
+    throw e;
+  }
+}

@@ -1,0 +1,39 @@
+// A port: one fd that carries frames (a VM's NIC, the host link), its transmit queue and its counters.
+
+import { native } from '../native.js';
+
+/** Per-port counters, indexes into Port.stats. */
+export const PortStat = { RX_FRAMES: 0, RX_BYTES: 1, TX_FRAMES: 2, TX_BYTES: 3, TX_DROPS: 4 } as const;
+export const PORT_STAT_NAMES = ['rx_frames', 'rx_bytes', 'tx_frames', 'tx_bytes', 'tx_drops'] as const;
+
+/** How an fd is opened: its framing mode (PortMode) and a name for logs. */
+export interface PortSpec {
+  fd: number;
+  mode: number;
+  name: string;
+}
+
+/** An open port. Frames to send are queued as (offset, length) pairs into the arena until the next flush. */
+export class Port {
+  readonly id: number;
+  readonly name: string;
+  readonly txOffs: Uint32Array;
+  readonly txLens: Uint32Array;
+  txCount = 0;
+  readonly stats = new Float64Array(PORT_STAT_NAMES.length);
+  closed = false;
+
+  constructor(spec: PortSpec, queueLen: number) {
+    this.id = native.portOpen(spec.fd, spec.mode);
+    this.name = spec.name;
+    this.txOffs = new Uint32Array(queueLen);
+    this.txLens = new Uint32Array(queueLen);
+  }
+
+  /** Closes the fd; the port number may be reused afterwards. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native.portClose(this.id);
+  }
+}

@@ -1,0 +1,82 @@
+// The lease file under --state-dir: the bound leases, rewritten whole and atomically after each change.
+
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+
+/** A bound lease as it is kept on disk and in the lease table. */
+export interface StoredLease {
+  key: string;
+  mac: string;
+  ip: number;
+  expires: number;
+  hostname?: string;
+}
+
+interface FileLease {
+  key: string;
+  mac: string;
+  ip: string;
+  expires: string;
+  hostname?: string;
+}
+
+/** Reads and writes one JSON lease file; a write never leaves a half-written file behind. */
+export class LeaseStore {
+  constructor(readonly path: string) {}
+
+  /** The leases in the file; none if it does not exist yet. A file that cannot be read is an error. */
+  load(): StoredLease[] {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const data = JSON.parse(text) as { version?: number; leases?: FileLease[] };
+    if (data.version !== 1 || !Array.isArray(data.leases))
+      throw new Error(`${this.path}: not a softnet lease file`);
+    const out: StoredLease[] = [];
+    for (const l of data.leases) {
+      const ip = parseIpv4(l.ip);
+      const expires = Date.parse(l.expires);
+      if (ip === null || Number.isNaN(expires) || typeof l.key !== 'string') {
+        throw new Error(`${this.path}: bad lease entry ${JSON.stringify(l)}`);
+      }
+      out.push({ key: l.key, mac: l.mac, ip, expires, hostname: l.hostname });
+    }
+    return out;
+  }
+
+  /** Replaces the file's content with `leases`: temp file, fsync, rename, fsync of the directory. */
+  save(leases: Iterable<StoredLease>): void {
+    const list: FileLease[] = [];
+    for (const l of leases) {
+      list.push({
+        key: l.key,
+        mac: l.mac,
+        ip: formatIpv4(l.ip),
+        expires: new Date(l.expires).toISOString(),
+        hostname: l.hostname,
+      });
+    }
+    const dir = dirname(this.path);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeFileSync(fd, `${JSON.stringify({ version: 1, leases: list }, null, 1)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.path);
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+}

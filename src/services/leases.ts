@@ -1,0 +1,160 @@
+/*
+ * The lease table of one network.
+ *
+ * Theory of operation
+ * - A lease ties one client identity (the attachment's key, not a MAC the guest could choose) to one
+ *   address of the pool. It is `offered` for a short hold after an OFFER, then `bound` after an ACK until
+ *   it expires, is released, or its VM goes away.
+ * - Invariants: an address belongs to at most one lease and an identity holds at most one lease; the
+ *   gateway, network and broadcast addresses are outside the pool; a declined address is quarantined.
+ * - Bound leases are persisted after every change (LeaseStore: temp file + rename), so a restarted
+ *   softnet, even after SIGKILL, knows every address a client may still use and never hands it to another.
+ *   Offers are not persisted: a client whose offer was lost simply asks again.
+ * - Time comes in as an argument (ms since the epoch), so expiry is driven by the caller's timer.
+ */
+
+import type { LeaseStore, StoredLease } from './lease-store.js';
+
+/** One lease. */
+export interface Lease extends StoredLease {
+  state: 'offered' | 'bound';
+}
+
+/** The pool of one network and who holds what in it. */
+export class LeaseTable {
+  private readonly byKey = new Map<string, Lease>();
+  private readonly byIp = new Map<number, Lease>();
+  private readonly declined = new Map<number, number>();
+
+  constructor(
+    private readonly poolStart: number,
+    private readonly poolEnd: number,
+    private readonly store: LeaseStore | null,
+    now: number,
+  ) {
+    for (const l of store?.load() ?? []) {
+      if (l.expires > now && this.inPool(l.ip) && !this.byIp.has(l.ip) && !this.byKey.has(l.key)) {
+        this.put({ ...l, state: 'bound' });
+      }
+    }
+  }
+
+  /** The lease of an identity, if any (an expired one is still returned until expire() runs). */
+  get(key: string): Lease | undefined {
+    return this.byKey.get(key);
+  }
+
+  /** The lease holding an address, if any. */
+  holder(ip: number): Lease | undefined {
+    return this.byIp.get(ip);
+  }
+
+  /** Every lease, offered and bound. */
+  all(): IterableIterator<Lease> {
+    return this.byKey.values();
+  }
+
+  /** Whether `key` may have `ip`: in the pool, not quarantined, and not held by another identity. */
+  available(key: string, ip: number, now: number): boolean {
+    if (!this.inPool(ip)) return false;
+    const q = this.declined.get(ip);
+    if (q !== undefined && q > now) return false;
+    const h = this.byIp.get(ip);
+    return h === undefined || h.key === key || h.expires <= now;
+  }
+
+  /** The address to offer `key`: the one it holds, else `requested` if available, else the lowest free; 0 if none. */
+  choose(key: string, requested: number, now: number): number {
+    const own = this.byKey.get(key);
+    if (own && own.expires > now) return own.ip;
+    if (requested !== 0 && this.available(key, requested, now)) return requested;
+    for (let ip = this.poolStart; ip <= this.poolEnd; ip++) if (this.available(key, ip, now)) return ip;
+    return 0;
+  }
+
+  /** Holds `ip` for `key` until `until` after an OFFER; a bound lease of the same address stays bound. */
+  offer(key: string, mac: string, ip: number, until: number): void {
+    const own = this.byKey.get(key);
+    if (own && own.ip === ip && own.state === 'bound') return;
+    const dropped = this.take(key, ip);
+    this.put({ key, mac, ip, state: 'offered', expires: until });
+    if (dropped) this.save();
+  }
+
+  /** Binds `ip` to `key` until `until` after an ACK; returns whether this was a renewal of the same binding. */
+  bind(key: string, mac: string, ip: number, until: number, hostname?: string): 'bound' | 'renewed' {
+    const own = this.byKey.get(key);
+    const renewed = own !== undefined && own.ip === ip && own.state === 'bound';
+    this.take(key, ip);
+    this.put({ key, mac, ip, state: 'bound', expires: until, hostname });
+    this.save();
+    return renewed ? 'renewed' : 'bound';
+  }
+
+  /** Frees the lease of `key`; returns it, or undefined if it held none. */
+  release(key: string): Lease | undefined {
+    const own = this.byKey.get(key);
+    if (!own) return undefined;
+    this.remove(own);
+    if (own.state === 'bound') this.save();
+    return own;
+  }
+
+  /** Quarantines `ip` until `until` after a DECLINE (someone else answers ARP for it) and frees `key`'s lease of it. */
+  decline(key: string, ip: number, until: number): void {
+    const own = this.byKey.get(key);
+    if (own && own.ip === ip) this.release(key);
+    if (this.inPool(ip)) this.declined.set(ip, until);
+  }
+
+  /** Removes leases and quarantines that ended by `now`; returns the bound leases that expired. */
+  expire(now: number): Lease[] {
+    const gone: Lease[] = [];
+    for (const l of this.byKey.values()) {
+      if (l.expires <= now) {
+        this.remove(l);
+        if (l.state === 'bound') gone.push(l);
+      }
+    }
+    for (const [ip, until] of this.declined) if (until <= now) this.declined.delete(ip);
+    if (gone.length > 0) this.save();
+    return gone;
+  }
+
+  private inPool(ip: number): boolean {
+    return ip >= this.poolStart && ip <= this.poolEnd;
+  }
+
+  /** Makes room for `key` to hold `ip` (drops its other lease and an expired holder); true if a bound one went. */
+  private take(key: string, ip: number): boolean {
+    let dropped = false;
+    const own = this.byKey.get(key);
+    if (own && own.ip !== ip) {
+      this.remove(own);
+      dropped = own.state === 'bound';
+    }
+    const h = this.byIp.get(ip);
+    if (h && h.key !== key) {
+      this.remove(h);
+      dropped ||= h.state === 'bound';
+    }
+    return dropped;
+  }
+
+  private put(l: Lease): void {
+    this.byKey.set(l.key, l);
+    this.byIp.set(l.ip, l);
+  }
+
+  private remove(l: Lease): void {
+    this.byKey.delete(l.key);
+    if (this.byIp.get(l.ip) === l) this.byIp.delete(l.ip);
+  }
+
+  private save(): void {
+    if (!this.store) return;
+    const bound: Lease[] = [];
+    for (const l of this.byKey.values()) if (l.state === 'bound') bound.push(l);
+    this.store.save(bound);
+  }
+}
