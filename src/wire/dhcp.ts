@@ -138,11 +138,11 @@ function concat(list: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Parses the DHCP message in u8[off, off+len) (the UDP payload); never throws. */
-export function parseDhcp(u8: Uint8Array, off: number, len: number): DhcpParse {
+/** Parses the DHCP message in u8[off, off+len) (the UDP payload), of operation `op`; never throws. */
+export function parseDhcp(u8: Uint8Array, off: number, len: number, op: number = DhcpOp.BOOTREQUEST): DhcpParse {
   if (len < BOOTP.OPTIONS) return fail(Drop.DHCP_TRUNCATED);
   const dv = new DataView(u8.buffer, u8.byteOffset + off, len);
-  if (dv.getUint8(BOOTP.OP) !== DhcpOp.BOOTREQUEST) return fail(Drop.DHCP_BAD_OP);
+  if (dv.getUint8(BOOTP.OP) !== op) return fail(Drop.DHCP_BAD_OP);
   if (dv.getUint8(BOOTP.HTYPE) !== 1 || dv.getUint8(BOOTP.HLEN) !== 6) return fail(Drop.DHCP_BAD_HW);
   if (dv.getUint32(BOOTP.COOKIE) !== MAGIC_COOKIE) return fail(Drop.DHCP_BAD_COOKIE);
 
@@ -172,7 +172,7 @@ export function parseDhcp(u8: Uint8Array, off: number, len: number): DhcpParse {
   return {
     ok: true,
     msg: {
-      op: DhcpOp.BOOTREQUEST,
+      op,
       xid: dv.getUint32(BOOTP.XID),
       secs: dv.getUint16(BOOTP.SECS),
       flags: dv.getUint16(BOOTP.FLAGS),

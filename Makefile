@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := demo
+
+# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump.
+DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps
+# The command each package provides, to skip apt when everything is already there.
+DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill
+
+.PHONY: demo test deps debs build lint typecheck unit integration bench clean
+
+demo: deps build
+	./bin/softnet demo
+
+test: deps build typecheck lint unit integration
+
+deps: debs node_modules/.installed
+
+debs:
+	@missing=0; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
+	fi
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+build: node_modules/.installed
+	npx node-gyp rebuild --nodedir=/usr --directory native --loglevel=warn
+	npx tsc -p tsconfig.json
+
+typecheck: node_modules/.installed
+	npx tsc -p tsconfig.json --noEmit
+
+lint: node_modules/.installed
+	npx biome check src test bench
+
+unit: build
+	node --test --test-concurrency=2 dist/test/unit/
+
+integration: build
+	node --test --test-concurrency=2 --test-timeout=300000 dist/test/integration/
+
+bench: deps build
+	node dist/bench/pipeline.js
+
+clean:
+	rm -rf dist native/build node_modules

@@ -1,0 +1,53 @@
+// Frames a test VM sends without a kernel behind it (over --vm-fd and --vm-socket), built with the
+// project's own wire builders, and a reader for the DHCP replies that come back.
+
+import { DhcpOp, DhcpOption, type DhcpMessage, DhcpType, parseDhcp } from '../../src/wire/dhcp.js';
+import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../../src/wire/ethernet.js';
+import * as ipv4 from '../../src/wire/ipv4.js';
+import { IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
+import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
+
+const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
+
+/** A DHCP client message from `mac` as a whole Ethernet frame, sent from 0.0.0.0 to broadcast. */
+export function dhcpFrame(mac: Uint8Array, xid: number, type: number, options: Array<[number, number[]]> = []): Uint8Array {
+  const dhcp = new Uint8Array(300);
+  const dv = new DataView(dhcp.buffer);
+  dv.setUint8(0, DhcpOp.BOOTREQUEST);
+  dv.setUint8(1, 1);
+  dv.setUint8(2, 6);
+  dv.setUint32(4, xid);
+  dhcp.set(mac, 28);
+  dv.setUint32(236, 0x63825363);
+  let at = 240;
+  for (const [code, data] of [[DhcpOption.MESSAGE_TYPE, [type]] as [number, number[]], ...options]) {
+    dhcp[at] = code;
+    dhcp[at + 1] = data.length;
+    dhcp.set(data, at + 2);
+    at += 2 + data.length;
+  }
+  dhcp[at] = DhcpOption.END;
+  const frame = new Uint8Array(ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + dhcp.length);
+  const fdv = new DataView(frame.buffer);
+  const ip = emitEthernet(frame, 0, BROADCAST, 0, mac, EtherType.IPV4);
+  const udp = ip + IPV4_HEADER_LEN;
+  frame.set(dhcp, udp + UDP_HEADER_LEN);
+  emitUdp(fdv, frame, udp, 0, 0xffffffff, 68, 67, dhcp.length);
+  ipv4.emitIpv4(fdv, frame, ip, IpProto.UDP, 0, 0xffffffff, UDP_HEADER_LEN + dhcp.length, 64);
+  return frame;
+}
+
+/** The DHCP reply carried by an Ethernet frame, and the UDP payload length; null if the frame is not one. */
+export function dhcpReply(frame: Uint8Array): { msg: DhcpMessage; payloadLen: number } | null {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  if (frame.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN || dv.getUint16(12) !== EtherType.IPV4) return null;
+  const ip = ETH_HEADER_LEN;
+  if (ipv4.proto(dv, ip) !== IpProto.UDP) return null;
+  const udp = ip + ipv4.headerLen(dv, ip);
+  if (dv.getUint16(udp + 2) !== 68) return null;
+  const payloadLen = dv.getUint16(udp + 4) - UDP_HEADER_LEN;
+  const parsed = parseDhcp(frame, udp + UDP_HEADER_LEN, payloadLen, DhcpOp.BOOTREPLY);
+  return parsed.ok ? { msg: parsed.msg, payloadLen } : null;
+}
+
+export { DhcpOption, DhcpType };

@@ -1,0 +1,89 @@
+// Running the real softnet binary in a test namespace and reading what it logs.
+
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Topology } from './topology.js';
+
+/** The compiled CLI entry point. */
+export const SOFTNET = fileURLToPath(new URL('../../src/cli/softnet.js', import.meta.url));
+
+/** A softnet process and the lines it has written to stderr. */
+export class Softnet {
+  readonly lines: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private waiters: Array<() => void> = [];
+
+  constructor(readonly child: ChildProcess) {
+    let partial = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      partial += chunk;
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      this.lines.push(...parts);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    child.stdout!.resume();
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    this.exited.then(() => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Waits for a log line matching `re` (counting from line `from`); rejects after `ms`. */
+  async waitFor(re: RegExp, ms = 20_000, from = 0): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      for (let i = from; i < this.lines.length; i++) {
+        const m = this.lines[i].match(re);
+        if (m) return m;
+      }
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`softnet exited before logging ${re}:\n${this.lines.join('\n')}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`softnet did not log ${re} within ${ms} ms:\n${this.lines.join('\n')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Asks for the counters (SIGUSR1) and returns them. */
+  async counters(): Promise<Record<string, Record<string, number>>> {
+    const from = this.lines.length;
+    this.child.kill('SIGUSR1');
+    const m = await this.waitFor(/counters counters=(.*)$/, 5000, from);
+    return JSON.parse(JSON.parse(m[1]));
+  }
+
+  /** Sends `signal` and waits for the exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+/** Starts softnet with `args` inside namespace `ns`; `fds` become the child's fds 3, 4, ... */
+export function startSoftnet(topo: Topology, ns: string, args: string[], fds: number[] = []): Softnet {
+  return new Softnet(topo.spawn(ns, process.execPath, [SOFTNET, ...args], fds));
+}
+
+/** Starts softnet for a VM namespace, with a fresh state directory unless one is given; waits until it serves. */
+export async function softnetForVm(
+  topo: Topology,
+  hostNs: string,
+  vmNs: string,
+  mac: string,
+  extra: string[] = [],
+): Promise<Softnet> {
+  const args = ['--vm-netns', `/run/netns/${vmNs}`, '--vm-mac-address', mac, ...extra];
+  if (!extra.includes('--state-dir')) args.push('--state-dir', `${topo.dir}/state`);
+  const s = startSoftnet(topo, hostNs, args);
+  await s.waitFor(/softnet: started /);
+  return s;
+}
