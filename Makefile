@@ -2,10 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump.
-DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps
+# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl.
+DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl
 # The command each package provides, to skip apt when everything is already there.
-DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill
+DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill curl
 
 .PHONY: demo test deps debs build lint typecheck unit integration bench clean
 

@@ -139,7 +139,12 @@ function concat(list: Uint8Array[]): Uint8Array {
 }
 
 /** Parses the DHCP message in u8[off, off+len) (the UDP payload), of operation `op`; never throws. */
-export function parseDhcp(u8: Uint8Array, off: number, len: number, op: number = DhcpOp.BOOTREQUEST): DhcpParse {
+export function parseDhcp(
+  u8: Uint8Array,
+  off: number,
+  len: number,
+  op: number = DhcpOp.BOOTREQUEST,
+): DhcpParse {
   if (len < BOOTP.OPTIONS) return fail(Drop.DHCP_TRUNCATED);
   const dv = new DataView(u8.buffer, u8.byteOffset + off, len);
   if (dv.getUint8(BOOTP.OP) !== op) return fail(Drop.DHCP_BAD_OP);

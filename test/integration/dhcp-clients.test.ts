@@ -1,8 +1,9 @@
 // Real DHCP clients get a short lease from softnet through --vm-netns; the VM and the host reach each other.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Dhclient, dhcpcdOnce, Udhcpc } from '../lib/clients.js';
 import { type Softnet, softnetForVm } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
@@ -23,7 +24,14 @@ describe('busybox udhcpc', () => {
   });
 
   test('gets a 600 s lease, and no DHCP frame reaches the host link', async () => {
-    const capture = topo.spawn(host, 'tcpdump', ['-n', '-l', '--immediate-mode', '-i', 'softnet0', 'udp port 67 or udp port 68 or icmp']);
+    const capture = topo.spawn(host, 'tcpdump', [
+      '-n',
+      '-l',
+      '--immediate-mode',
+      '-i',
+      'softnet0',
+      'udp port 67 or udp port 68 or icmp',
+    ]);
     let seen = '';
     capture.stdout!.on('data', (d: Buffer) => {
       seen += d.toString();
@@ -39,7 +47,9 @@ describe('busybox udhcpc', () => {
     assert.equal(lease.lease, 600);
     assert.equal(lease.router, GATEWAY);
     assert.match(lease.ip, /^192\.168\.64\.\d+$/);
-    await softnet.waitFor(new RegExp(`lease bound ip=${lease.ip.replace(/\./g, '\\.')} mac=52:54:00:00:00:01 lease=600`));
+    await softnet.waitFor(
+      new RegExp(`lease bound ip=${lease.ip.replace(/\./g, '\\.')} mac=52:54:00:00:00:01 lease=600`),
+    );
     // Traffic the host link does carry, so the capture is known to work while it sees no DHCP.
     await topo.exec(host, 'ping', ['-c', '1', '-W', '2', lease.ip]);
     capture.kill('SIGTERM');
@@ -59,6 +69,19 @@ describe('busybox udhcpc', () => {
     assert.match(fromHost.stdout, /3 received/);
     const neigh = await topo.exec(host, 'ip', ['neigh', 'show', ip]);
     assert.match(neigh.stdout, /lladdr 52:54:00:00:00:01/);
+  });
+
+  test('the VM reaches a TCP service of the host at the gateway address', async () => {
+    mkdirSync(`${topo.dir}/www`);
+    writeFileSync(`${topo.dir}/www/hello.txt`, 'hello from the host\n');
+    topo.spawn(host, 'busybox', ['httpd', '-f', '-p', '8080', '-h', `${topo.dir}/www`]);
+    let body = '';
+    for (let i = 0; i < 50 && body === ''; i++) {
+      const r = await topo.status(vm, 'curl', ['-sS', '-m', '2', `http://${GATEWAY}:8080/hello.txt`]);
+      body = r.stdout;
+      if (body === '') await sleep(100);
+    }
+    assert.equal(body, 'hello from the host\n');
   });
 
   test('the counters show both directions of each port', async () => {

@@ -26,7 +26,16 @@ describe('--vm-fd with a datagram socketpair', () => {
     const softnet = startSoftnet(
       topo,
       host,
-      ['--vm-fd', '3', '--vm-mac-address', '52:54:00:aa:00:01', '--state-dir', `${topo.dir}/state`, '--lease-time', '120'],
+      [
+        '--vm-fd',
+        '3',
+        '--vm-mac-address',
+        '52:54:00:aa:00:01',
+        '--state-dir',
+        `${topo.dir}/state`,
+        '--lease-time',
+        '120',
+      ],
       [softnetEnd],
     );
     native.closeFd(softnetEnd);
@@ -85,7 +94,14 @@ describe('--vm-socket (QEMU -netdev stream)', () => {
   test('carries a DHCP exchange in length-prefixed frames, split across writes', async () => {
     const host = await topo.netns('host');
     const path = `${topo.dir}/vm.sock`;
-    const softnet = startSoftnet(topo, host, ['--vm-socket', path, '--vm-mac-address', '52:54:00:aa:00:01', '--state-dir', `${topo.dir}/state`]);
+    const softnet = startSoftnet(topo, host, [
+      '--vm-socket',
+      path,
+      '--vm-mac-address',
+      '52:54:00:aa:00:01',
+      '--state-dir',
+      `${topo.dir}/state`,
+    ]);
     await softnet.waitFor(/waiting for the VM/);
     const sock = connect(path);
     await new Promise((resolve) => sock.once('connect', resolve));

@@ -55,15 +55,41 @@ esac`,
     );
   }
 
-  /** Gets a lease and exits (-q); with `release`, releases it on exit (-R). Rejects if none comes. */
+  /** Gets a lease and exits (-q); rejects if none comes. */
   async once(extra: string[] = []): Promise<ClientLease> {
-    await this.topo.exec(this.ns, 'busybox', ['udhcpc', '-i', this.ifname, '-f', '-q', '-n', '-t', '5', '-T', '2', '-s', this.script, ...extra]);
+    await this.topo.exec(this.ns, 'busybox', [
+      'udhcpc',
+      '-i',
+      this.ifname,
+      '-f',
+      '-q',
+      '-n',
+      '-t',
+      '5',
+      '-T',
+      '2',
+      '-s',
+      this.script,
+      ...extra,
+    ]);
     return this.last();
   }
 
   /** Runs in the foreground until killed: SIGUSR1 renews, SIGUSR2 releases. */
   daemon(extra: string[] = []) {
-    return this.topo.spawn(this.ns, 'busybox', ['udhcpc', '-i', this.ifname, '-f', '-t', '5', '-T', '2', '-s', this.script, ...extra]);
+    return this.topo.spawn(this.ns, 'busybox', [
+      'udhcpc',
+      '-i',
+      this.ifname,
+      '-f',
+      '-t',
+      '5',
+      '-T',
+      '2',
+      '-s',
+      this.script,
+      ...extra,
+    ]);
   }
 
   /** Every event the script saw, oldest first. */
@@ -96,7 +122,16 @@ export class Dhclient {
       `echo "$reason $new_ip_address $new_dhcp_lease_time $new_routers" >> ${this.log}
 case "$reason" in BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;; esac`,
     );
-    this.args = ['-4', '-sf', sh, '-lf', join(topo.dir, `dhclient-${ns}.leases`), '-pf', join(topo.dir, `dhclient-${ns}.pid`), ifname];
+    this.args = [
+      '-4',
+      '-sf',
+      sh,
+      '-lf',
+      join(topo.dir, `dhclient-${ns}.leases`),
+      '-pf',
+      join(topo.dir, `dhclient-${ns}.pid`),
+      ifname,
+    ];
   }
 
   /** Gets a lease (-1: one try); resolves once the client has bound and gone to the background. */
@@ -115,6 +150,11 @@ case "$reason" in BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$n
 
 /** dhcpcd in one-shot mode: solicits, probes the address with ARP, binds and exits. */
 export async function dhcpcdOnce(topo: Topology, ns: string, ifname: string): Promise<string> {
-  const out = await topo.exec(ns, 'dhcpcd', ['-4', '-1', '-B', '-f', '/dev/null', '-c', '/bin/true', ifname], 60_000);
+  const out = await topo.exec(
+    ns,
+    'dhcpcd',
+    ['-4', '-1', '-B', '-f', '/dev/null', '-c', '/bin/true', ifname],
+    60_000,
+  );
   return out.stdout + out.stderr;
 }

@@ -1,7 +1,7 @@
 // Frames a test VM sends without a kernel behind it (over --vm-fd and --vm-socket), built with the
 // project's own wire builders, and a reader for the DHCP replies that come back.
 
-import { DhcpOp, DhcpOption, type DhcpMessage, DhcpType, parseDhcp } from '../../src/wire/dhcp.js';
+import { type DhcpMessage, DhcpOp, DhcpOption, DhcpType, parseDhcp } from '../../src/wire/dhcp.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../../src/wire/ethernet.js';
 import * as ipv4 from '../../src/wire/ipv4.js';
 import { IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
@@ -10,7 +10,12 @@ import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
 const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
 
 /** A DHCP client message from `mac` as a whole Ethernet frame, sent from 0.0.0.0 to broadcast. */
-export function dhcpFrame(mac: Uint8Array, xid: number, type: number, options: Array<[number, number[]]> = []): Uint8Array {
+export function dhcpFrame(
+  mac: Uint8Array,
+  xid: number,
+  type: number,
+  options: Array<[number, number[]]> = [],
+): Uint8Array {
   const dhcp = new Uint8Array(300);
   const dv = new DataView(dhcp.buffer);
   dv.setUint8(0, DhcpOp.BOOTREQUEST);
@@ -40,7 +45,8 @@ export function dhcpFrame(mac: Uint8Array, xid: number, type: number, options: A
 /** The DHCP reply carried by an Ethernet frame, and the UDP payload length; null if the frame is not one. */
 export function dhcpReply(frame: Uint8Array): { msg: DhcpMessage; payloadLen: number } | null {
   const dv = new DataView(frame.buffer, frame.byteOffset, frame.length);
-  if (frame.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN || dv.getUint16(12) !== EtherType.IPV4) return null;
+  if (frame.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN || dv.getUint16(12) !== EtherType.IPV4)
+    return null;
   const ip = ETH_HEADER_LEN;
   if (ipv4.proto(dv, ip) !== IpProto.UDP) return null;
   const udp = ip + ipv4.headerLen(dv, ip);

@@ -48,12 +48,21 @@ export class Topology {
   }
 
   /** Like exec, but resolves with the exit code instead of rejecting. */
-  async status(ns: string, cmd: string, args: string[], timeoutMs = 60_000): Promise<Output & { code: number }> {
+  async status(
+    ns: string,
+    cmd: string,
+    args: string[],
+    timeoutMs = 60_000,
+  ): Promise<Output & { code: number }> {
     try {
       return { ...(await this.exec(ns, cmd, args, timeoutMs)), code: 0 };
     } catch (e) {
       const err = e as { code?: number; stdout?: string; stderr?: string };
-      return { stdout: err.stdout ?? '', stderr: err.stderr ?? '', code: typeof err.code === 'number' ? err.code : -1 };
+      return {
+        stdout: err.stdout ?? '',
+        stderr: err.stderr ?? '',
+        code: typeof err.code === 'number' ? err.code : -1,
+      };
     }
   }
 
@@ -91,7 +100,9 @@ export class Topology {
     for (const ns of this.namespaces.splice(0)) {
       // Processes a test left in the namespace (a daemonized DHCP client) go with it.
       try {
-        const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+        const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean);
         for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
       } catch {}
       try {
