@@ -44,7 +44,7 @@ integration: build
 	node --test --test-concurrency=2 --test-timeout=300000 dist/test/integration/
 
 bench: deps build
-	node dist/bench/pipeline.js
+	node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
 
 clean:
 	rm -rf dist native/build node_modules

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import type { VmOptions } from '../cli/args.js';
 import { UsageError } from '../cli/args.js';
 import { native } from '../native.js';
-import { Pipeline } from '../pipeline/pipeline.js';
+import { BATCH, Pipeline } from '../pipeline/pipeline.js';
 import { openHostLink } from '../ports/host-link.js';
 import { PORT_STAT_NAMES, Port, type PortSpec } from '../ports/port.js';
 import { acceptStream, listenStream } from '../ports/stream.js';
@@ -29,9 +29,6 @@ import { formatIpv4, formatMac } from '../wire/addr.js';
 import { makeNetwork } from './network.js';
 import { dropPrivileges } from './privileges.js';
 import { NetworkSegment } from './segment.js';
-
-/** Transmit queue length of a port: a batch can send at most one frame per received frame. */
-const QUEUE_LEN = 64;
 
 /** Runs the per-VM form: one VM on its own network. */
 export class Engine {
@@ -192,7 +189,7 @@ export class Engine {
 
   private open(spec: PortSpec): Port {
     try {
-      return new Port(spec, QUEUE_LEN);
+      return new Port(native.portOpen(spec.fd, spec.mode), spec.name, BATCH, native.portClose);
     } catch (e) {
       native.closeFd(spec.fd);
       throw e;

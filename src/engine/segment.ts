@@ -6,7 +6,9 @@
  *   restores the address a still-valid lease gives the VM (so a restarted softnet lets a VM keep
  *   talking), detaching because the VM went away frees its lease at once.
  * - `byIp` maps each usable leased address to its attachment; assign() is the only place that changes an
- *   attachment's address, so the map and the attachments never disagree.
+ *   attachment's address, so the map and the attachments never disagree. Its keys are `ip | 0`: a signed
+ *   32-bit key is a small integer to V8, where an address above 2^31 would be a boxed number allocated on
+ *   every lookup.
  * - Leases expire on a one-second timer, not per packet.
  */
 
@@ -29,7 +31,7 @@ import type { NetworkConfig } from './network.js';
 /** A network's run-time state; it owns the host link port and decides the frames of every port on it. */
 export class NetworkSegment implements Segment {
   readonly gatewayMacKey: number;
-  readonly byIp = new Map<number, Attachment>();
+  private readonly byIp = new Map<number, Attachment>();
   readonly leases: LeaseTable;
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
@@ -62,6 +64,11 @@ export class NetworkSegment implements Segment {
       failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
     };
     p.add(hostLink, this.hostOwner);
+  }
+
+  /** The VM that holds leased address `ip`, if any. */
+  vmAt(ip: number): Attachment | undefined {
+    return this.byIp.get(ip | 0);
   }
 
   /** Attaches a VM's port; a lease the VM still holds makes its address usable at once. */
@@ -100,7 +107,7 @@ export class NetworkSegment implements Segment {
   tick(now: number): void {
     for (const l of this.leases.expire(now)) {
       this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
-      const att = this.byIp.get(l.ip);
+      const att = this.vmAt(l.ip);
       if (att) this.assign(att, 0);
     }
   }
@@ -120,8 +127,8 @@ export class NetworkSegment implements Segment {
   }
 
   private assign(att: Attachment, ip: number): void {
-    if (att.ip !== 0 && this.byIp.get(att.ip) === att) this.byIp.delete(att.ip);
+    if (att.ip !== 0 && this.vmAt(att.ip) === att) this.byIp.delete(att.ip | 0);
     att.ip = ip;
-    if (ip !== 0) this.byIp.set(ip, att);
+    if (ip !== 0) this.byIp.set(ip | 0, att);
   }
 }

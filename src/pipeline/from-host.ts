@@ -29,7 +29,7 @@ function fromHostArp(p: Pipeline, seg: Segment, off: number, len: number): numbe
   const a = off + ETH_HEADER_LEN;
   if (!arp.isEthernetIpv4(dv, a, len - ETH_HEADER_LEN)) return Drop.ARP_MALFORMED;
   if (arp.op(dv, a) !== arp.ArpOp.REQUEST) return Drop.ARP_REPLY;
-  const att = seg.byIp.get(arp.targetIp(dv, a));
+  const att = seg.vmAt(arp.targetIp(dv, a));
   if (att === undefined || att.port.closed) return Drop.HOST_ARP_NOT_VM;
   p.queue(seg.hostLink, off, answerArpInPlace(p.u8, dv, off, att.mac));
   return Drop.NONE;
@@ -41,7 +41,7 @@ function fromHostIpv4(p: Pipeline, seg: Segment, off: number, len: number): numb
   if (isGroupMac(u8, off + ETH.DST)) return Drop.HOST_GROUP;
   const bad = ipv4.validate(p.dv, u8, ip, len - ETH_HEADER_LEN);
   if (bad !== Drop.NONE) return bad;
-  const att = seg.byIp.get(ipv4.dst(p.dv, ip));
+  const att = seg.vmAt(ipv4.dst(p.dv, ip));
   if (att === undefined || macKey(u8, off + ETH.DST) !== att.macKey) return Drop.HOST_DST_UNKNOWN;
   p.queue(att.port, off, ETH_HEADER_LEN + ipv4.totalLen(p.dv, ip));
   return Drop.NONE;

@@ -21,7 +21,7 @@ export const STRIDE = 2048;
 const RX_BASE = 0;
 const GEN_BASE = BATCH * STRIDE;
 /** Batches taken from one port before the others get a turn. */
-const ROUNDS = 8;
+export const DRAIN_ROUNDS = 8;
 
 /** The batched I/O the pipeline needs: the addon's recv and send, or a fake in tests and the bench. */
 export interface FrameIo {
@@ -42,7 +42,9 @@ export class Pipeline {
   readonly dv = new DataView(this.arena);
   readonly drops = new Float64Array(DROP_COUNT);
   private readonly lens = new Uint32Array(BATCH);
+  /** Ports with queued frames; a fixed array and a count, because emptying a JS array frees its storage. */
   private readonly dirty: Port[] = [];
+  private dirtyCount = 0;
   private readonly owners: Array<PortOwner | undefined> = [];
   private readonly ports: Array<Port | undefined> = [];
 
@@ -83,7 +85,7 @@ export class Pipeline {
       this.drops[Drop.TX_FULL]++;
       return;
     }
-    if (n === 0) this.dirty.push(port);
+    if (n === 0) this.dirty[this.dirtyCount++] = port;
     port.txOffs[n] = off;
     port.txLens[n] = len;
     port.txCount = n + 1;
@@ -92,7 +94,7 @@ export class Pipeline {
   /** Sends every queued frame, one send() per port. */
   flush(): void {
     const dirty = this.dirty;
-    for (let i = 0; i < dirty.length; i++) {
+    for (let i = 0; i < this.dirtyCount; i++) {
       const port = dirty[i];
       const count = port.txCount;
       port.txCount = 0;
@@ -116,7 +118,7 @@ export class Pipeline {
         this.drops[Drop.TX_FULL] += count - sent;
       }
     }
-    dirty.length = 0;
+    this.dirtyCount = 0;
   }
 
   /** Reads and handles batches from `port` until it is empty or has had its turn; true if it may hold more. */
@@ -124,7 +126,7 @@ export class Pipeline {
     const owner = this.owners[port.id];
     if (!owner) return false;
     const lens = this.lens;
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < DRAIN_ROUNDS; round++) {
       const n = this.io.recv(port.id, RX_BASE, STRIDE, BATCH, lens);
       if (n < 0) {
         owner.failed(port, n);

@@ -11,6 +11,7 @@ export interface Segment {
   readonly gatewayMac: Uint8Array;
   readonly gatewayMacKey: number;
   readonly hostLink: Port;
-  readonly byIp: Map<number, Attachment>;
+  /** The VM that holds leased address `ip`, if any. */
+  vmAt(ip: number): Attachment | undefined;
   readonly dhcp: DhcpServer;
 }

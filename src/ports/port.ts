@@ -1,7 +1,5 @@
 // A port: one fd that carries frames (a VM's NIC, the host link), its transmit queue and its counters.
 
-import { native } from '../native.js';
-
 /** Per-port counters, indexes into Port.stats. */
 export const PortStat = { RX_FRAMES: 0, RX_BYTES: 1, TX_FRAMES: 2, TX_BYTES: 3, TX_DROPS: 4 } as const;
 export const PORT_STAT_NAMES = ['rx_frames', 'rx_bytes', 'tx_frames', 'tx_bytes', 'tx_drops'] as const;
@@ -23,9 +21,15 @@ export class Port {
   readonly stats = new Float64Array(PORT_STAT_NAMES.length);
   closed = false;
 
-  constructor(spec: PortSpec, queueLen: number) {
-    this.id = native.portOpen(spec.fd, spec.mode);
-    this.name = spec.name;
+  constructor(
+    /** The addon's port number (or a fake's). */
+    id: number,
+    name: string,
+    queueLen: number,
+    private readonly closer: (id: number) => void,
+  ) {
+    this.id = id;
+    this.name = name;
     this.txOffs = new Uint32Array(queueLen);
     this.txLens = new Uint32Array(queueLen);
   }
@@ -34,6 +38,6 @@ export class Port {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    native.portClose(this.id);
+    this.closer(this.id);
   }
 }

@@ -1,0 +1,75 @@
+// A fake of the addon's batched I/O: frames handed to it are "received" by the pipeline and frames the
+// pipeline sends are kept for inspection. For the in-process bench and tests; no fd, no system call.
+
+import type { FrameIo } from '../pipeline/pipeline.js';
+
+/** Batched I/O over in-memory queues, one per port number. */
+export class FakeIo implements FrameIo {
+  private readonly inbox = new Map<number, Uint8Array[]>();
+  private readonly templates = new Map<number, Uint8Array>();
+  private readonly sent = new Map<number, Uint8Array[]>();
+  /** Frames sent per port. */
+  readonly sentCount = new Map<number, number>();
+  /** Whether sent frames are kept for take(); the bench turns it off and only counts. */
+  keep = true;
+  private u8: Uint8Array | null = null;
+
+  /** Uses `arena` for the offsets recv() and send() take, as the addon's setArena does. */
+  setArena(arena: ArrayBuffer): void {
+    this.u8 = new Uint8Array(arena);
+  }
+
+  /** Queues frames for the pipeline to receive on `port`. */
+  deliver(port: number, ...frames: Uint8Array[]): void {
+    const q = this.inbox.get(port) ?? [];
+    q.push(...frames);
+    this.inbox.set(port, q);
+  }
+
+  /** Makes every recv() on `port` return a full batch of copies of `frame` (the bench's endless source). */
+  flood(port: number, frame: Uint8Array): void {
+    this.templates.set(port, frame);
+  }
+
+  /** Ends flood(). */
+  stopFlood(port: number): void {
+    this.templates.delete(port);
+  }
+
+  recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number {
+    const u8 = this.u8!;
+    const t = this.templates.get(port);
+    if (t) {
+      for (let i = 0; i < max; i++) {
+        u8.set(t, base + i * stride);
+        lens[i] = t.length;
+      }
+      return max;
+    }
+    const q = this.inbox.get(port);
+    let n = 0;
+    while (q && q.length > 0 && n < max) {
+      const f = q.shift()!;
+      u8.set(f, base + n * stride);
+      lens[n++] = f.length;
+    }
+    return n;
+  }
+
+  send(port: number, offs: Uint32Array, lens: Uint32Array, count: number): number {
+    this.sentCount.set(port, (this.sentCount.get(port) ?? 0) + count);
+    if (this.keep) {
+      const list = this.sent.get(port) ?? [];
+      for (let i = 0; i < count; i++) list.push(this.u8!.slice(offs[i], offs[i] + lens[i]));
+      this.sent.set(port, list);
+    }
+    return count;
+  }
+
+  /** Takes the frames sent on `port` so far. */
+  take(port: number): Uint8Array[] {
+    const list = this.sent.get(port) ?? [];
+    this.sent.set(port, []);
+    return list;
+  }
+}
