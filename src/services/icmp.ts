@@ -1,6 +1,6 @@
 // ICMP echo at the gateway: the answer is the request turned around in place.
 
-import { update16 } from '../wire/checksum.js';
+import { checksum, update16 } from '../wire/checksum.js';
 import { ETH, ETH_HEADER_LEN, writeMac } from '../wire/ethernet.js';
 import { ICMP, IcmpType } from '../wire/icmp.js';
 import { IPV4 } from '../wire/ipv4.js';
@@ -33,6 +33,12 @@ export function answerEchoInPlace(
   const typeWord = dv.getUint16(icmp + ICMP.TYPE);
   const replyWord = (IcmpType.ECHO_REPLY << 8) | (typeWord & 0xff);
   dv.setUint8(icmp + ICMP.TYPE, IcmpType.ECHO_REPLY);
-  dv.setUint16(icmp + ICMP.CHECKSUM, update16(dv.getUint16(icmp + ICMP.CHECKSUM), typeWord, replyWord));
+  const check = update16(dv.getUint16(icmp + ICMP.CHECKSUM), typeWord, replyWord);
+  dv.setUint16(icmp + ICMP.CHECKSUM, check);
+  // RFC 1624's update cannot tell +0 from -0: a message that is now all zeros needs 0xffff, not 0x0000.
+  if (check === 0) {
+    dv.setUint16(icmp + ICMP.CHECKSUM, 0);
+    dv.setUint16(icmp + ICMP.CHECKSUM, checksum(u8, icmp, ipTotal - (icmp - ip)));
+  }
   return ETH_HEADER_LEN + ipTotal;
 }

@@ -1,0 +1,259 @@
+// The whole per-frame path in-process: a network segment behind the real pipeline, driven by a fake port.
+
+import assert from 'node:assert/strict';
+import { beforeEach, describe, test } from 'node:test';
+import { makeNetwork } from '../../src/engine/network.js';
+import { NetworkSegment } from '../../src/engine/segment.js';
+import { BATCH, Pipeline, STRIDE } from '../../src/pipeline/pipeline.js';
+import { FakeIo } from '../../src/ports/fake.js';
+import { Port } from '../../src/ports/port.js';
+import { DROP_NAMES, Drop } from '../../src/stats/drops.js';
+import { Logger } from '../../src/util/log.js';
+import { parseCidr, parseMac } from '../../src/wire/addr.js';
+import { ArpOp, emitArp } from '../../src/wire/arp.js';
+import { checksum } from '../../src/wire/checksum.js';
+import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
+import { EtherType, emitEthernet } from '../../src/wire/ethernet.js';
+import { ICMP, IcmpType } from '../../src/wire/icmp.js';
+import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
+import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
+import { dhcpFrame, dhcpReply } from '../lib/frames.js';
+
+const VM_MAC = parseMac('52:54:00:00:00:01')!;
+const OTHER_MAC = parseMac('52:54:00:00:00:99')!;
+const GW_MAC = parseMac('02:00:00:00:00:fe')!;
+const BROADCAST = parseMac('ff:ff:ff:ff:ff:ff')!;
+const GATEWAY = 0xc0a84001;
+const HOST = 1;
+const VM = 2;
+
+function ipFrame(
+  src: Uint8Array,
+  dst: Uint8Array,
+  srcIp: number,
+  dstIp: number,
+  proto: number,
+  len = 64,
+): Uint8Array {
+  const f = new Uint8Array(len);
+  const dv = new DataView(f.buffer);
+  const ip = emitEthernet(f, 0, dst, 0, src, EtherType.IPV4);
+  const l4 = ip + IPV4_HEADER_LEN;
+  const payload = len - l4;
+  if (proto === IpProto.UDP) emitUdp(dv, f, l4, srcIp, dstIp, 4000, 5000, payload - UDP_HEADER_LEN);
+  if (proto === IpProto.ICMP) {
+    f[l4 + ICMP.TYPE] = IcmpType.ECHO_REQUEST;
+    dv.setUint16(l4 + ICMP.CHECKSUM, checksum(f, l4, payload));
+  }
+  emitIpv4(dv, f, ip, proto, srcIp, dstIp, payload, 64);
+  return f;
+}
+
+function arpRequest(sha: Uint8Array, spa: number, tpa: number): Uint8Array {
+  const f = new Uint8Array(60);
+  const a = emitEthernet(f, 0, BROADCAST, 0, sha, EtherType.ARP);
+  emitArp(new DataView(f.buffer), f, a, ArpOp.REQUEST, sha, spa, new Uint8Array(6), 0, tpa);
+  return f;
+}
+
+describe('pipeline with a fake port', () => {
+  let io: FakeIo;
+  let p: Pipeline;
+  let seg: NetworkSegment;
+  let vmIp: number;
+
+  const drops = () =>
+    Object.fromEntries([...p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+  let vmPort: Port;
+  const fromVm = (f: Uint8Array) => {
+    io.deliver(VM, f);
+    p.drain(vmPort);
+  };
+
+  beforeEach(() => {
+    io = new FakeIo();
+    p = new Pipeline(io);
+    io.setArena(p.arena);
+    const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
+      name: 't',
+      type: 'shared',
+      leaseTime: 600,
+      mtu: 1500,
+      domain: null,
+      routes: [],
+    });
+    seg = new NetworkSegment(
+      p,
+      cfg,
+      new Port(HOST, 'host', BATCH, () => {}),
+      GW_MAC,
+      null,
+      new Logger('text', () => {}),
+      {
+        hostLinkFailed: () => {},
+        vmGone: () => {},
+      },
+    );
+    vmPort = new Port(VM, 'vm', BATCH, () => {});
+    const att = seg.attach(vmPort, VM_MAC, 'vm');
+    fromVm(dhcpFrame(VM_MAC, 1, DhcpType.DISCOVER));
+    const offer = dhcpReply(io.take(VM)[0])!;
+    const y = offer.msg.yiaddr;
+    fromVm(
+      dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [
+        [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
+      ]),
+    );
+    assert.equal(dhcpReply(io.take(VM)[0])?.msg.type, DhcpType.ACK);
+    vmIp = att.ip;
+    assert.notEqual(vmIp, 0);
+  });
+
+  test('the VM ARPs for the gateway and gets the host link MAC', () => {
+    fromVm(arpRequest(VM_MAC, vmIp, GATEWAY));
+    const [reply] = io.take(VM);
+    assert.equal(reply.length, 42);
+    assert.deepEqual([...reply.subarray(0, 6)], [...VM_MAC]);
+    assert.deepEqual([...reply.subarray(22, 28)], [...GW_MAC]);
+    assert.equal(new DataView(reply.buffer).getUint16(20), ArpOp.REPLY);
+  });
+
+  test('an echo to the gateway is answered with valid checksums', () => {
+    fromVm(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.ICMP));
+    const [reply] = io.take(VM);
+    const dv = new DataView(reply.buffer);
+    assert.equal(reply[34], IcmpType.ECHO_REPLY);
+    assert.equal(dv.getUint32(26), GATEWAY);
+    assert.equal(dv.getUint32(30), vmIp);
+    assert.equal(checksum(reply, 14, 20), 0);
+    assert.equal(checksum(reply, 34, reply.length - 34), 0);
+  });
+
+  test('other traffic to the gateway goes to the host link unchanged', () => {
+    const f = ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP);
+    fromVm(f);
+    assert.deepEqual(io.take(HOST), [f]);
+  });
+
+  test('the host ARPs for the VM and softnet answers with the VM MAC; traffic to it reaches the VM', () => {
+    io.deliver(HOST, arpRequest(GW_MAC, GATEWAY, vmIp));
+    p.drain(seg.hostLink);
+    const [reply] = io.take(HOST);
+    assert.deepEqual([...reply.subarray(22, 28)], [...VM_MAC]);
+    const f = ipFrame(GW_MAC, VM_MAC, GATEWAY, vmIp, IpProto.UDP);
+    io.deliver(HOST, f);
+    p.drain(seg.hostLink);
+    assert.deepEqual(io.take(VM), [f]);
+  });
+
+  const bad: Array<[string, () => Uint8Array, string]> = [
+    [
+      'a forged Ethernet source',
+      () => ipFrame(OTHER_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP),
+      'src-mac-spoofed',
+    ],
+    [
+      'a forged IPv4 source',
+      () => ipFrame(VM_MAC, GW_MAC, vmIp + 1, GATEWAY, IpProto.UDP),
+      'ipv4-src-spoofed',
+    ],
+    ['ARP with a forged sender IP', () => arpRequest(VM_MAC, vmIp + 1, GATEWAY), 'arp-sender-spoofed'],
+    ['ARP for another address', () => arpRequest(VM_MAC, vmIp, GATEWAY + 5), 'arp-target-not-gateway'],
+    ['a runt', () => new Uint8Array(10), 'frame-too-short'],
+    [
+      'IPv6',
+      () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), EtherType.IPV6),
+      'ipv6-unsupported',
+    ],
+    [
+      'a VLAN tag',
+      () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), EtherType.VLAN),
+      'vlan-tagged',
+    ],
+    ['LLDP', () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), EtherType.LLDP), 'lldp'],
+    [
+      'an 802.3 frame (STP)',
+      () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), 0x26),
+      'not-ethernet-ii',
+    ],
+    [
+      'an unknown EtherType',
+      () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), 0x1234),
+      'ethertype-unknown',
+    ],
+    [
+      'a bad IPv4 checksum',
+      () => corrupt(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), 24),
+      'ipv4-bad-checksum',
+    ],
+    [
+      'a total length past the frame',
+      () => setU16(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), 16, 900),
+      'ipv4-bad-total-length',
+    ],
+    [
+      'a destination beyond the gateway',
+      () => ipFrame(VM_MAC, GW_MAC, vmIp, 0x08080808, IpProto.UDP),
+      'no-route',
+    ],
+    [
+      'a DHCP message with a forged chaddr',
+      () => forgeChaddr(dhcpFrame(VM_MAC, 3, DhcpType.DISCOVER)),
+      'dhcp-chaddr-spoofed',
+    ],
+    [
+      'a DHCP message with a bad UDP checksum',
+      () => corrupt(dhcpFrame(VM_MAC, 3, DhcpType.DISCOVER), 300),
+      'udp-bad-checksum',
+    ],
+    [
+      'a relayed DHCP message',
+      () => setU16(setU16(dhcpFrame(VM_MAC, 3, DhcpType.DISCOVER), 66, 0x0a00), 40, 0),
+      'dhcp-relayed',
+    ],
+  ];
+  for (const [name, make, reason] of bad) {
+    test(`${name} is dropped as ${reason}, and nothing is sent`, () => {
+      fromVm(make());
+      assert.deepEqual(drops(), { [reason]: 1 });
+      assert.deepEqual(io.take(VM), []);
+      assert.deepEqual(io.take(HOST), []);
+    });
+  }
+
+  test('a frame longer than a slot is dropped as too long', () => {
+    const io2 = {
+      recv: (_port: number, _b: number, _s: number, _m: number, lens: Uint32Array) => {
+        lens[0] = STRIDE + 1;
+        return 1;
+      },
+      send: () => 0,
+    };
+    const p2 = new Pipeline(io2);
+    const port = new Port(7, 'x', BATCH, () => {});
+    p2.add(port, { frame: () => assert.fail('handled'), failed: () => {} });
+    p2.drain(port);
+    assert.equal(p2.drops[Drop.OVERSIZE], 1);
+  });
+});
+
+/** Puts another client's MAC in chaddr (UDP offset 28 of the BOOTP message) and drops the UDP checksum. */
+function forgeChaddr(f: Uint8Array): Uint8Array {
+  f.set(OTHER_MAC, 14 + 20 + 8 + 28);
+  return setU16(f, 14 + 20 + 6, 0);
+}
+
+function withType(f: Uint8Array, type: number): Uint8Array {
+  new DataView(f.buffer).setUint16(12, type);
+  return f;
+}
+
+function corrupt(f: Uint8Array, at: number): Uint8Array {
+  f[at] ^= 0xff;
+  return f;
+}
+
+function setU16(f: Uint8Array, at: number, v: number): Uint8Array {
+  new DataView(f.buffer).setUint16(at, v);
+  return f;
+}
