@@ -26,6 +26,7 @@ import { inheritedFd } from '../ports/vm-fd.js';
 import { DROP_NAMES } from '../stats/drops.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
+import type { Attachment } from './attachment.js';
 import { makeNetwork } from './network.js';
 import { dropPrivileges } from './privileges.js';
 import { NetworkSegment } from './segment.js';
@@ -37,6 +38,7 @@ export class Engine {
   private listener: { port: Port; fd: number; path: string } | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private started = false;
   /** For --vm-netns: the namespace's inode, checked every tick (the TAP's fd keeps the namespace alive). */
   private netnsIno: number | null = null;
   private readonly onReady = (id: number, status: number): void => this.ready(id, status);
@@ -80,11 +82,15 @@ export class Engine {
         const { user, group } = o;
         flagged('--user', () => dropPrivileges(user, group, (uid, gid) => chownSync(o.stateDir, uid, gid)));
       }
+      const leases = this.segment.leases;
+      flagged('--state-dir', () => leases.persist());
     } catch (e) {
       if (!this.segment) hostPort.close();
       this.close();
       throw e;
     }
+    this.started = true;
+    for (const att of this.segment.attachments) this.logAttached(att);
     this.log.info('started', {
       host_link: link.spec.name,
       gateway: formatIpv4(cfg.gateway),
@@ -183,8 +189,18 @@ export class Engine {
   private attach(spec: PortSpec): void {
     const seg = this.segment!;
     const port = this.open(spec);
-    seg.attach(port, this.opts.mac, `vm:${formatMac(this.opts.mac)}`);
+    const att = seg.attach(port, this.opts.mac, `vm:${formatMac(this.opts.mac)}`);
     native.portWatch(port.id, this.onReady);
+    // Until start() is through, a failure must be the only line printed; it logs the attachments then.
+    if (this.started) this.logAttached(att);
+  }
+
+  private logAttached(att: Attachment): void {
+    this.log.info('vm attached', {
+      port: att.port.name,
+      mac: formatMac(att.mac),
+      ip: att.ip ? formatIpv4(att.ip) : undefined,
+    });
   }
 
   private open(spec: PortSpec): Port {

@@ -81,11 +81,6 @@ export class NetworkSegment implements Segment {
       frame: (_port, off, len, slot) => fromVm(this.p, this, att, off, len, slot),
       failed: (_port, errno) => this.vmGone(att, native.errnoName(errno)),
     });
-    this.log.info('vm attached', {
-      port: port.name,
-      mac: formatMac(mac),
-      ip: att.ip ? formatIpv4(att.ip) : undefined,
-    });
     return att;
   }
 

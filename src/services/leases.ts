@@ -9,6 +9,8 @@
  *   gateway, network and broadcast addresses are outside the pool; a declined address is quarantined.
  * - Bound leases are persisted after every change (LeaseStore: temp file + rename), so a restarted
  *   softnet, even after SIGKILL, knows every address a client may still use and never hands it to another.
+ *   The engine writes once at start so an unwritable store fails there; a later failure is reported and
+ *   the table goes on in memory rather than cutting every VM off.
  *   Offers are not persisted: a client whose offer was lost simply asks again.
  * - Time comes in as an argument (ms since the epoch), so expiry is driven by the caller's timer.
  */
@@ -31,6 +33,8 @@ export class LeaseTable {
     private readonly poolEnd: number,
     private readonly store: LeaseStore | null,
     now: number,
+    /** Told when a write after a change fails (disk full, permissions); the table goes on in memory. */
+    private readonly saveFailed: (e: unknown) => void = () => {},
   ) {
     for (const l of store?.load() ?? []) {
       if (l.expires > now && this.inPool(l.ip) && !this.byIp.has(l.ip) && !this.byKey.has(l.key)) {
@@ -151,10 +155,19 @@ export class LeaseTable {
     if (this.byIp.get(l.ip) === l) this.byIp.delete(l.ip);
   }
 
-  private save(): void {
+  /** Writes the bound leases now; throws if the store cannot be written (checked once at start). */
+  persist(): void {
     if (!this.store) return;
     const bound: Lease[] = [];
     for (const l of this.byKey.values()) if (l.state === 'bound') bound.push(l);
     this.store.save(bound);
+  }
+
+  private save(): void {
+    try {
+      this.persist();
+    } catch (e) {
+      this.saveFailed(e);
+    }
   }
 }

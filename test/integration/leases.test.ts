@@ -3,11 +3,11 @@
 
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Udhcpc } from '../lib/clients.js';
-import { softnetForVm } from '../lib/softnet.js';
+import { SOFTNET, softnetForVm } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 
 const esc = (ip: string) => ip.replace(/\./g, '\\.');
@@ -151,3 +151,47 @@ async function waitUntil(cond: () => boolean, ms = 10_000): Promise<void> {
     await sleep(50);
   }
 }
+
+describe('--user and --group', () => {
+  const topo = new Topology();
+  after(() => topo.cleanup());
+
+  test('softnet drops root after set-up and still serves and stores leases', async () => {
+    const host = await topo.netns('h');
+    const vm = await topo.netns('v');
+    const state = `${topo.dir}/state`;
+    // Under a directory only root may enter, the dropped user could not write its leases: softnet says so.
+    const refused = await topo.status(host, process.execPath, [
+      SOFTNET,
+      '--vm-netns',
+      `/run/netns/${vm}`,
+      '--vm-mac-address',
+      '52:54:00:00:06:01',
+      '--state-dir',
+      state,
+      '--user',
+      'nobody',
+      '--group',
+      'nogroup',
+    ]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /^softnet: --state-dir: .*EACCES.*\n$/);
+    chmodSync(topo.dir, 0o711);
+    const softnet = await softnetForVm(topo, host, vm, '52:54:00:00:06:01', [
+      '--state-dir',
+      state,
+      '--user',
+      'nobody',
+      '--group',
+      'nogroup',
+    ]);
+    const status = readFileSync(`/proc/${softnet.child.pid}/status`, 'utf8');
+    assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    const lease = await new Udhcpc(topo, vm).once();
+    const file = JSON.parse(readFileSync(`${state}/softnet0.leases.json`, 'utf8'));
+    assert.equal(file.leases[0].ip, lease.ip);
+    await softnet.stop();
+    const links = await topo.exec(host, 'ip', ['-o', 'link']);
+    assert.doesNotMatch(links.stdout, /softnet0/, 'the host link went away with softnet');
+  });
+});
