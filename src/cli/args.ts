@@ -78,9 +78,17 @@ function path(flag: string, v: string): string {
   return v;
 }
 
+/** Whether `s` is a DNS name: labels of 1-63 letters, digits and inner hyphens, 253 characters at most. */
+function isDomainName(s: string): boolean {
+  const name = s.endsWith('.') ? s.slice(0, -1) : s;
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split('.').every((label) => /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(label));
+}
+
 /** Parses the per-VM form's arguments; throws UsageError naming the first bad flag. */
 export function parseVmArgs(argv: string[]): VmOptions {
   const given = new Map<string, string>();
+  const typed = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const eq = arg.indexOf('=');
@@ -95,6 +103,7 @@ export function parseVmArgs(argv: string[]): VmOptions {
     else throw new UsageError(rawFlag, 'needs a value');
     if (given.has(flag)) throw new UsageError(rawFlag, 'given twice');
     given.set(flag, value);
+    typed.set(flag, rawFlag);
   }
 
   const sources = ['--vm-fd', '--vm-tap', '--vm-netns', '--vm-socket'].filter((f) => given.has(f));
@@ -103,6 +112,8 @@ export function parseVmArgs(argv: string[]): VmOptions {
   if (sources.length > 1)
     throw new UsageError(sources[1], `only one VM port may be given, and ${sources[0]} already is`);
   const get = (f: string) => given.get(f);
+  /** The flag as the user spelled it (an alias, perhaps), for error messages. */
+  const spelled = (f: string) => typed.get(f) ?? f;
   let vm: VmSource;
   const src = sources[0];
   if (src === '--vm-fd') vm = { kind: 'fd', fd: integer(src, get(src)!, 0, 1 << 20) };
@@ -148,12 +159,7 @@ export function parseVmArgs(argv: string[]): VmOptions {
     if (routes.length > 32) throw new UsageError('--dhcp-route', 'at most 32 routes');
   }
   const domain = get('--domain') ?? null;
-  if (
-    (domain !== null && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$/.test(domain)) ||
-    (domain?.length ?? 0) > 253
-  ) {
-    throw new UsageError('--domain', `'${domain}' is not a domain name`);
-  }
+  if (domain !== null && !isDomainName(domain)) throw new UsageError('--domain', `'${domain}' is not a domain name`);
   const logFormat = get('--log-format') ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json')
     throw new UsageError('--log-format', `'${logFormat}' is not text or json`);
@@ -167,7 +173,7 @@ export function parseVmArgs(argv: string[]): VmOptions {
     mac,
     netType,
     subnet,
-    leaseTime: integer('--lease-time', get('--lease-time') ?? '600', 10, 0x7fffffff),
+    leaseTime: integer(spelled('--lease-time'), get('--lease-time') ?? '600', 10, 0x7fffffff),
     hostLink: ifname('--host-link', get('--host-link') ?? 'softnet0'),
     stateDir: path('--state-dir', get('--state-dir') ?? '/var/lib/softnet'),
     user,

@@ -169,7 +169,7 @@ export class DhcpServer {
   private decline(msg: DhcpMessage, att: Attachment, now: number): number {
     const ip = optionAddr(msg, DhcpOption.REQUESTED_IP);
     if (ip === 0) return Drop.DHCP_BAD_OPTION;
-    this.leases.decline(att.key, ip, now + this.net.leaseTime * 1000);
+    if (!this.leases.decline(att.key, ip, now + this.net.leaseTime * 1000)) return Drop.DHCP_NO_BINDING;
     if (att.ip === ip) this.assign(att, 0);
     this.log.info('lease declined', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
     return NO_REPLY;

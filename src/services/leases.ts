@@ -79,7 +79,11 @@ export class LeaseTable {
   /** Holds `ip` for `key` until `until` after an OFFER; a bound lease of the same address stays bound. */
   offer(key: string, mac: string, ip: number, until: number): void {
     const own = this.byKey.get(key);
-    if (own && own.ip === ip && own.state === 'bound') return;
+    if (own && own.ip === ip && own.state === 'bound') {
+      // Still bound (perhaps just expired, before expire() ran): the hold must keep it for this key.
+      own.expires = Math.max(own.expires, until);
+      return;
+    }
     const dropped = this.take(key, ip);
     this.put({ key, mac, ip, state: 'offered', expires: until });
     if (dropped) this.save();
@@ -104,11 +108,17 @@ export class LeaseTable {
     return own;
   }
 
-  /** Quarantines `ip` until `until` after a DECLINE (someone else answers ARP for it) and frees `key`'s lease of it. */
-  decline(key: string, ip: number, until: number): void {
+  /**
+   * After a DECLINE (someone else answers ARP for `ip`): frees `key`'s lease of it and quarantines it until
+   * `until`. Only the address `key` was offered or holds can be declined, so no VM can push another off its
+   * address; returns false, changing nothing, for any other.
+   */
+  decline(key: string, ip: number, until: number): boolean {
     const own = this.byKey.get(key);
-    if (own && own.ip === ip) this.release(key);
-    if (this.inPool(ip)) this.declined.set(ip, until);
+    if (!own || own.ip !== ip) return false;
+    this.release(key);
+    this.declined.set(ip, until);
+    return true;
   }
 
   /** Removes leases and quarantines that ended by `now`; returns the bound leases that expired. */
