@@ -159,7 +159,8 @@ export function parseVmArgs(argv: string[]): VmOptions {
     if (routes.length > 32) throw new UsageError('--dhcp-route', 'at most 32 routes');
   }
   const domain = get('--domain') ?? null;
-  if (domain !== null && !isDomainName(domain)) throw new UsageError('--domain', `'${domain}' is not a domain name`);
+  if (domain !== null && !isDomainName(domain))
+    throw new UsageError('--domain', `'${domain}' is not a domain name`);
   const logFormat = get('--log-format') ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json')
     throw new UsageError('--log-format', `'${logFormat}' is not text or json`);
