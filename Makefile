@@ -2,10 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl.
-DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl
+# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl,
+# and the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig.
+DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
+	iperf3 dnsmasq-base traceroute bind9-dnsutils
 # The command each package provides, to skip apt when everything is already there.
-DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill curl
+DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill curl iperf3 dnsmasq traceroute dig
 
 .PHONY: demo test deps debs build lint typecheck unit integration bench clean
 

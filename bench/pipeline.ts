@@ -7,6 +7,8 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { makeNetwork } from '../src/engine/network.js';
 import { NetworkSegment } from '../src/engine/segment.js';
 import { BATCH, DRAIN_ROUNDS, Pipeline } from '../src/pipeline/pipeline.js';
+import { DestinationPolicy } from '../src/policy/destinations.js';
+import { RuleTable } from '../src/policy/rules.js';
 import { FakeIo } from '../src/ports/fake.js';
 import { Port } from '../src/ports/port.js';
 import { Logger } from '../src/util/log.js';
@@ -41,7 +43,8 @@ const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
   routes: [],
 });
 const quiet = new Logger('text', () => {});
-const seg = new NetworkSegment(p, cfg, hostLink, HOST_MAC, null, quiet, {
+const policy = new DestinationPolicy(new RuleTable(), cfg.gateway);
+const seg = new NetworkSegment(p, cfg, hostLink, HOST_MAC, null, policy, null, quiet, {
   hostLinkFailed: () => {},
   vmGone: () => {},
 });

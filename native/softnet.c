@@ -9,7 +9,8 @@
  * - A port is an fd and a framing mode: DGRAM (one datagram = one frame, recvmmsg/sendmmsg), TAP (one
  *   read/write = one frame) or STREAM (QEMU -netdev stream: a 4-byte big-endian length before each frame).
  *   Ports are numbered; the number is what TypeScript holds. A LISTEN port only reports readiness: it is a
- *   listening socket whose connections unixAccept() takes.
+ *   listening socket whose connections unixAccept() takes. A RAW port is an IPPROTO_RAW socket: it sends
+ *   whole IPv4 packets with sendmmsg, each to the destination written in its own header.
  * - Readiness comes from libuv (uv_poll, level-triggered): no thread, no busy loop. The callback gets the
  *   port number and a status; TypeScript then drains the port with recv() in batches.
  * - recv() and send() never throw on I/O errors: they return a negative errno, because they sit on the hot
@@ -21,7 +22,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/filter.h>
+#include <net/ethernet.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -44,6 +48,7 @@
 #define MODE_TAP 1
 #define MODE_STREAM 2
 #define MODE_LISTEN 3
+#define MODE_RAW 4
 #define STREAM_RX_BYTES (256 * 1024)
 #define STREAM_TX_BYTES (1024 * 1024)
 
@@ -165,7 +170,7 @@ static napi_value port_open(napi_env env, napi_callback_info info) {
   int32_t fd, mode;
   if (get_args(env, info, 2, argv) < 0 || get_i32(env, argv[0], &fd) < 0 || get_i32(env, argv[1], &mode) < 0)
     return NULL;
-  if (mode < MODE_DGRAM || mode > MODE_LISTEN) {
+  if (mode < MODE_DGRAM || mode > MODE_RAW) {
     napi_throw_range_error(env, NULL, "bad port mode");
     return NULL;
   }
@@ -395,7 +400,7 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int r;
-  if (p->mode == MODE_LISTEN) r = -EOPNOTSUPP;
+  if (p->mode == MODE_LISTEN || p->mode == MODE_RAW) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = recv_dgram(p, base, stride, max, lens);
   else if (p->mode == MODE_TAP) r = recv_tap(p, base, stride, max, lens);
   else r = recv_stream(p, base, stride, max, lens);
@@ -419,6 +424,42 @@ static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
+      return done > 0 ? (int)done : -errno;
+    }
+    done += (uint32_t)r;
+  }
+  return (int)done;
+}
+
+/* Frames the kernel refuses one by one (too big for the route, no route) are skipped, not fatal. */
+static int send_raw(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_in dst[MAX_BATCH];
+  uint32_t done = 0;
+  while (done < count) {
+    uint32_t n = count - done > MAX_BATCH ? MAX_BATCH : count - done;
+    for (uint32_t i = 0; i < n; i++) {
+      uint8_t *pkt = arena + offs[done + i];
+      iov[i].iov_base = pkt;
+      iov[i].iov_len = lens[done + i];
+      memset(&dst[i], 0, sizeof dst[i]);
+      dst[i].sin_family = AF_INET;
+      if (lens[done + i] >= 20) memcpy(&dst[i].sin_addr, pkt + 16, 4);
+      memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+      msgs[i].msg_hdr.msg_name = &dst[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof dst[i];
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r = sendmmsg(p->fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
+      if (errno == EMSGSIZE || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EPERM || errno == EINVAL) {
+        done++;
+        continue;
+      }
       return done > 0 ? (int)done : -errno;
     }
     done += (uint32_t)r;
@@ -487,6 +528,7 @@ static napi_value port_send(napi_env env, napi_callback_info info) {
   int r;
   if (p->mode == MODE_LISTEN) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = send_dgram(p, offs, lens, (uint32_t)count);
+  else if (p->mode == MODE_RAW) r = send_raw(p, offs, lens, (uint32_t)count);
   else if (p->mode == MODE_TAP) r = send_tap(p, offs, lens, (uint32_t)count);
   else r = send_stream(p, offs, lens, (uint32_t)count);
   return make_int(env, r);
@@ -673,6 +715,94 @@ static napi_value if_hwaddr(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ifAddr(name) -> the interface's primary IPv4 address (host-order u32) and its MTU. */
+static napi_value if_addr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v;
+  char name[IFNAMSIZ];
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return throw_errno(env, errno, "socket");
+  struct ifreq a, m;
+  memset(&a, 0, sizeof a);
+  memset(&m, 0, sizeof m);
+  set_ifname(&a, name);
+  set_ifname(&m, name);
+  int r = ioctl(sock, SIOCGIFADDR, &a);
+  if (r == 0) r = ioctl(sock, SIOCGIFMTU, &m);
+  int e = errno;
+  close(sock);
+  if (r < 0) return throw_errno(env, e, name);
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_uint32(env, ntohl(((struct sockaddr_in *)&a.ifr_addr)->sin_addr.s_addr), &v));
+  CHECK(napi_set_named_property(env, out, "addr", v));
+  CHECK(napi_create_int32(env, m.ifr_mtu, &v));
+  CHECK(napi_set_named_property(env, out, "mtu", v));
+  return out;
+}
+
+/* rawSocket() -> fd of a non-blocking IPPROTO_RAW socket (whole IPv4 packets out, nothing in). */
+static napi_value raw_socket(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW);
+  if (fd < 0) return throw_errno(env, errno, "raw socket");
+  int size = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size);
+  return make_int(env, fd);
+}
+
+/*
+ * packetSocket(ifname, filter) -> fd of a SOCK_RAW packet socket on ifname that receives IPv4 frames
+ * accepted by the classic BPF program `filter` (sock_filter entries, host order), never the host's own
+ * outgoing ones. Each frame comes after a 10-byte virtio_net_hdr (PACKET_VNET_HDR): it says when the
+ * transport checksum is not filled in yet (a packet from a veth peer on this machine) and when the packet
+ * is a GRO aggregate.
+ */
+static napi_value packet_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char name[IFNAMSIZ];
+  napi_typedarray_type tt;
+  size_t len;
+  void *data;
+  if (get_args(env, info, 2, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
+      len == 0 || len % sizeof(struct sock_filter) != 0) {
+    napi_throw_type_error(env, NULL, "filter must be a Uint8Array of sock_filter entries");
+    return NULL;
+  }
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_IP));
+  if (fd < 0) return throw_errno(env, errno, "packet socket");
+  /* Attach the filter before binding, so nothing unfiltered is queued in between. */
+  struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)), .filter = data};
+  int one = 1, size = 8 << 20;
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_IP);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  sll.sll_ifindex = ioctl(fd, SIOCGIFINDEX, &ifr) == 0 ? ifr.ifr_ifindex : 0;
+  const char *what = "SO_ATTACH_FILTER";
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) goto fail;
+  what = "PACKET_IGNORE_OUTGOING";
+  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) goto fail;
+  what = "PACKET_VNET_HDR";
+  if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) goto fail;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+  what = name;
+  if (sll.sll_ifindex == 0) {
+    errno = ENODEV;
+    goto fail;
+  }
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) goto fail;
+  return make_int(env, fd);
+fail: {
+  int e = errno;
+  close(fd);
+  return throw_errno(env, e, what);
+}
+}
+
 /* fdKind(fd) -> 'tap' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
 static napi_value fd_kind(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
@@ -754,6 +884,96 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len) {
+  for (; len > 1; p += 2, len -= 2) sum += (uint32_t)p[0] << 8 | p[1];
+  if (len) sum += (uint32_t)p[0] << 8;
+  return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return (uint16_t)~sum;
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = v >> 8;
+  p[1] = v;
+}
+
+/*
+ * gsoSegment(src, len, dst, stride, max, lens) -> segments written, or -errno.
+ * Splits the TCP/IPv4 GSO frame at arena[src] (a virtio_net_hdr, an Ethernet header, then an IPv4 packet
+ * larger than one MTU, as a packet socket delivers a GRO aggregate or a veth peer's TSO send) into
+ * gso_size segments at arena[dst + i*stride], each with a zeroed virtio header and full checksums, so the
+ * pipeline handles them like any captured frame. This is a copy loop over payload bytes, which is why it
+ * is C and not TypeScript.
+ */
+static napi_value gso_segment(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t src, len, dst, stride, max;
+  size_t nlens;
+  if (get_args(env, info, 6, argv) < 0 || get_i32(env, argv[0], &src) < 0 || get_i32(env, argv[1], &len) < 0 ||
+      get_i32(env, argv[2], &dst) < 0 || get_i32(env, argv[3], &stride) < 0 || get_i32(env, argv[4], &max) < 0)
+    return NULL;
+  uint32_t *lens = get_u32array(env, argv[5], &nlens);
+  if (!lens) return NULL;
+  if (!arena || src < 0 || len < 0 || (size_t)src + (size_t)len > arena_len || dst < 0 || stride <= 0 || max <= 0 ||
+      (size_t)max > nlens || (size_t)dst + (size_t)stride * (size_t)max > arena_len) {
+    napi_throw_range_error(env, NULL, "gsoSegment outside the arena");
+    return NULL;
+  }
+  const uint8_t *f = arena + src;
+  const size_t vnet = 10, eth = 14;
+  if ((size_t)len < vnet + eth + 40) return make_int(env, -EINVAL);
+  uint8_t gso_type = f[1] & 0x7f;
+  uint16_t mss = (uint16_t)(f[4] | f[5] << 8);
+  const uint8_t *ip = f + vnet + eth;
+  size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+  if (gso_type != 1 /* VIRTIO_NET_HDR_GSO_TCPV4 */ || (ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || mss == 0)
+    return make_int(env, -EPROTONOSUPPORT);
+  const uint8_t *tcp = ip + ihl;
+  if ((size_t)(tcp - f) + 20 > (size_t)len) return make_int(env, -EINVAL);
+  size_t thl = (size_t)(tcp[12] >> 4) * 4;
+  const uint8_t *payload = tcp + thl;
+  const uint8_t *end = f + len;
+  if (thl < 20 || payload > end) return make_int(env, -EINVAL);
+  size_t head = eth + ihl + thl;
+  if (vnet + head + mss > (size_t)stride) return make_int(env, -EMSGSIZE);
+  size_t total = (size_t)(end - payload);
+  size_t count = (total + mss - 1) / mss;
+  if (count == 0) count = 1;
+  if (count > (size_t)max) return make_int(env, -ENOSPC);
+  uint32_t seq = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
+  uint16_t id = (uint16_t)(ip[4] << 8 | ip[5]);
+  uint8_t flags = tcp[13];
+  for (size_t i = 0; i < count; i++) {
+    size_t chunk = i + 1 < count ? mss : total - i * mss;
+    uint8_t *out = arena + dst + (size_t)stride * i;
+    memset(out, 0, vnet);
+    memcpy(out + vnet, f + vnet, head);
+    memcpy(out + vnet + head, payload + i * mss, chunk);
+    uint8_t *oip = out + vnet + eth;
+    uint8_t *otcp = oip + ihl;
+    put16(oip + 2, (uint16_t)(ihl + thl + chunk));
+    put16(oip + 4, (uint16_t)(id + i));
+    put16(oip + 10, 0);
+    put16(oip + 10, csum_fold(csum_add(0, oip, ihl)));
+    uint32_t s = seq + (uint32_t)(i * mss);
+    otcp[4] = s >> 24;
+    otcp[5] = s >> 16;
+    otcp[6] = s >> 8;
+    otcp[7] = s;
+    /* FIN and PSH belong to the last segment only, CWR to the first. */
+    otcp[13] = (uint8_t)(i + 1 < count ? flags & ~0x09 : flags);
+    if (i > 0) otcp[13] &= (uint8_t)~0x80;
+    put16(otcp + 16, 0);
+    uint32_t sum = csum_add(0, oip + 12, 8) + 6 + (uint32_t)(thl + chunk);
+    put16(otcp + 16, csum_fold(csum_add(sum, otcp, thl + chunk)));
+    lens[i] = (uint32_t)(vnet + head + chunk);
+  }
+  return make_int(env, (int64_t)count);
+}
+
 /* errnoName(n) -> 'EAGAIN' etc., for the negative numbers recv() and send() return. */
 static napi_value errno_name(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
@@ -776,11 +996,15 @@ static napi_value init(napi_env env, napi_value exports) {
       {"ifConfigure", NULL, if_configure, NULL, NULL, NULL, napi_default, NULL},
       {"ifHwaddr", NULL, if_hwaddr, NULL, NULL, NULL, napi_default, NULL},
       {"fdKind", NULL, fd_kind, NULL, NULL, NULL, napi_default, NULL},
+      {"ifAddr", NULL, if_addr, NULL, NULL, NULL, napi_default, NULL},
+      {"rawSocket", NULL, raw_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_default, NULL},
       {"unixAccept", NULL, unix_accept, NULL, NULL, NULL, napi_default, NULL},
       {"socketpair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"errnoName", NULL, errno_name, NULL, NULL, NULL, napi_default, NULL},
+      {"gsoSegment", NULL, gso_segment, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(napi_create_string_utf8(env, "softnet:io", NAPI_AUTO_LENGTH, &name));

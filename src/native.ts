@@ -2,8 +2,11 @@
 
 import { createRequire } from 'node:module';
 
-/** Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; or a listening socket. */
-export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, LISTEN: 3 } as const;
+/**
+ * Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; a listening socket; or
+ * a raw IPv4 socket that sends each packet to the destination in its header.
+ */
+export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, LISTEN: 3, RAW: 4 } as const;
 
 /** The addon's functions; see native/softnet.c for their contracts. */
 export interface Native {
@@ -22,12 +25,16 @@ export interface Native {
   ): { fd: number; name: string };
   ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
   ifHwaddr(name: string): Uint8Array;
+  ifAddr(name: string): { addr: number; mtu: number };
+  rawSocket(): number;
+  packetSocket(ifname: string, filter: Uint8Array): number;
   fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
   unixListen(path: string): number;
   unixAccept(fd: number): number;
   socketpair(type: 'dgram' | 'stream'): [number, number];
   closeFd(fd: number): void;
   errnoName(errno: number): string;
+  gsoSegment(src: number, len: number, dst: number, stride: number, max: number, lens: Uint32Array): number;
 }
 
 /** The loaded addon. */

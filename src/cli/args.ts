@@ -35,6 +35,13 @@ export interface VmOptions {
   domain: string | null;
   routes: Cidr[];
   logFormat: LogFormat;
+  /** The NAT uplink interface; null means the interface of the default route. */
+  uplink: string | null;
+  natPorts: { lo: number; hi: number };
+  natFlowsPerVm: number | null;
+  /** Destination rules; the `@host` alias is kept as a null address, resolved to the gateway later. */
+  allow: Array<Cidr | null>;
+  block: Array<Cidr | null>;
 }
 
 const VALUE_FLAGS = new Set([
@@ -56,6 +63,11 @@ const VALUE_FLAGS = new Set([
   '--domain',
   '--dhcp-route',
   '--log-format',
+  '--uplink',
+  '--nat-ports',
+  '--nat-flows-per-vm',
+  '--allow',
+  '--block',
 ]);
 
 const ALIASES: Record<string, string> = { '--bootpd-lease-time': '--lease-time' };
@@ -76,6 +88,17 @@ function integer(flag: string, v: string, min: number, max: number): number {
 function path(flag: string, v: string): string {
   if (v === '' || v.includes('\0')) throw new UsageError(flag, 'needs a path');
   return v;
+}
+
+/** Parses a comma-separated list of CIDRs and `@host`. */
+function rules(flag: string, text: string | undefined): Array<Cidr | null> {
+  if (text === undefined) return [];
+  return text.split(',').map((r) => {
+    if (r === '@host') return null;
+    const c = parseCidr(r);
+    if (!c) throw new UsageError(flag, `'${r}' is not an IPv4 CIDR or @host`);
+    return c;
+  });
 }
 
 /** Whether `s` is a DNS name: labels of 1-63 letters, digits and inner hyphens, 253 characters at most. */
@@ -169,6 +192,16 @@ export function parseVmArgs(argv: string[]): VmOptions {
   if ((user === null) !== (group === null))
     throw new UsageError(user === null ? '--group' : '--user', 'needs --user and --group together');
 
+  const portsText = get('--nat-ports') ?? '61000-64999';
+  const pm = /^(\d{1,5})-(\d{1,5})$/.exec(portsText);
+  const natPorts = pm ? { lo: Number(pm[1]), hi: Number(pm[2]) } : null;
+  if (!natPorts || natPorts.lo < 1024 || natPorts.hi > 65535 || natPorts.hi - natPorts.lo < 63) {
+    throw new UsageError(
+      '--nat-ports',
+      `'${portsText}' is not a range A-B of at least 64 ports within 1024-65535`,
+    );
+  }
+  const uplink = get('--uplink');
   return {
     vm,
     mac,
@@ -183,6 +216,13 @@ export function parseVmArgs(argv: string[]): VmOptions {
     domain,
     routes,
     logFormat,
+    uplink: uplink === undefined ? null : ifname('--uplink', uplink),
+    natPorts,
+    natFlowsPerVm: given.has('--nat-flows-per-vm')
+      ? integer('--nat-flows-per-vm', get('--nat-flows-per-vm')!, 1, 65536)
+      : null,
+    allow: rules('--allow', get('--allow')),
+    block: rules('--block', get('--block')),
   };
 }
 
@@ -191,4 +231,6 @@ export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PAT
                --vm-mac-address MAC [--vm-net-type shared|host] [--subnet CIDR] [--lease-time SECONDS]
                [--host-link NAME] [--state-dir DIR] [--user USER --group GROUP] [--mtu N]
                [--domain NAME] [--dhcp-route CIDR,...] [--log-format text|json]
+               [--allow CIDR|@host,...] [--block CIDR|@host,...]
+               [--uplink IFACE] [--nat-ports A-B] [--nat-flows-per-vm N]
        softnet demo`;

@@ -16,15 +16,18 @@ function main(argv: string[]): void {
     );
     return;
   }
-  try {
-    const opts = parseVmArgs(argv);
-    new Engine(opts, new Logger(opts.logFormat)).start();
-  } catch (e) {
+  const failed = (e: unknown) => {
     if (e instanceof UsageError) {
       process.stderr.write(`softnet: ${e.message}\n`);
       process.exit(2);
     }
     fatal(e);
+  };
+  try {
+    const opts = parseVmArgs(argv);
+    new Engine(opts, new Logger(opts.logFormat)).start().catch(failed);
+  } catch (e) {
+    failed(e);
   }
 }
 

@@ -13,19 +13,27 @@
  */
 
 import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { VmOptions } from '../cli/args.js';
 import { UsageError } from '../cli/args.js';
+import { FlowTable } from '../nat/flows.js';
+import { NatGuard } from '../nat/guard.js';
+import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
-import { BATCH, Pipeline } from '../pipeline/pipeline.js';
+import { Pipeline, QUEUE_LEN } from '../pipeline/pipeline.js';
+import { DestinationPolicy } from '../policy/destinations.js';
+import { RuleTable, Verdict } from '../policy/rules.js';
 import { openHostLink } from '../ports/host-link.js';
 import { PORT_STAT_NAMES, Port, type PortSpec } from '../ports/port.js';
 import { acceptStream, listenStream } from '../ports/stream.js';
 import { netnsTap, vmTap } from '../ports/tap.js';
+import { defaultRouteInterface, openUplink } from '../ports/uplink.js';
 import { inheritedFd } from '../ports/vm-fd.js';
+import { DnsForwarder, resolversFrom } from '../services/dns.js';
 import { DROP_NAMES } from '../stats/drops.js';
-import type { Logger } from '../util/log.js';
-import { formatIpv4, formatMac } from '../wire/addr.js';
+import type { LogFields, Logger } from '../util/log.js';
+import { formatIpv4, formatMac, parseIpv4 } from '../wire/addr.js';
 import type { Attachment } from './attachment.js';
 import { makeNetwork } from './network.js';
 import { dropPrivileges } from './privileges.js';
@@ -36,6 +44,14 @@ export class Engine {
   private readonly p = new Pipeline(native);
   private segment: NetworkSegment | null = null;
   private listener: { port: Port; fd: number; path: string } | null = null;
+  private hostPort: Port | null = null;
+  private raw: Port | null = null;
+  private capture: Port | null = null;
+  private guard: NatGuard | null = null;
+  private dns: DnsForwarder | null = null;
+  private uplinkName = '';
+  /** Warnings from set-up, logged once it succeeded: a failed start prints its one error line only. */
+  private readonly warnings: Array<[string, LogFields]> = [];
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
   private started = false;
@@ -50,8 +66,8 @@ export class Engine {
     private readonly exit: (code: number) => void = (code) => process.exit(code),
   ) {}
 
-  /** Opens the host link and the VM port and starts serving; throws UsageError for a bad flag value. */
-  start(): void {
+  /** Opens the host link, the uplink and the VM port and starts serving; rejects with UsageError for a bad flag value. */
+  async start(): Promise<void> {
     const o = this.opts;
     native.setArena(this.p.arena);
     const cfg = makeNetwork(o.subnet, {
@@ -63,20 +79,34 @@ export class Engine {
       routes: o.routes.map((r) => ({ dest: r.addr, prefix: r.prefix, via: 0 })),
     });
     for (const r of cfg.routes) r.via = cfg.gateway;
+    const policy = destinationPolicy(o, cfg.gateway);
     const link = flagged('--host-link', () => openHostLink(o.hostLink, cfg.gateway, cfg.prefix, o.mtu));
-    const hostPort = this.open(link.spec);
+    this.hostPort = this.open(link.spec);
     const leaseFile = join(o.stateDir, `${o.hostLink}.leases.json`);
     try {
+      const nat = cfg.type === 'shared' ? this.openNat() : null;
       flagged('--state-dir', () => mkdirSync(o.stateDir, { recursive: true, mode: 0o700 }));
+      const hostPort = this.hostPort;
       this.segment = flagged(
         '--state-dir',
         () =>
-          new NetworkSegment(this.p, cfg, hostPort, link.mac, leaseFile, this.log, {
-            hostLinkFailed: (err) => this.fail(`host link ${o.hostLink} failed: ${err}`),
+          new NetworkSegment(this.p, cfg, hostPort, link.mac, leaseFile, policy, nat, this.log, {
+            hostLinkFailed: (err: string) => this.fail(`host link ${o.hostLink} failed: ${err}`),
             vmGone: () => this.stop(0),
           }),
       );
       native.portWatch(hostPort.id, this.onReady);
+      if (nat && this.capture) {
+        this.segment.attachUplink(this.capture, nat);
+        native.portWatch(this.capture.id, this.onReady);
+      }
+      try {
+        this.dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), this.log);
+      } catch (e) {
+        this.log.warn('dns at the gateway unavailable', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
       this.openVm();
       if (o.user !== null && o.group !== null) {
         const { user, group } = o;
@@ -85,11 +115,11 @@ export class Engine {
       const leases = this.segment.leases;
       flagged('--state-dir', () => leases.persist());
     } catch (e) {
-      if (!this.segment) hostPort.close();
       this.close();
       throw e;
     }
     this.started = true;
+    for (const [message, fields] of this.warnings) this.log.warn(message, fields);
     for (const att of this.segment.attachments) this.logAttached(att);
     this.log.info('started', {
       host_link: link.spec.name,
@@ -98,11 +128,34 @@ export class Engine {
       gateway_mac: formatMac(link.mac),
       lease_time: cfg.leaseTime,
       type: cfg.type,
+      uplink: this.segment.nat ? `${this.uplinkName} ${formatIpv4(this.segment.nat.addr)}` : undefined,
+      nat_ports: this.segment.nat ? `${o.natPorts.lo}-${o.natPorts.hi}` : undefined,
     });
     this.timer = setInterval(() => this.tick(), 1000);
     process.on('SIGINT', () => this.stop(0));
     process.on('SIGTERM', () => this.stop(0));
     process.on('SIGUSR1', () => this.logCounters());
+  }
+
+  /** Opens the uplink's sockets and guard; null (and a warning) when there is no uplink to use. */
+  private openNat(): NatUplink | null {
+    const o = this.opts;
+    const name = o.uplink ?? defaultRouteInterface();
+    if (name === null) {
+      this.warnings.push(['no default route and no --uplink: VMs reach the host only', {}]);
+      return null;
+    }
+    const { lo, hi } = o.natPorts;
+    const up = flagged('--uplink', () => openUplink(name, lo, hi));
+    this.uplinkName = name;
+    this.raw = this.open(up.raw);
+    this.capture = this.open(up.capture);
+    this.capture.big = true;
+    this.guard = flagged('--uplink', () =>
+      NatGuard.install(`softnet_${name.replace(/\W/g, '_')}`, up.addr, lo, hi),
+    );
+    const perVm = o.natFlowsPerVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4));
+    return { flows: new FlowTable(lo, hi, perVm), addr: up.addr, mtu: up.mtu, raw: this.raw };
   }
 
   /** Closes everything (leases stay on disk) and exits with `code`. */
@@ -125,7 +178,11 @@ export class Engine {
     out.drops = drops;
     const seg = this.segment;
     if (seg) {
-      const ports = [seg.hostLink, ...[...seg.attachments].map((a) => a.port)];
+      const ports = [
+        seg.hostLink,
+        ...[this.raw, this.capture].filter((x) => x !== null),
+        ...[...seg.attachments].map((a) => a.port),
+      ];
       for (const port of ports) {
         const s: Record<string, number> = {};
         PORT_STAT_NAMES.forEach((name, i) => {
@@ -205,7 +262,7 @@ export class Engine {
 
   private open(spec: PortSpec): Port {
     try {
-      return new Port(native.portOpen(spec.fd, spec.mode), spec.name, BATCH, native.portClose);
+      return new Port(native.portOpen(spec.fd, spec.mode), spec.name, QUEUE_LEN, native.portClose);
     } catch (e) {
       native.closeFd(spec.fd);
       throw e;
@@ -230,12 +287,39 @@ export class Engine {
 
   private close(): void {
     if (this.timer) clearInterval(this.timer);
-    this.segment?.close();
+    if (this.segment) this.segment.close();
+    else this.hostPort?.close();
+    for (const port of [this.raw, this.capture]) {
+      if (port) {
+        this.p.remove(port);
+        port.close();
+      }
+    }
+    this.guard?.remove();
+    this.guard = null;
+    this.dns?.close();
+    this.dns = null;
     if (this.listener) {
       this.listener.port.close();
       this.listener = null;
     }
   }
+}
+
+/** The destination policy of the command line: its --allow and --block rules, the host's own addresses. */
+function destinationPolicy(o: VmOptions, gateway: number): DestinationPolicy {
+  const table = new RuleTable();
+  const hostRule = { addr: gateway, prefix: 32, mask: 0xffffffff };
+  for (const c of o.allow) table.add(c ?? hostRule, Verdict.ALLOW);
+  for (const c of o.block) table.add(c ?? hostRule, Verdict.BLOCK);
+  const policy = new DestinationPolicy(table, gateway);
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      const addr = a.family === 'IPv4' ? parseIpv4(a.address) : null;
+      if (addr !== null && addr !== gateway) policy.addHostAddress(addr);
+    }
+  }
+  return policy;
 }
 
 /** Whether the namespace file at `path` no longer is the one with inode `ino` (`ip netns del` removes it). */

@@ -9,15 +9,19 @@
  *   attachment's address, so the map and the attachments never disagree. Its keys are `ip | 0`: a signed
  *   32-bit key is a small integer to V8, where an address above 2^31 would be a boxed number allocated on
  *   every lookup.
- * - Leases expire on a one-second timer, not per packet.
+ * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet. A VM that goes away
+ *   takes its mappings with it.
  */
 
+import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
 import { fromHost } from '../pipeline/from-host.js';
+import { fromUplink } from '../pipeline/from-uplink.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
 import { STRIDE } from '../pipeline/pipeline.js';
 import type { Segment } from '../pipeline/segment.js';
+import type { DestinationPolicy } from '../policy/destinations.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
 import { LeaseStore } from '../services/lease-store.js';
@@ -43,6 +47,8 @@ export class NetworkSegment implements Segment {
     readonly hostLink: Port,
     readonly gatewayMac: Uint8Array,
     leaseFile: string | null,
+    readonly policy: DestinationPolicy,
+    readonly nat: NatUplink | null,
     private readonly log: Logger,
     /** Called when the host link or a VM port fails, after the segment has cleaned up. */
     private readonly events: {
@@ -64,6 +70,14 @@ export class NetworkSegment implements Segment {
       failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
     };
     p.add(hostLink, this.hostOwner);
+  }
+
+  /** Hands the uplink's capture port to this network: what it receives is translated back to the VMs. */
+  attachUplink(port: Port, nat: NatUplink): void {
+    this.p.add(port, {
+      frame: (_port, off, len) => fromUplink(this.p, this, nat, off, len),
+      failed: (_port, errno) => this.events.hostLinkFailed(`uplink capture: ${native.errnoName(errno)}`),
+    });
   }
 
   /** The VM that holds leased address `ip`, if any. */
@@ -94,12 +108,14 @@ export class NetworkSegment implements Segment {
       }
     }
     this.assign(att, 0);
+    this.nat?.flows.removeOwner(att);
     this.p.remove(att.port);
     att.port.close();
   }
 
   /** Ends leases whose time is up; run once a second. */
   tick(now: number): void {
+    this.nat?.flows.sweep(now);
     for (const l of this.leases.expire(now)) {
       this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
       const att = this.vmAt(l.ip);

@@ -1,4 +1,4 @@
-// A frame from a VM: source checks, then the gateway's own services, then the host link.
+// A frame from a VM: source checks, then the gateway's own services, the host link, or the world.
 // Every frame ends here either queued on a port or counted under a drop reason.
 
 import type { Attachment } from '../engine/attachment.js';
@@ -17,6 +17,7 @@ import * as udp from '../wire/udp.js';
 import { unsupportedEtherType } from './ethertype.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
+import { toWorld } from './to-world.js';
 
 const LIMITED_BROADCAST = 0xffffffff;
 
@@ -92,7 +93,8 @@ function fromVmIpv4(
   }
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
-  if (dst !== seg.cfg.gateway) return Drop.NO_ROUTE;
+  if (dst !== seg.cfg.gateway) return toWorld(p, seg, att, off, ip, hl, total, slot);
+  if (!seg.policy.allows(dst)) return Drop.POLICY_BLOCKED;
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
 
   if (proto === IpProto.ICMP && !fragment) {

@@ -2,9 +2,12 @@
  * The hot loop: read a batch from a port, decide each frame, send what was decided, in batches.
  *
  * Theory of operation
- * - One arena holds every frame in flight. Its first half receives: recv() fills BATCH slots of STRIDE
- *   bytes. Its second half holds frames softnet writes itself (ARP, ICMP and DHCP answers): slot i of
- *   it belongs to the frame in receive slot i, so a frame's answer never overwrites another's.
+ * - One arena holds every frame in flight. Its first part receives: recv() fills BATCH slots of STRIDE
+ *   bytes. The second holds frames softnet writes itself (ARP, ICMP and DHCP answers): slot i of it
+ *   belongs to the frame in receive slot i, so a frame's answer never overwrites another's. A port that
+ *   receives aggregates of up to 64 KiB (the uplink's capture: GRO, a veth peer's TSO) reads into BIG
+ *   slots instead, and the aggregates are cut into MTU-sized segments in the SEG part, which is handed out
+ *   in order during a batch and taken back at its flush.
  * - Deciding a frame means queueing (offset, length) on the port it goes to: a forwarded frame is sent
  *   from its receive slot (no copy), an answer from its own slot. Nothing is allocated per frame.
  * - Every queue is flushed before the next recv() reuses the slots, so a queued frame is never stale.
@@ -18,8 +21,18 @@ import { DROP_COUNT, Drop } from '../stats/drops.js';
 export const BATCH = 64;
 /** Bytes of one frame slot: an MTU-1500 frame with room to spare; longer frames are dropped. */
 export const STRIDE = 2048;
+/** Frames in one batch of a big-frame port, and the bytes of its slots: a virtio header and 64 KiB of IP. */
+export const BIG_BATCH = 16;
+export const BIG_STRIDE = 65_600;
+/** Segment slots for one batch's aggregates (a 64 KiB TCP aggregate is at most 46 segments at MSS 1448). */
+export const SEG_SLOTS = 768;
+/** Frames one port may have queued in a batch: one per received frame, or every segment. */
+export const QUEUE_LEN = BATCH + SEG_SLOTS;
 const RX_BASE = 0;
 const GEN_BASE = BATCH * STRIDE;
+const BIG_BASE = GEN_BASE + BATCH * STRIDE;
+const SEG_BASE = BIG_BASE + BIG_BATCH * BIG_STRIDE;
+const ARENA_LEN = SEG_BASE + SEG_SLOTS * STRIDE;
 /** Batches taken from one port before the others get a turn. */
 export const DRAIN_ROUNDS = 8;
 
@@ -37,10 +50,14 @@ export interface PortOwner {
 
 /** The arena, the transmit queues and the drop counters of one engine. */
 export class Pipeline {
-  readonly arena = new ArrayBuffer(2 * BATCH * STRIDE);
+  readonly arena = new ArrayBuffer(ARENA_LEN);
+  /** Segment slots handed out since the last flush. */
+  private segUsed = 0;
   readonly u8 = new Uint8Array(this.arena);
   readonly dv = new DataView(this.arena);
   readonly drops = new Float64Array(DROP_COUNT);
+  /** Milliseconds since the epoch, read once per batch: the clock flow timeouts use. */
+  now = Date.now();
   private readonly lens = new Uint32Array(BATCH);
   /** Ports with queued frames; a fixed array and a count, because emptying a JS array frees its storage. */
   private readonly dirty: Port[] = [];
@@ -75,6 +92,21 @@ export class Pipeline {
   /** The offset where the answer to the frame in receive slot `slot` is written. */
   answerOffset(slot: number): number {
     return GEN_BASE + slot * STRIDE;
+  }
+
+  /** The offset of the next free segment slot of this batch. */
+  nextSegment(): number {
+    return SEG_BASE + this.segUsed * STRIDE;
+  }
+
+  /** Segment slots still free in this batch. */
+  segmentsLeft(): number {
+    return SEG_SLOTS - this.segUsed;
+  }
+
+  /** Marks `count` slots from nextSegment() as used until the flush. */
+  takeSegments(count: number): void {
+    this.segUsed += count;
   }
 
   /** Queues the frame at arena[off, off+len) for `port`. */
@@ -119,6 +151,7 @@ export class Pipeline {
       }
     }
     this.dirtyCount = 0;
+    this.segUsed = 0;
   }
 
   /** Reads and handles batches from `port` until it is empty or has had its turn; true if it may hold more. */
@@ -127,25 +160,30 @@ export class Pipeline {
     if (!owner) return false;
     const lens = this.lens;
     for (let round = 0; round < DRAIN_ROUNDS; round++) {
-      const n = this.io.recv(port.id, RX_BASE, STRIDE, BATCH, lens);
+      const big = port.big;
+      const base = big ? BIG_BASE : RX_BASE;
+      const stride = big ? BIG_STRIDE : STRIDE;
+      const max = big ? BIG_BATCH : BATCH;
+      const n = this.io.recv(port.id, base, stride, max, lens);
       if (n < 0) {
         owner.failed(port, n);
         return false;
       }
+      this.now = Date.now();
       let bytes = 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
-        if (len > STRIDE) {
+        if (len > stride) {
           this.drops[Drop.OVERSIZE]++;
           continue;
         }
         bytes += len;
-        owner.frame(port, RX_BASE + i * STRIDE, len, i);
+        owner.frame(port, base + i * stride, len, i);
       }
       port.stats[PortStat.RX_FRAMES] += n;
       port.stats[PortStat.RX_BYTES] += bytes;
       this.flush();
-      if (n < BATCH || port.closed) return false;
+      if (n < max || port.closed) return false;
     }
     return true;
   }

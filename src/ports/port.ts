@@ -20,6 +20,8 @@ export class Port {
   txCount = 0;
   readonly stats = new Float64Array(PORT_STAT_NAMES.length);
   closed = false;
+  /** Whether frames of up to 64 KiB arrive here (the uplink capture), so it reads into the big slots. */
+  big = false;
 
   constructor(
     /** The addon's port number (or a fake's). */

@@ -1,9 +1,10 @@
-// ICMP echo at the gateway: the answer is the request turned around in place.
+// ICMP at the gateway: echo answered by turning the request around in place, and the errors the gateway
+// sends as a router (time exceeded, fragmentation needed).
 
 import { checksum, update16 } from '../wire/checksum.js';
-import { ETH, ETH_HEADER_LEN, writeMac } from '../wire/ethernet.js';
-import { ICMP, IcmpType } from '../wire/icmp.js';
-import { IPV4 } from '../wire/ipv4.js';
+import { ETH, ETH_HEADER_LEN, EtherType, emitEthernet, writeMac } from '../wire/ethernet.js';
+import { ICMP, ICMP_HEADER_LEN, IcmpType } from '../wire/icmp.js';
+import { emitIpv4, headerLen, IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 
 const REPLY_TTL = 64;
 
@@ -41,4 +42,38 @@ export function answerEchoInPlace(
     dv.setUint16(icmp + ICMP.CHECKSUM, checksum(u8, icmp, ipTotal - (icmp - ip)));
   }
   return ETH_HEADER_LEN + ipTotal;
+}
+
+/** Bytes of the offending datagram an ICMP error quotes: its header and 8 bytes of its payload (RFC 792). */
+const QUOTE_PAYLOAD = 8;
+
+/**
+ * Writes, at `out`, the ICMP error (type, code, and the 32-bit rest-of-header `rest`, e.g. the next-hop MTU
+ * of "fragmentation needed") that the gateway sends back for the IPv4 packet at `ip` (`ipTotal` bytes),
+ * to `dstMac`. Returns the frame's length.
+ */
+export function emitIcmpError(
+  u8: Uint8Array,
+  dv: DataView,
+  out: number,
+  ip: number,
+  ipTotal: number,
+  type: number,
+  code: number,
+  rest: number,
+  srcMac: Uint8Array,
+  dstMac: Uint8Array,
+  gateway: number,
+): number {
+  const quote = Math.min(ipTotal, headerLen(dv, ip) + QUOTE_PAYLOAD);
+  const dst = dv.getUint32(ip + IPV4.SRC);
+  const icmp = emitEthernet(u8, out, dstMac, 0, srcMac, EtherType.IPV4) + IPV4_HEADER_LEN;
+  u8.copyWithin(icmp + ICMP_HEADER_LEN, ip, ip + quote);
+  dv.setUint8(icmp + ICMP.TYPE, type);
+  dv.setUint8(icmp + ICMP.CODE, code);
+  dv.setUint16(icmp + ICMP.CHECKSUM, 0);
+  dv.setUint32(icmp + ICMP.ID, rest);
+  dv.setUint16(icmp + ICMP.CHECKSUM, checksum(u8, icmp, ICMP_HEADER_LEN + quote));
+  emitIpv4(dv, u8, icmp - IPV4_HEADER_LEN, IpProto.ICMP, gateway, dst, ICMP_HEADER_LEN + quote, REPLY_TTL);
+  return icmp + ICMP_HEADER_LEN + quote - out;
 }

@@ -5,6 +5,8 @@ import { beforeEach, describe, test } from 'node:test';
 import { makeNetwork } from '../../src/engine/network.js';
 import { NetworkSegment } from '../../src/engine/segment.js';
 import { BATCH, Pipeline, STRIDE } from '../../src/pipeline/pipeline.js';
+import { DestinationPolicy } from '../../src/policy/destinations.js';
+import { RuleTable } from '../../src/policy/rules.js';
 import { FakeIo } from '../../src/ports/fake.js';
 import { Port } from '../../src/ports/port.js';
 import { DROP_NAMES, Drop } from '../../src/stats/drops.js';
@@ -87,6 +89,8 @@ describe('pipeline with a fake port', () => {
       cfg,
       new Port(HOST, 'host', BATCH, () => {}),
       GW_MAC,
+      null,
+      new DestinationPolicy(new RuleTable(), GATEWAY),
       null,
       new Logger('text', () => {}),
       {

@@ -1,0 +1,172 @@
+/*
+ * The NAPT mapping table.
+ *
+ * Theory of operation
+ * - A mapping ties one internal endpoint (a VM, a protocol, a VM port or ICMP echo id) to one external port
+ *   of the reserved range on the uplink address. Mapping is endpoint-independent (RFC 4787 REQ-1, RFC 5382
+ *   REQ-1): every destination an endpoint talks to shares its mapping, so a VM uses ports for its sockets,
+ *   not for its destinations, and a VM that sends to a million ports from one socket uses one.
+ * - Filtering is address-dependent (RFC 4787 REQ-8, the stricter of its two recommendations): a packet
+ *   from outside passes only if it comes from an address the mapping has sent to.
+ * - Lookups allocate nothing: outbound by (protocol << 16 | port) in the VM's own Map, inbound by external
+ *   port in a dense array per protocol. Objects are made only when a flow or a remote is new.
+ * - Bounds: a VM holds at most `perVm` mappings per protocol, and the port range bounds them all. A VM at
+ *   its share has its new flows dropped and counted; other VMs and existing flows go on.
+ * - Timeouts: each mapping keeps when it last carried a packet (the pipeline's clock, read once per batch)
+ *   and a state; sweep() runs every second and frees idle ones: UDP 300 s (RFC 4787 REQ-5 asks for 120 at
+ *   least), ICMP 60 s, TCP 7440 s once established (RFC 5382 REQ-5), 240 s while opening or closing, 10 s
+ *   after a RST.
+ */
+
+import type { Port } from '../ports/port.js';
+import { PortPool } from './ports.js';
+
+export const NatProto = { TCP: 0, UDP: 1, ICMP: 2 } as const;
+const PROTO_COUNT = 3;
+
+export const TcpState = { OPENING: 0, ESTABLISHED: 1, CLOSING: 2, RESET: 3 } as const;
+
+const TIMEOUT_MS = {
+  udp: 300_000,
+  icmp: 60_000,
+  tcpEstablished: 7_440_000,
+  tcpTransitory: 240_000,
+  tcpReset: 10_000,
+};
+/** Remote addresses a mapping remembers for its filter; the oldest is forgotten beyond this. */
+const MAX_REMOTES = 64;
+
+/** What a VM is to the flow table: its address, NIC and port, its own outbound index and counts. */
+export interface NatOwner {
+  ip: number;
+  readonly mac: Uint8Array;
+  readonly port: Port;
+  readonly natIndex: Map<number, Mapping>;
+  readonly natCount: Int32Array;
+}
+
+/** One mapping. */
+export class Mapping {
+  lastSeen: number;
+  tcpState: number = TcpState.OPENING;
+  /** FIN bits seen: 1 from the VM, 2 from outside. */
+  fins = 0;
+  readonly remotes = new Set<number>();
+
+  constructor(
+    readonly proto: number,
+    readonly owner: NatOwner,
+    readonly vmPort: number,
+    readonly extPort: number,
+    now: number,
+  ) {
+    this.lastSeen = now;
+  }
+
+  /** Records that the VM sent to `remote` (an address-dependent filter entry). */
+  sentTo(remote: number): void {
+    const key = remote | 0;
+    if (this.remotes.has(key)) return;
+    if (this.remotes.size >= MAX_REMOTES) this.remotes.delete(this.remotes.values().next().value as number);
+    this.remotes.add(key);
+  }
+
+  /** Whether a packet from `remote` may come in. */
+  admits(remote: number): boolean {
+    return this.remotes.has(remote | 0);
+  }
+
+  /** How long this mapping may stay idle. */
+  timeout(): number {
+    if (this.proto === NatProto.UDP) return TIMEOUT_MS.udp;
+    if (this.proto === NatProto.ICMP) return TIMEOUT_MS.icmp;
+    if (this.tcpState === TcpState.ESTABLISHED) return TIMEOUT_MS.tcpEstablished;
+    if (this.tcpState === TcpState.RESET) return TIMEOUT_MS.tcpReset;
+    return TIMEOUT_MS.tcpTransitory;
+  }
+}
+
+/** Why a new mapping could not be made. */
+export const NoMapping = { VM_SHARE_FULL: -1, PORTS_EXHAUSTED: -2 } as const;
+
+/** Every mapping of one uplink address. */
+export class FlowTable {
+  private readonly pools: PortPool[] = [];
+  private readonly byExt: Array<Array<Mapping | undefined>> = [];
+  private readonly all = new Set<Mapping>();
+
+  constructor(
+    readonly lo: number,
+    readonly hi: number,
+    /** Mappings one VM may hold per protocol. */
+    readonly perVm: number,
+  ) {
+    for (let p = 0; p < PROTO_COUNT; p++) {
+      this.pools.push(new PortPool(lo, hi));
+      this.byExt.push(new Array<Mapping | undefined>(hi - lo + 1).fill(undefined));
+    }
+  }
+
+  /** The mapping of a VM endpoint, if any. */
+  outbound(owner: NatOwner, proto: number, vmPort: number): Mapping | undefined {
+    return owner.natIndex.get((proto << 16) | vmPort);
+  }
+
+  /** The mapping of an external port, if any. */
+  inbound(proto: number, extPort: number): Mapping | undefined {
+    if (extPort < this.lo || extPort > this.hi) return undefined;
+    return this.byExt[proto][extPort - this.lo];
+  }
+
+  /** Makes a mapping for a VM endpoint; returns it, or a NoMapping reason. */
+  create(owner: NatOwner, proto: number, vmPort: number, now: number, extPort = 0): Mapping | number {
+    if (owner.natCount[proto] >= this.perVm) return NoMapping.VM_SHARE_FULL;
+    const pool = this.pools[proto];
+    let port = extPort;
+    if (port === 0) port = pool.take();
+    else if (!pool.takeExact(port)) port = 0;
+    if (port === 0) return NoMapping.PORTS_EXHAUSTED;
+    const m = new Mapping(proto, owner, vmPort, port, now);
+    owner.natIndex.set((proto << 16) | vmPort, m);
+    owner.natCount[proto]++;
+    this.byExt[proto][port - this.lo] = m;
+    this.all.add(m);
+    return m;
+  }
+
+  /** Ends a mapping and frees its port. */
+  remove(m: Mapping): void {
+    if (!this.all.delete(m)) return;
+    m.owner.natIndex.delete((m.proto << 16) | m.vmPort);
+    m.owner.natCount[m.proto]--;
+    this.byExt[m.proto][m.extPort - this.lo] = undefined;
+    this.pools[m.proto].give(m.extPort);
+  }
+
+  /** Ends every mapping of a VM (it went away). */
+  removeOwner(owner: NatOwner): void {
+    for (const m of [...owner.natIndex.values()]) this.remove(m);
+  }
+
+  /** Ends the mappings idle past their timeout; returns how many ended. */
+  sweep(now: number): number {
+    let n = 0;
+    for (const m of this.all) {
+      if (now - m.lastSeen > m.timeout()) {
+        this.remove(m);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Every mapping, for snapshots and listings. */
+  mappings(): IterableIterator<Mapping> {
+    return this.all.values();
+  }
+
+  /** Mappings in use. */
+  get size(): number {
+    return this.all.size;
+  }
+}

@@ -1,0 +1,178 @@
+// A packet captured on the uplink for the NAT address: find its mapping, check the filter, translate it
+// back to the VM, rewrite its Ethernet header for the VM, and send it to the VM's port.
+
+import type { Attachment } from '../engine/attachment.js';
+import { type Mapping, NatProto, TcpState } from '../nat/flows.js';
+import { decrementTtl, rewrite } from '../nat/translate.js';
+import type { NatUplink } from '../nat/uplink.js';
+import { native } from '../native.js';
+import { Drop } from '../stats/drops.js';
+import { checksum, update16, update32 } from '../wire/checksum.js';
+import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../wire/ethernet.js';
+import { ICMP, ICMP_HEADER_LEN, IcmpType } from '../wire/icmp.js';
+import * as ipv4 from '../wire/ipv4.js';
+import { IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
+import { TCP, TcpFlag } from '../wire/tcp.js';
+import { UDP } from '../wire/udp.js';
+import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
+import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
+import type { Segment } from './segment.js';
+
+const segLens = new Uint32Array(SEG_SLOTS);
+
+/** What comes before a captured IPv4 packet: the virtio header, then the uplink's Ethernet header. */
+const PREFIX = VNET_HDR_LEN + ETH_HEADER_LEN;
+
+/**
+ * Decides one frame from the uplink's packet socket: a virtio header at `off`, the Ethernet frame after it.
+ * The frame's own Ethernet header is rewritten for the VM, so it goes out from where it came in.
+ */
+export function fromUplink(p: Pipeline, seg: Segment, nat: NatUplink, off: number, len: number): void {
+  if (len >= PREFIX && p.u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
+    segmentThen(p, seg, nat, off, len);
+    return;
+  }
+  const drop = len < PREFIX ? Drop.RUNT : decide(p, seg, nat, off, len);
+  if (drop !== Drop.NONE) p.drops[drop]++;
+}
+
+/** Cuts an aggregate into MTU-sized segments (in the addon) and decides each. */
+function segmentThen(p: Pipeline, seg: Segment, nat: NatUplink, off: number, len: number): void {
+  const room = p.segmentsLeft();
+  const at = p.nextSegment();
+  const n = room > 0 ? native.gsoSegment(off, len, at, STRIDE, room, segLens) : -1;
+  if (n <= 0) {
+    p.drops[Drop.UPLINK_GSO]++;
+    return;
+  }
+  p.takeSegments(n);
+  for (let i = 0; i < n; i++) {
+    const drop = decide(p, seg, nat, at + i * STRIDE, segLens[i]);
+    if (drop !== Drop.NONE) p.drops[drop]++;
+  }
+}
+
+function natProtoOf(proto: number): number {
+  if (proto === IpProto.TCP) return NatProto.TCP;
+  if (proto === IpProto.UDP) return NatProto.UDP;
+  if (proto === IpProto.ICMP) return NatProto.ICMP;
+  return -1;
+}
+
+function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen: number): number {
+  const dv = p.dv;
+  const u8 = p.u8;
+  const ip = off + PREFIX;
+  const bad = ipv4.validate(dv, u8, ip, frameLen - PREFIX);
+  if (bad !== Drop.NONE) return bad;
+  if (ipv4.dst(dv, ip) !== nat.addr) return Drop.UPLINK_NOT_OURS;
+  const hl = ipv4.headerLen(dv, ip);
+  const total = ipv4.totalLen(dv, ip);
+  if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) {
+    // Sent by a veth peer on this machine: its transport checksum holds only the pseudo-header sum.
+    // csum_start counts from the start of the Ethernet frame.
+    const start = off + VNET_HDR_LEN + dv.getUint16(off + VNET.CSUM_START, true);
+    const field = start + dv.getUint16(off + VNET.CSUM_OFFSET, true);
+    if (start < ip + hl || field + 2 > ip + total) return Drop.UPLINK_BAD_OFFLOAD;
+    const c = checksum(u8, start, ip + total - start);
+    dv.setUint16(field, c === 0 && ipv4.proto(dv, ip) === IpProto.UDP ? 0xffff : c);
+  }
+  const proto = ipv4.proto(dv, ip);
+  if ((dv.getUint16(ip + IPV4.FRAG) & 0x1fff) !== 0) return Drop.UPLINK_FRAGMENT;
+  const l4 = ip + hl;
+  const l4len = total - hl;
+  const natProto = natProtoOf(proto);
+  if (natProto < 0) return Drop.UPLINK_NO_MAPPING;
+  if (natProto === NatProto.ICMP) {
+    if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
+    const type = dv.getUint8(l4 + ICMP.TYPE);
+    if (type !== IcmpType.ECHO_REPLY) return icmpError(p, seg, nat, ip, hl, total, type);
+  } else if (l4len < (natProto === NatProto.TCP ? 20 : 8)) {
+    return natProto === NatProto.TCP ? Drop.TCP_MALFORMED : Drop.UDP_MALFORMED;
+  }
+  const extPort = natProto === NatProto.ICMP ? dv.getUint16(l4 + ICMP.ID) : dv.getUint16(l4 + 2);
+  const m = nat.flows.inbound(natProto, extPort);
+  if (m === undefined) return Drop.UPLINK_NO_MAPPING;
+  if (!m.admits(ipv4.src(dv, ip))) return Drop.UPLINK_FILTERED;
+  const att = m.owner as Attachment;
+  if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
+  m.lastSeen = p.now;
+  if (natProto === NatProto.TCP) trackInbound(m, dv.getUint8(l4 + TCP.FLAGS));
+  rewrite(dv, ip, l4, proto, IPV4.DST, att.ip, m.vmPort);
+  decrementTtl(dv, ip);
+  toVm(p, seg, att, ip, total);
+  return Drop.NONE;
+}
+
+function trackInbound(m: Mapping, flags: number): void {
+  if (flags & TcpFlag.RST) m.tcpState = TcpState.RESET;
+  else if (flags & TcpFlag.FIN) {
+    m.fins |= 2;
+    m.tcpState = TcpState.CLOSING;
+  } else if (m.tcpState === TcpState.OPENING && flags & TcpFlag.ACK) m.tcpState = TcpState.ESTABLISHED;
+}
+
+function toVm(p: Pipeline, seg: Segment, att: Attachment, ip: number, total: number): void {
+  const frame = ip - ETH_HEADER_LEN;
+  emitEthernet(p.u8, frame, att.mac, 0, seg.gatewayMac, EtherType.IPV4);
+  p.queue(att.port, frame, ETH_HEADER_LEN + total);
+}
+
+/**
+ * An ICMP error (unreachable, time exceeded, parameter problem) about a packet softnet translated: the
+ * quoted packet names the mapping by its source port (or echo id). Both the outer destination and the
+ * quoted source go back to the VM's, and the ICMP checksum is recomputed over the small message.
+ */
+function icmpError(
+  p: Pipeline,
+  seg: Segment,
+  nat: NatUplink,
+  ip: number,
+  hl: number,
+  total: number,
+  type: number,
+): number {
+  if (type !== IcmpType.DEST_UNREACHABLE && type !== IcmpType.TIME_EXCEEDED && type !== 12)
+    return Drop.NAT_ICMP_TYPE;
+  const dv = p.dv;
+  const icmp = ip + hl;
+  const inner = icmp + ICMP_HEADER_LEN;
+  const end = ip + total;
+  if (inner + IPV4_HEADER_LEN > end) return Drop.ICMP_MALFORMED;
+  const ihl = ipv4.headerLen(dv, inner);
+  const innerL4 = inner + ihl;
+  if (ihl < IPV4_HEADER_LEN || innerL4 + 8 > end || ipv4.src(dv, inner) !== nat.addr)
+    return Drop.ICMP_MALFORMED;
+  const innerProto = ipv4.proto(dv, inner);
+  const natProto = natProtoOf(innerProto);
+  if (natProto < 0) return Drop.UPLINK_NO_MAPPING;
+  const extPort = natProto === NatProto.ICMP ? dv.getUint16(innerL4 + ICMP.ID) : dv.getUint16(innerL4);
+  const m = nat.flows.inbound(natProto, extPort);
+  if (m === undefined) return Drop.UPLINK_NO_MAPPING;
+  if (!m.admits(ipv4.dst(dv, inner))) return Drop.UPLINK_FILTERED;
+  const att = m.owner as Attachment;
+  if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
+
+  // The quoted packet: source address and port back to the VM's; its header checksum, and its transport
+  // checksum when the quote holds it, follow.
+  const oldSrc = dv.getUint32(inner + IPV4.SRC);
+  dv.setUint32(inner + IPV4.SRC, att.ip);
+  dv.setUint16(inner + IPV4.CHECKSUM, update32(dv.getUint16(inner + IPV4.CHECKSUM), oldSrc, att.ip));
+  if (natProto === NatProto.ICMP) {
+    dv.setUint16(innerL4 + ICMP.ID, m.vmPort);
+  } else {
+    dv.setUint16(innerL4, m.vmPort);
+    const at = innerL4 + (natProto === NatProto.TCP ? TCP.CHECKSUM : UDP.CHECKSUM);
+    if (at + 2 <= end && !(natProto === NatProto.UDP && dv.getUint16(at) === 0)) {
+      dv.setUint16(at, update16(update32(dv.getUint16(at), oldSrc, att.ip), extPort, m.vmPort));
+    }
+  }
+  const oldDst = dv.getUint32(ip + IPV4.DST);
+  dv.setUint32(ip + IPV4.DST, att.ip);
+  dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), oldDst, att.ip));
+  dv.setUint16(icmp + ICMP.CHECKSUM, 0);
+  dv.setUint16(icmp + ICMP.CHECKSUM, checksum(p.u8, icmp, total - hl));
+  decrementTtl(dv, ip);
+  toVm(p, seg, att, ip, total);
+  return Drop.NONE;
+}

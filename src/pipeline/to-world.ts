@@ -1,0 +1,147 @@
+// A VM's packet for anywhere beyond the gateway: policy, the router's duties (TTL, too big), then NAT out
+// through the uplink. The packet is rewritten in place and sent from its receive slot, Ethernet header
+// left behind.
+
+import type { Attachment } from '../engine/attachment.js';
+import { inSubnet } from '../engine/network.js';
+import { NatProto, NoMapping, TcpState } from '../nat/flows.js';
+import { decrementTtl, rewrite } from '../nat/translate.js';
+import { emitIcmpError } from '../services/icmp.js';
+import { Drop } from '../stats/drops.js';
+import { checksum, pseudoHeader } from '../wire/checksum.js';
+import { ETH, macKey } from '../wire/ethernet.js';
+import { echoId, ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
+import { IPV4, IpProto } from '../wire/ipv4.js';
+import * as tcp from '../wire/tcp.js';
+import { TcpFlag } from '../wire/tcp.js';
+import * as udp from '../wire/udp.js';
+import type { Pipeline } from './pipeline.js';
+import type { Segment } from './segment.js';
+
+const DF = 0x4000;
+const ICMP_FRAG_NEEDED = 4;
+
+/** Decides a VM's IPv4 packet (header at `ip`, `hl` and `total` bytes) whose destination is not the gateway. */
+export function toWorld(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  ip: number,
+  hl: number,
+  total: number,
+  slot: number,
+): number {
+  const dv = p.dv;
+  const u8 = p.u8;
+  const dst = dv.getUint32(ip + IPV4.DST);
+  if (inSubnet(seg.cfg, dst)) return Drop.OTHER_VM;
+  if (!seg.policy.allows(dst)) return Drop.POLICY_BLOCKED;
+  const nat = seg.nat;
+  if (nat === null) return Drop.NO_ROUTE;
+  if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
+  if (dv.getUint8(ip + IPV4.TTL) <= 1) {
+    answer(p, seg, att, ip, total, slot, IcmpType.TIME_EXCEEDED, 0, 0);
+    return Drop.TTL_EXCEEDED;
+  }
+  if (total > nat.mtu) {
+    if ((dv.getUint16(ip + IPV4.FRAG) & DF) === 0) return Drop.TOO_BIG;
+    answer(p, seg, att, ip, total, slot, IcmpType.DEST_UNREACHABLE, ICMP_FRAG_NEEDED, nat.mtu);
+    return Drop.TOO_BIG;
+  }
+
+  const proto = dv.getUint8(ip + IPV4.PROTO);
+  const fragWord = dv.getUint16(ip + IPV4.FRAG);
+  const l4 = ip + hl;
+  const l4len = total - hl;
+  // A later fragment carries no ports: only its source address changes; the first one updated the
+  // transport checksum for the whole datagram.
+  if ((fragWord & 0x1fff) !== 0) {
+    rewrite(dv, ip, -1, proto, IPV4.SRC, nat.addr, 0);
+    decrementTtl(dv, ip);
+    p.queue(nat.raw, ip, total);
+    return Drop.NONE;
+  }
+  const whole = (fragWord & 0x2000) === 0;
+  let natProto: number;
+  let vmPort: number;
+  let tcpFlags = 0;
+  if (proto === IpProto.TCP) {
+    if (
+      l4len < tcp.TCP_HEADER_LEN ||
+      tcp.headerLen(dv, l4) < tcp.TCP_HEADER_LEN ||
+      tcp.headerLen(dv, l4) > l4len
+    ) {
+      return Drop.TCP_MALFORMED;
+    }
+    tcpFlags = tcp.flags(dv, l4);
+    if (badFlags(tcpFlags)) return Drop.TCP_BAD_FLAGS;
+    if (whole && checksum(u8, l4, l4len, pseudoHeader(att.ip, dst, IpProto.TCP, l4len)) !== 0)
+      return Drop.TCP_BAD_CHECKSUM;
+    natProto = NatProto.TCP;
+    vmPort = tcp.srcPort(dv, l4);
+  } else if (proto === IpProto.UDP) {
+    if (l4len < udp.UDP_HEADER_LEN) return Drop.UDP_MALFORMED;
+    const ulen = udp.udpLen(dv, l4);
+    if (whole && (ulen < udp.UDP_HEADER_LEN || ulen > l4len)) return Drop.UDP_MALFORMED;
+    if (whole && !udp.checksumOk(dv, u8, l4, ulen, att.ip, dst)) return Drop.UDP_BAD_CHECKSUM;
+    natProto = NatProto.UDP;
+    vmPort = udp.srcPort(dv, l4);
+  } else if (proto === IpProto.ICMP) {
+    if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
+    if (icmpType(dv, l4) !== IcmpType.ECHO_REQUEST) return Drop.NAT_ICMP_TYPE;
+    if (whole && checksum(u8, l4, l4len) !== 0) return Drop.ICMP_BAD_CHECKSUM;
+    natProto = NatProto.ICMP;
+    vmPort = echoId(dv, l4);
+  } else {
+    return Drop.NO_ROUTE;
+  }
+
+  let m = nat.flows.outbound(att, natProto, vmPort);
+  if (m === undefined) {
+    if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
+      return Drop.NAT_TCP_NOT_SYN;
+    const made = nat.flows.create(att, natProto, vmPort, p.now);
+    if (typeof made === 'number')
+      return made === NoMapping.VM_SHARE_FULL ? Drop.NAT_VM_SHARE_FULL : Drop.NAT_PORTS_EXHAUSTED;
+    m = made;
+  }
+  m.lastSeen = p.now;
+  m.sentTo(dst);
+  if (natProto === NatProto.TCP) {
+    if (tcpFlags & TcpFlag.RST) m.tcpState = TcpState.RESET;
+    else if (tcpFlags & TcpFlag.FIN) {
+      m.fins |= 1;
+      m.tcpState = TcpState.CLOSING;
+    }
+  }
+  rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr, m.extPort);
+  decrementTtl(dv, ip);
+  p.queue(nat.raw, ip, total);
+  return Drop.NONE;
+}
+
+/** SYN with FIN or RST, or none of SYN, FIN, RST, ACK: no TCP stack sends these (scans and attacks do). */
+export function badFlags(f: number): boolean {
+  if (f & TcpFlag.SYN && f & (TcpFlag.FIN | TcpFlag.RST)) return true;
+  return (f & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST | TcpFlag.ACK)) === 0;
+}
+
+function answer(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  ip: number,
+  total: number,
+  slot: number,
+  type: number,
+  code: number,
+  rest: number,
+): void {
+  const out = p.answerOffset(slot);
+  p.queue(
+    att.port,
+    out,
+    emitIcmpError(p.u8, p.dv, out, ip, total, type, code, rest, seg.gatewayMac, att.mac, seg.cfg.gateway),
+  );
+}

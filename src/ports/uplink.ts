@@ -1,0 +1,112 @@
+// The NAT uplink's two sockets: a raw IPv4 socket that sends translated packets from the host's address,
+// and a packet socket that captures, before the host's stack, the replies addressed to softnet's ports.
+
+import { readFileSync } from 'node:fs';
+import { native, PortMode } from '../native.js';
+import type { PortSpec } from './port.js';
+
+/** The interface of the default route in this namespace, from /proc/net/route; null when there is none. */
+export function defaultRouteInterface(): string | null {
+  for (const line of readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 7 && f[1] === '00000000' && f[7] === '00000000') return f[0];
+  }
+  return null;
+}
+
+// Classic BPF, as linux/filter.h encodes it.
+const LD_W_ABS = 0x20;
+const LD_H_ABS = 0x28;
+const LD_B_ABS = 0x30;
+const LDX_B_MSH = 0xb1;
+const LD_H_IND = 0x48;
+const LD_B_IND = 0x50;
+const JEQ = 0x15;
+const JGT = 0x25;
+const JGE = 0x35;
+const JSET = 0x45;
+const RET = 0x06;
+
+type Insn = [code: number, jt: string | number, jf: string | number, k: number, label?: string];
+
+/** Assembles instructions whose jump targets are labels (or 0 for the next one) into sock_filter bytes. */
+function assemble(prog: Insn[]): Uint8Array {
+  const at = new Map<string, number>();
+  prog.forEach((insn, i) => {
+    if (insn[4]) at.set(insn[4], i);
+  });
+  const out = new Uint8Array(prog.length * 8);
+  const dv = new DataView(out.buffer);
+  prog.forEach(([code, jt, jf, k], i) => {
+    const rel = (j: string | number) => (typeof j === 'number' ? j : at.get(j)! - i - 1);
+    dv.setUint16(i * 8, code, true);
+    dv.setUint8(i * 8 + 2, rel(jt));
+    dv.setUint8(i * 8 + 3, rel(jf));
+    dv.setUint32(i * 8 + 4, k >>> 0, true);
+  });
+  return out;
+}
+
+/** Where the IPv4 header starts in a captured frame: after the uplink's Ethernet header. */
+const IP = 14;
+
+/**
+ * The capture filter: IPv4 to `addr` that is TCP or UDP to a port in [lo, hi], an ICMP echo reply with an
+ * id in [lo, hi], an ICMP error (unreachable, time exceeded, parameter problem; softnet checks what it
+ * quotes), or a later fragment (softnet checks whose it is).
+ */
+export function captureFilter(addr: number, lo: number, hi: number): Uint8Array {
+  return assemble([
+    [LD_W_ABS, 0, 0, IP + 16],
+    [JEQ, 0, 'drop', addr],
+    [LD_H_ABS, 0, 0, IP + 6],
+    [JSET, 'accept', 0, 0x1fff],
+    [LD_B_ABS, 0, 0, IP + 9],
+    [JEQ, 'ports', 0, 6],
+    [JEQ, 'ports', 0, 17],
+    [JEQ, 'icmp', 'drop', 1],
+    [LDX_B_MSH, 0, 0, IP, 'ports'],
+    [LD_H_IND, 0, 0, IP + 2],
+    [JGE, 0, 'drop', lo],
+    [JGT, 'drop', 'accept', hi],
+    [LDX_B_MSH, 0, 0, IP, 'icmp'],
+    [LD_B_IND, 0, 0, IP],
+    [JEQ, 0, 'errors', 0],
+    [LD_H_IND, 0, 0, IP + 4],
+    [JGE, 0, 'drop', lo],
+    [JGT, 'drop', 'accept', hi],
+    [JEQ, 'accept', 0, 3, 'errors'],
+    [JEQ, 'accept', 0, 11],
+    [JEQ, 'accept', 'drop', 12],
+    [RET, 0, 0, 0x40000, 'accept'],
+    [RET, 0, 0, 0, 'drop'],
+  ]);
+}
+
+/** The uplink's address, MTU and sockets. */
+export interface UplinkSockets {
+  name: string;
+  addr: number;
+  mtu: number;
+  raw: PortSpec;
+  capture: PortSpec;
+}
+
+/** Opens the raw and capture sockets of uplink `name` for the NAT port range [lo, hi]. */
+export function openUplink(name: string, lo: number, hi: number): UplinkSockets {
+  const { addr, mtu } = native.ifAddr(name);
+  const rawFd = native.rawSocket();
+  try {
+    const captureFd = native.packetSocket(name, captureFilter(addr, lo, hi));
+    return {
+      name,
+      addr,
+      mtu,
+      raw: { fd: rawFd, mode: PortMode.RAW, name: `${name}:raw` },
+      capture: { fd: captureFd, mode: PortMode.DGRAM, name: `${name}:capture` },
+    };
+  } catch (e) {
+    native.closeFd(rawFd);
+    throw e;
+  }
+}
