@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import type { VmOptions } from '../cli/args.js';
 import { UsageError } from '../cli/args.js';
 import { FlowTable } from '../nat/flows.js';
+import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard } from '../nat/guard.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
@@ -155,7 +156,13 @@ export class Engine {
       NatGuard.install(`softnet_${name.replace(/\W/g, '_')}`, up.addr, lo, hi),
     );
     const perVm = o.natFlowsPerVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4));
-    return { flows: new FlowTable(lo, hi, perVm), addr: up.addr, mtu: up.mtu, raw: this.raw };
+    return {
+      flows: new FlowTable(lo, hi, perVm),
+      fragments: new FragmentTable(),
+      addr: up.addr,
+      mtu: up.mtu,
+      raw: this.raw,
+    };
   }
 
   /** Closes everything (leases stay on disk) and exits with `code`. */

@@ -109,6 +109,7 @@ export class NetworkSegment implements Segment {
     }
     this.assign(att, 0);
     this.nat?.flows.removeOwner(att);
+    this.nat?.fragments.sweep(Date.now(), att);
     this.p.remove(att.port);
     att.port.close();
   }
@@ -116,6 +117,7 @@ export class NetworkSegment implements Segment {
   /** Ends leases whose time is up; run once a second. */
   tick(now: number): void {
     this.nat?.flows.sweep(now);
+    this.nat?.fragments.sweep(now);
     for (const l of this.leases.expire(now)) {
       this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
       const att = this.vmAt(l.ip);

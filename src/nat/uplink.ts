@@ -3,10 +3,12 @@
 
 import type { Port } from '../ports/port.js';
 import type { FlowTable } from './flows.js';
+import type { FragmentTable } from './fragments.js';
 
 /** The NAT side of a shared network. */
 export interface NatUplink {
   readonly flows: FlowTable;
+  readonly fragments: FragmentTable;
   /** The uplink's IPv4 address: every translated flow's source. */
   readonly addr: number;
   readonly mtu: number;

@@ -78,7 +78,8 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     dv.setUint16(field, c === 0 && ipv4.proto(dv, ip) === IpProto.UDP ? 0xffff : c);
   }
   const proto = ipv4.proto(dv, ip);
-  if ((dv.getUint16(ip + IPV4.FRAG) & 0x1fff) !== 0) return Drop.UPLINK_FRAGMENT;
+  const frag = dv.getUint16(ip + IPV4.FRAG);
+  if ((frag & 0x1fff) !== 0) return laterFragment(p, seg, nat, ip, total, proto);
   const l4 = ip + hl;
   const l4len = total - hl;
   const natProto = natProtoOf(proto);
@@ -98,7 +99,29 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
   m.lastSeen = p.now;
   if (natProto === NatProto.TCP) trackInbound(m, dv.getUint8(l4 + TCP.FLAGS));
+  if (frag & 0x2000) nat.fragments.remember(ipv4.src(dv, ip), proto, dv.getUint16(ip + IPV4.ID), att, p.now);
   rewrite(dv, ip, l4, proto, IPV4.DST, att.ip, m.vmPort);
+  decrementTtl(dv, ip);
+  toVm(p, seg, att, ip, total);
+  return Drop.NONE;
+}
+
+/** A fragment after the first: it goes where its first fragment went, only its destination rewritten. */
+function laterFragment(
+  p: Pipeline,
+  seg: Segment,
+  nat: NatUplink,
+  ip: number,
+  total: number,
+  proto: number,
+): number {
+  const dv = p.dv;
+  const att = nat.fragments.find(ipv4.src(dv, ip), proto, dv.getUint16(ip + IPV4.ID)) as
+    | Attachment
+    | undefined;
+  if (att === undefined) return Drop.UPLINK_FRAGMENT;
+  if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
+  rewrite(dv, ip, -1, proto, IPV4.DST, att.ip, 0);
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;
