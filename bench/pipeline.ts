@@ -6,9 +6,11 @@
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { makeNetwork } from '../src/engine/network.js';
 import { NetworkSegment } from '../src/engine/segment.js';
-import { BATCH, DRAIN_ROUNDS, Pipeline } from '../src/pipeline/pipeline.js';
+import { FlowTable } from '../src/nat/flows.js';
+import { FragmentTable } from '../src/nat/fragments.js';
+import { BATCH, BIG_BATCH, DRAIN_ROUNDS, Pipeline, QUEUE_LEN } from '../src/pipeline/pipeline.js';
 import { DestinationPolicy } from '../src/policy/destinations.js';
-import { RuleTable } from '../src/policy/rules.js';
+import { RuleTable, Verdict } from '../src/policy/rules.js';
 import { FakeIo } from '../src/ports/fake.js';
 import { Port } from '../src/ports/port.js';
 import { Logger } from '../src/util/log.js';
@@ -19,6 +21,7 @@ import { EtherType, emitEthernet } from '../src/wire/ethernet.js';
 import { ICMP, IcmpType } from '../src/wire/icmp.js';
 import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { emitUdp, UDP_HEADER_LEN } from '../src/wire/udp.js';
+import { VNET_HDR_LEN } from '../src/wire/vnet.js';
 import { dhcpFrame, dhcpReply } from '../test/lib/frames.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
@@ -43,12 +46,27 @@ const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
   routes: [],
 });
 const quiet = new Logger('text', () => {});
-const policy = new DestinationPolicy(new RuleTable(), cfg.gateway);
-const seg = new NetworkSegment(p, cfg, hostLink, HOST_MAC, null, policy, null, quiet, {
+const WORLD = 0xcb00710a; // 203.0.113.10
+const UPLINK = 0xc6336402; // 198.51.100.2
+const rules = new RuleTable();
+rules.add(parseCidr('203.0.113.0/24')!, Verdict.ALLOW);
+const policy = new DestinationPolicy(rules, cfg.gateway);
+const raw = new Port(3, 'raw', QUEUE_LEN, noClose);
+const capture = new Port(4, 'capture', QUEUE_LEN, noClose);
+capture.big = true;
+const nat = {
+  flows: new FlowTable(61000, 64999, 1000),
+  fragments: new FragmentTable(),
+  addr: UPLINK,
+  mtu: 1500,
+  raw,
+};
+const seg = new NetworkSegment(p, cfg, hostLink, HOST_MAC, null, policy, nat, quiet, {
   hostLinkFailed: () => {},
   vmGone: () => {},
 });
 const att = seg.attach(vmPort, VM_MAC, 'bench');
+seg.attachUplink(capture, nat);
 
 // A lease through the real DHCP path, so the VM's address passes the source checks.
 io.keep = true;
@@ -61,9 +79,22 @@ io.deliver(
   dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [[DhcpOption.REQUESTED_IP, u32(offer.msg.yiaddr)]]),
 );
 p.drain(vmPort);
-io.keep = false;
 if (att.ip === 0) throw new Error('the bench VM got no lease');
 const vmIp = att.ip;
+// One flow out to the world, so replies to its external port have a mapping to come back by.
+const toWorld = frame(64, VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP);
+io.deliver(vmPort.id, toWorld);
+p.drain(vmPort);
+const out = io.take(raw.id)[0];
+if (!out) throw new Error('no NAT output');
+const extPort = new DataView(out.buffer).getUint16(IPV4_HEADER_LEN);
+io.keep = false;
+const fromWorld = new Uint8Array(VNET_HDR_LEN + 64);
+fromWorld.set(frame(64, HOST_MAC, HOST_MAC, WORLD, UPLINK, IpProto.UDP), VNET_HDR_LEN);
+const fw = new DataView(fromWorld.buffer);
+fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN, 5001);
+fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 2, extPort);
+fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 6, 0);
 
 function u32(v: number): number[] {
   return [v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
@@ -117,6 +148,14 @@ const scenarios: Array<[string, Port, Uint8Array, number]> = [
     frame(1514, VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP),
     1,
   ],
+  ['vm -> world UDP, 64 B (NAT out, checksum verified)', vmPort, toWorld, raw.id],
+  [
+    'vm -> world UDP, 1514 B (NAT out, checksum verified)',
+    vmPort,
+    frame(1514, VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP),
+    raw.id,
+  ],
+  ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id],
 ];
 
 let gcStarts: number[] = [];
@@ -124,14 +163,14 @@ new PerformanceObserver((list) => {
   for (const e of list.getEntries()) gcStarts.push(e.startTime);
 }).observe({ entryTypes: ['gc'] });
 
-/** Drains `port` until `batches` batches went through; returns how many did. */
+/** Drains `port` until `batches` batches went through; returns how many frames did. */
 function run(port: Port, batches: number): number {
   let done = 0;
   while (done < batches) {
     p.drain(port);
     done += DRAIN_ROUNDS;
   }
-  return done;
+  return done * (port.big ? BIG_BATCH : BATCH);
 }
 
 process.stdout.write(
@@ -151,7 +190,7 @@ for (const [name, port, f, outPort] of scenarios) {
   const heap0 = process.memoryUsage().heapUsed;
   const start = performance.now();
   const t0 = process.hrtime.bigint();
-  const frames = run(port, BATCHES) * BATCH;
+  const frames = run(port, BATCHES);
   const ns = Number(process.hrtime.bigint() - t0);
   const heap1 = process.memoryUsage().heapUsed;
   io.stopFlood(port.id);

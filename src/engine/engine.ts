@@ -22,7 +22,7 @@ import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard } from '../nat/guard.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
-import { Pipeline, QUEUE_LEN } from '../pipeline/pipeline.js';
+import { epochSeconds, Pipeline, QUEUE_LEN } from '../pipeline/pipeline.js';
 import { DestinationPolicy } from '../policy/destinations.js';
 import { RuleTable, Verdict } from '../policy/rules.js';
 import { openHostLink } from '../ports/host-link.js';
@@ -204,7 +204,8 @@ export class Engine {
   private tick(): void {
     const seg = this.segment;
     if (!seg) return;
-    seg.tick(Date.now());
+    this.p.clock = epochSeconds();
+    seg.tick(Date.now(), this.p.clock);
     const vm = this.opts.vm;
     if (vm.kind === 'netns' && this.netnsIno !== null && namespaceGone(vm.path, this.netnsIno)) {
       this.netnsIno = null;

@@ -19,7 +19,7 @@ import { fromHost } from '../pipeline/from-host.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
-import { STRIDE } from '../pipeline/pipeline.js';
+import { epochSeconds, STRIDE } from '../pipeline/pipeline.js';
 import type { Segment } from '../pipeline/segment.js';
 import type { DestinationPolicy } from '../policy/destinations.js';
 import type { Port } from '../ports/port.js';
@@ -109,15 +109,15 @@ export class NetworkSegment implements Segment {
     }
     this.assign(att, 0);
     this.nat?.flows.removeOwner(att);
-    this.nat?.fragments.sweep(Date.now(), att);
+    this.nat?.fragments.sweep(epochSeconds(), att);
     this.p.remove(att.port);
     att.port.close();
   }
 
-  /** Ends leases whose time is up; run once a second. */
-  tick(now: number): void {
-    this.nat?.flows.sweep(now);
-    this.nat?.fragments.sweep(now);
+  /** Ends leases (`now` in ms) and idle flows (`clock` in s) whose time is up; run once a second. */
+  tick(now: number, clock: number): void {
+    this.nat?.flows.sweep(clock);
+    this.nat?.fragments.sweep(clock);
     for (const l of this.leases.expire(now)) {
       this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
       const att = this.vmAt(l.ip);

@@ -12,8 +12,8 @@
  *   port in a dense array per protocol. Objects are made only when a flow or a remote is new.
  * - Bounds: a VM holds at most `perVm` mappings per protocol, and the port range bounds them all. A VM at
  *   its share has its new flows dropped and counted; other VMs and existing flows go on.
- * - Timeouts: each mapping keeps when it last carried a packet (the pipeline's clock, read once per batch)
- *   and a state; sweep() runs every second and frees idle ones: UDP 300 s (RFC 4787 REQ-5 asks for 120 at
+ * - Timeouts: each mapping keeps when it last carried a packet (the pipeline's clock: whole seconds, set
+ *   once a second) and a state; sweep() runs every second and frees idle ones: UDP 300 s (RFC 4787 REQ-5 asks for 120 at
  *   least), ICMP 60 s, TCP 7440 s once established (RFC 5382 REQ-5), 240 s while opening or closing, 10 s
  *   after a RST.
  */
@@ -26,13 +26,8 @@ const PROTO_COUNT = 3;
 
 export const TcpState = { OPENING: 0, ESTABLISHED: 1, CLOSING: 2, RESET: 3 } as const;
 
-const TIMEOUT_MS = {
-  udp: 300_000,
-  icmp: 60_000,
-  tcpEstablished: 7_440_000,
-  tcpTransitory: 240_000,
-  tcpReset: 10_000,
-};
+/** Idle timeouts in seconds. */
+const TIMEOUT = { udp: 300, icmp: 60, tcpEstablished: 7440, tcpTransitory: 240, tcpReset: 10 };
 /** Remote addresses a mapping remembers for its filter; the oldest is forgotten beyond this. */
 const MAX_REMOTES = 64;
 
@@ -47,6 +42,7 @@ export interface NatOwner {
 
 /** One mapping. */
 export class Mapping {
+  /** Seconds since the epoch. */
   lastSeen: number;
   tcpState: number = TcpState.OPENING;
   /** FIN bits seen: 1 from the VM, 2 from outside. */
@@ -76,13 +72,13 @@ export class Mapping {
     return this.remotes.has(remote | 0);
   }
 
-  /** How long this mapping may stay idle. */
+  /** How long this mapping may stay idle, in seconds. */
   timeout(): number {
-    if (this.proto === NatProto.UDP) return TIMEOUT_MS.udp;
-    if (this.proto === NatProto.ICMP) return TIMEOUT_MS.icmp;
-    if (this.tcpState === TcpState.ESTABLISHED) return TIMEOUT_MS.tcpEstablished;
-    if (this.tcpState === TcpState.RESET) return TIMEOUT_MS.tcpReset;
-    return TIMEOUT_MS.tcpTransitory;
+    if (this.proto === NatProto.UDP) return TIMEOUT.udp;
+    if (this.proto === NatProto.ICMP) return TIMEOUT.icmp;
+    if (this.tcpState === TcpState.ESTABLISHED) return TIMEOUT.tcpEstablished;
+    if (this.tcpState === TcpState.RESET) return TIMEOUT.tcpReset;
+    return TIMEOUT.tcpTransitory;
   }
 }
 

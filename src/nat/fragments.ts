@@ -8,13 +8,14 @@
  * - A later fragment with a remembered key goes to the same VM with only its destination rewritten.
  * - One that comes before its first fragment finds nothing and is dropped under a named reason: softnet
  *   does not hold fragments back.
- * - Keys are small integers in two levels of Map (source, then protocol << 16 | id), so no lookup
+ * - Times are whole seconds, the flows' clock. Keys are small integers in two levels of Map (source, then protocol << 16 | id), so no lookup
  *   allocates; entries are made once per fragmented datagram and swept with the flows.
  */
 
 import type { NatOwner } from './flows.js';
 
-const FRAGMENT_TTL_MS = 30_000;
+/** Seconds a first fragment's destination is remembered. */
+const FRAGMENT_TTL = 30;
 
 interface Entry {
   owner: NatOwner;
@@ -32,7 +33,7 @@ export class FragmentTable {
       inner = new Map();
       this.bySource.set(src | 0, inner);
     }
-    inner.set((proto << 16) | id, { owner, until: now + FRAGMENT_TTL_MS });
+    inner.set((proto << 16) | id, { owner, until: now + FRAGMENT_TTL });
   }
 
   /** The VM a later fragment of (src, proto, id) goes to, if its first fragment was seen. */

@@ -35,7 +35,8 @@ export function rewrite(
   addr: number,
   port: number,
 ): void {
-  const oldAddr = dv.getUint32(ip + which);
+  // Signed 32-bit, so the value is not boxed when passed on (see pipeline/to-world.ts).
+  const oldAddr = dv.getUint32(ip + which) | 0;
   dv.setUint32(ip + which, addr);
   dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), oldAddr, addr));
   if (l4 < 0) return;

@@ -94,13 +94,14 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   const extPort = natProto === NatProto.ICMP ? dv.getUint16(l4 + ICMP.ID) : dv.getUint16(l4 + 2);
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) return Drop.UPLINK_NO_MAPPING;
-  if (!m.admits(ipv4.src(dv, ip))) return Drop.UPLINK_FILTERED;
+  if (!m.admits(ipv4.src(dv, ip) | 0)) return Drop.UPLINK_FILTERED;
   const att = m.owner as Attachment;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
-  m.lastSeen = p.now;
+  m.lastSeen = p.clock;
   if (natProto === NatProto.TCP) trackInbound(m, dv.getUint8(l4 + TCP.FLAGS));
-  if (frag & 0x2000) nat.fragments.remember(ipv4.src(dv, ip), proto, dv.getUint16(ip + IPV4.ID), att, p.now);
-  rewrite(dv, ip, l4, proto, IPV4.DST, att.ip, m.vmPort);
+  if (frag & 0x2000)
+    nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
+  rewrite(dv, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;
@@ -116,12 +117,12 @@ function laterFragment(
   proto: number,
 ): number {
   const dv = p.dv;
-  const att = nat.fragments.find(ipv4.src(dv, ip), proto, dv.getUint16(ip + IPV4.ID)) as
+  const att = nat.fragments.find(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID)) as
     | Attachment
     | undefined;
   if (att === undefined) return Drop.UPLINK_FRAGMENT;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
-  rewrite(dv, ip, -1, proto, IPV4.DST, att.ip, 0);
+  rewrite(dv, ip, -1, proto, IPV4.DST, att.ip | 0, 0);
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;

@@ -94,7 +94,7 @@ function fromVmIpv4(
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== seg.cfg.gateway) return toWorld(p, seg, att, off, ip, hl, total, slot);
-  if (!seg.policy.allows(dst)) return Drop.POLICY_BLOCKED;
+  if (!seg.policy.allows(dst | 0)) return Drop.POLICY_BLOCKED;
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
 
   if (proto === IpProto.ICMP && !fragment) {

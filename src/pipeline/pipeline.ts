@@ -36,6 +36,11 @@ const ARENA_LEN = SEG_BASE + SEG_SLOTS * STRIDE;
 /** Batches taken from one port before the others get a turn. */
 export const DRAIN_ROUNDS = 8;
 
+/** The current time in whole seconds since the epoch. */
+export function epochSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
 /** The batched I/O the pipeline needs: the addon's recv and send, or a fake in tests and the bench. */
 export interface FrameIo {
   recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number;
@@ -56,8 +61,11 @@ export class Pipeline {
   readonly u8 = new Uint8Array(this.arena);
   readonly dv = new DataView(this.arena);
   readonly drops = new Float64Array(DROP_COUNT);
-  /** Milliseconds since the epoch, read once per batch: the clock flow timeouts use. */
-  now = Date.now();
+  /**
+   * Seconds since the epoch as of the last tick (once a second): the flows' clock. Timeouts need no finer
+   * one, and whole seconds are small integers, stored in a flow without allocating.
+   */
+  clock = epochSeconds();
   private readonly lens = new Uint32Array(BATCH);
   /** Ports with queued frames; a fixed array and a count, because emptying a JS array frees its storage. */
   private readonly dirty: Port[] = [];
@@ -169,7 +177,6 @@ export class Pipeline {
         owner.failed(port, n);
         return false;
       }
-      this.now = Date.now();
       let bytes = 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];

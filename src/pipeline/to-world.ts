@@ -34,7 +34,9 @@ export function toWorld(
 ): number {
   const dv = p.dv;
   const u8 = p.u8;
-  const dst = dv.getUint32(ip + IPV4.DST);
+  // Addresses cross calls as signed 32-bit values (`| 0`): a value above 2^31 would be boxed, i.e. allocated.
+  const dst = dv.getUint32(ip + IPV4.DST) | 0;
+  const src = att.ip | 0;
   if (inSubnet(seg.cfg, dst)) return Drop.OTHER_VM;
   if (!seg.policy.allows(dst)) return Drop.POLICY_BLOCKED;
   const nat = seg.nat;
@@ -57,7 +59,7 @@ export function toWorld(
   // A later fragment carries no ports: only its source address changes; the first one updated the
   // transport checksum for the whole datagram.
   if ((fragWord & 0x1fff) !== 0) {
-    rewrite(dv, ip, -1, proto, IPV4.SRC, nat.addr, 0);
+    rewrite(dv, ip, -1, proto, IPV4.SRC, nat.addr | 0, 0);
     decrementTtl(dv, ip);
     p.queue(nat.raw, ip, total);
     return Drop.NONE;
@@ -76,7 +78,7 @@ export function toWorld(
     }
     tcpFlags = tcp.flags(dv, l4);
     if (badFlags(tcpFlags)) return Drop.TCP_BAD_FLAGS;
-    if (whole && checksum(u8, l4, l4len, pseudoHeader(att.ip, dst, IpProto.TCP, l4len)) !== 0)
+    if (whole && checksum(u8, l4, l4len, pseudoHeader(src, dst, IpProto.TCP, l4len)) !== 0)
       return Drop.TCP_BAD_CHECKSUM;
     natProto = NatProto.TCP;
     vmPort = tcp.srcPort(dv, l4);
@@ -84,7 +86,7 @@ export function toWorld(
     if (l4len < udp.UDP_HEADER_LEN) return Drop.UDP_MALFORMED;
     const ulen = udp.udpLen(dv, l4);
     if (whole && (ulen < udp.UDP_HEADER_LEN || ulen > l4len)) return Drop.UDP_MALFORMED;
-    if (whole && !udp.checksumOk(dv, u8, l4, ulen, att.ip, dst)) return Drop.UDP_BAD_CHECKSUM;
+    if (whole && !udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
     natProto = NatProto.UDP;
     vmPort = udp.srcPort(dv, l4);
   } else if (proto === IpProto.ICMP) {
@@ -101,12 +103,12 @@ export function toWorld(
   if (m === undefined) {
     if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
       return Drop.NAT_TCP_NOT_SYN;
-    const made = nat.flows.create(att, natProto, vmPort, p.now);
+    const made = nat.flows.create(att, natProto, vmPort, p.clock);
     if (typeof made === 'number')
       return made === NoMapping.VM_SHARE_FULL ? Drop.NAT_VM_SHARE_FULL : Drop.NAT_PORTS_EXHAUSTED;
     m = made;
   }
-  m.lastSeen = p.now;
+  m.lastSeen = p.clock;
   m.sentTo(dst);
   if (natProto === NatProto.TCP) {
     if (tcpFlags & TcpFlag.RST) m.tcpState = TcpState.RESET;
@@ -115,7 +117,7 @@ export function toWorld(
       m.tcpState = TcpState.CLOSING;
     }
   }
-  rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr, m.extPort);
+  rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr | 0, m.extPort);
   decrementTtl(dv, ip);
   p.queue(nat.raw, ip, total);
   return Drop.NONE;

@@ -10,21 +10,28 @@ export class DestinationPolicy {
   private readonly defaults = specialPurposeTable();
   private readonly hostAddrs = new Set<number>();
 
+  private readonly gateway: number;
+
   constructor(
     private readonly user: RuleTable,
-    private readonly gateway: number,
-  ) {}
+    gateway: number,
+  ) {
+    this.gateway = gateway | 0;
+  }
 
   /** Blocks the host's own addresses (other than the gateway) unless a user rule allows them. */
   addHostAddress(addr: number): void {
     this.hostAddrs.add(addr | 0);
   }
 
-  /** Whether a VM may send to `dst`. */
+  /**
+   * Whether a VM may send to `dst`. The hot path passes `addr | 0`: a signed 32-bit value crosses a call
+   * without being boxed, where an address above 2^31 would be allocated as a heap number.
+   */
   allows(dst: number): boolean {
     const v = this.user.lookup(dst);
     if (v !== Verdict.NONE) return v === Verdict.ALLOW;
-    if (dst === this.gateway) return true;
+    if ((dst | 0) === this.gateway) return true;
     if (this.hostAddrs.has(dst | 0)) return false;
     return this.defaults.lookup(dst) !== Verdict.BLOCK;
   }

@@ -1,18 +1,42 @@
 // The Internet checksum (RFC 1071) over bytes of the arena, and its incremental update (RFC 1624).
 // Sums are kept as plain numbers: 32-bit partial sums of 16-bit words never lose bits before fold().
 
-/** Adds the 16-bit big-endian words of u8[off, off+len) to `acc`; an odd last byte is padded with zero. */
+let viewOf: ArrayBufferLike | null = null;
+let view: DataView | null = null;
+
+/**
+ * Adds the 16-bit big-endian words of u8[off, off+len) to `acc` (a partial sum below 2^31); an odd last
+ * byte is padded with zero. Returns a partial sum below 2^18, its carries folded in. It reads 32 bits at
+ * a time and keeps their halves in two integer sums: no double arithmetic, so nothing is boxed.
+ */
 export function sum(u8: Uint8Array, off: number, len: number, acc: number): number {
-  const end = off + (len & ~1);
-  let i = off;
-  for (; i < end; i += 2) acc += (u8[i] << 8) | u8[i + 1];
-  if (len & 1) acc += u8[i] << 8;
-  return acc;
+  if (viewOf !== u8.buffer) {
+    viewOf = u8.buffer;
+    view = new DataView(u8.buffer);
+  }
+  const dv = view!;
+  let i = u8.byteOffset + off;
+  const end = i + len;
+  let hi = 0;
+  let lo = acc;
+  for (const stop = end - 3; i < stop; i += 4) {
+    const w = dv.getUint32(i);
+    hi += w >>> 16;
+    lo += w & 0xffff;
+  }
+  if (end - i >= 2) {
+    lo += dv.getUint16(i);
+    i += 2;
+  }
+  if (i < end) lo += dv.getUint8(i) << 8;
+  return (hi & 0xffff) + (hi >>> 16) + (lo & 0xffff) + (lo >>> 16);
 }
 
 /** Folds a partial sum to 16 bits and complements it: the value to store in a checksum field. */
 export function fold(acc: number): number {
-  while (acc > 0xffff) acc = (acc & 0xffff) + Math.floor(acc / 0x10000);
+  // 0x10000 is 1 modulo 0xffff; sums from sum() never take the double branch.
+  while (acc > 0xffffffff) acc = (acc % 0x10000) + Math.floor(acc / 0x10000);
+  while (acc > 0xffff) acc = (acc & 0xffff) + (acc >>> 16);
   return ~acc & 0xffff;
 }
 
