@@ -17,6 +17,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { VmOptions } from '../cli/args.js';
 import { UsageError } from '../cli/args.js';
+import { FlowStore } from '../nat/flow-store.js';
 import { FlowTable } from '../nat/flows.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard } from '../nat/guard.js';
@@ -40,6 +41,9 @@ import { makeNetwork } from './network.js';
 import { dropPrivileges } from './privileges.js';
 import { NetworkSegment } from './segment.js';
 
+/** Seconds between snapshots of the NAT mappings while they change. */
+const FLOW_SNAPSHOT_S = 5;
+
 /** Runs the per-VM form: one VM on its own network. */
 export class Engine {
   private readonly p = new Pipeline(native);
@@ -51,8 +55,10 @@ export class Engine {
   private guard: NatGuard | null = null;
   private dns: DnsForwarder | null = null;
   private uplinkName = '';
-  /** Warnings from set-up, logged once it succeeded: a failed start prints its one error line only. */
-  private readonly warnings: Array<[string, LogFields]> = [];
+  private flowStore: FlowStore | null = null;
+  private flowsSaved = { changes: 0, at: 0 };
+  /** What set-up has to say, logged once it succeeded: a failed start prints its one error line only. */
+  private readonly deferred: Array<['info' | 'warn', string, LogFields]> = [];
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
   private started = false;
@@ -104,7 +110,7 @@ export class Engine {
       try {
         this.dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), this.log);
       } catch (e) {
-        this.log.warn('dns at the gateway unavailable', {
+        this.say('warn', 'dns at the gateway unavailable', {
           error: e instanceof Error ? e.message : String(e),
         });
       }
@@ -120,7 +126,7 @@ export class Engine {
       throw e;
     }
     this.started = true;
-    for (const [message, fields] of this.warnings) this.log.warn(message, fields);
+    for (const [level, message, fields] of this.deferred) this.log[level](message, fields);
     for (const att of this.segment.attachments) this.logAttached(att);
     this.log.info('started', {
       host_link: link.spec.name,
@@ -143,7 +149,7 @@ export class Engine {
     const o = this.opts;
     const name = o.uplink ?? defaultRouteInterface();
     if (name === null) {
-      this.warnings.push(['no default route and no --uplink: VMs reach the host only', {}]);
+      this.say('warn', 'no default route and no --uplink: VMs reach the host only', {});
       return null;
     }
     const { lo, hi } = o.natPorts;
@@ -156,6 +162,7 @@ export class Engine {
       NatGuard.install(`softnet_${name.replace(/\W/g, '_')}`, up.addr, lo, hi),
     );
     const perVm = o.natFlowsPerVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4));
+    this.flowStore = new FlowStore(join(o.stateDir, `${o.hostLink}.flows.json`), up.addr);
     return {
       flows: new FlowTable(lo, hi, perVm),
       fragments: new FragmentTable(),
@@ -170,6 +177,7 @@ export class Engine {
     if (this.stopping) return;
     this.stopping = true;
     this.logCounters();
+    this.saveFlows();
     this.close();
     this.log.info('stopped', { code });
     this.exit(code);
@@ -206,10 +214,30 @@ export class Engine {
     if (!seg) return;
     this.p.clock = epochSeconds();
     seg.tick(Date.now(), this.p.clock);
+    const flows = seg.nat?.flows;
+    if (
+      flows &&
+      flows.changes !== this.flowsSaved.changes &&
+      this.p.clock - this.flowsSaved.at >= FLOW_SNAPSHOT_S
+    ) {
+      this.saveFlows();
+    }
     const vm = this.opts.vm;
     if (vm.kind === 'netns' && this.netnsIno !== null && namespaceGone(vm.path, this.netnsIno)) {
       this.netnsIno = null;
       for (const att of seg.attachments) seg.vmGone(att, 'namespace-deleted');
+    }
+  }
+
+  /** Writes the NAT mappings for the next start; a failure is logged, the mappings go on in memory. */
+  private saveFlows(): void {
+    const flows = this.segment?.nat?.flows;
+    if (!flows || !this.flowStore) return;
+    this.flowsSaved = { changes: flows.changes, at: this.p.clock };
+    try {
+      this.flowStore.save(flows, (owner) => (owner as Attachment).key);
+    } catch (e) {
+      this.log.error('flow snapshot failed', { error: e instanceof Error ? e.message : String(e) });
     }
   }
 
@@ -255,9 +283,19 @@ export class Engine {
     const seg = this.segment!;
     const port = this.open(spec);
     const att = seg.attach(port, this.opts.mac, `vm:${formatMac(this.opts.mac)}`);
+    if (seg.nat && this.flowStore) {
+      const n = this.flowStore.restore(seg.nat.flows, att, att.key, this.p.clock);
+      if (n > 0) this.say('info', 'nat mappings restored', { count: n, mac: formatMac(att.mac) });
+    }
     native.portWatch(port.id, this.onReady);
     // Until start() is through, a failure must be the only line printed; it logs the attachments then.
     if (this.started) this.logAttached(att);
+  }
+
+  /** Logs now once started, else after start() succeeded. */
+  private say(level: 'info' | 'warn', message: string, fields: LogFields): void {
+    if (this.started) this.log[level](message, fields);
+    else this.deferred.push([level, message, fields]);
   }
 
   private logAttached(att: Attachment): void {

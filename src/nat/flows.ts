@@ -90,6 +90,8 @@ export class FlowTable {
   private readonly pools: PortPool[] = [];
   private readonly byExt: Array<Array<Mapping | undefined>> = [];
   private readonly all = new Set<Mapping>();
+  /** Bumped whenever a mapping is made or ends: tells whether a snapshot is out of date. */
+  changes = 0;
 
   constructor(
     readonly lo: number,
@@ -127,12 +129,14 @@ export class FlowTable {
     owner.natCount[proto]++;
     this.byExt[proto][port - this.lo] = m;
     this.all.add(m);
+    this.changes++;
     return m;
   }
 
   /** Ends a mapping and frees its port. */
   remove(m: Mapping): void {
     if (!this.all.delete(m)) return;
+    this.changes++;
     m.owner.natIndex.delete((m.proto << 16) | m.vmPort);
     m.owner.natCount[m.proto]--;
     this.byExt[m.proto][m.extPort - this.lo] = undefined;
