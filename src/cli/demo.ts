@@ -1,8 +1,8 @@
 // `softnet demo`: the embedded default. It builds throwaway namespaces: a "host" where softnet runs (so its
 // host link never touches this machine's interfaces), a VM whose NIC softnet makes, and a small world
 // joined to the host by a veth, with a web server. A real DHCP client in the VM gets a lease; the VM pings
-// the gateway, the host pings the VM, the VM fetches a page from a host service at the gateway, and it
-// tries the world. Everything it made is removed at the end, also on failure or Ctrl-C.
+// the gateway, the host pings the VM, the VM fetches a page from a host service at the gateway and one
+// from the world through NAT. Everything it made is removed at the end, also on failure or Ctrl-C.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -109,6 +109,11 @@ export async function runDemo(_argv: string[]): Promise<void> {
         VM_MAC,
         '--state-dir',
         join(dir, 'state'),
+        '--uplink',
+        'sndemo0',
+        // The demo's world uses a documentation range, which the default policy treats as non-global.
+        '--allow',
+        '198.51.100.0/24',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -153,7 +158,7 @@ export async function runDemo(_argv: string[]): Promise<void> {
     );
     const world = attempt(ns.vm, 'curl', ['-sS', '-m', '3', `http://${WORLD_SERVER}:8080/hello.txt`]);
     say(
-      `VM -> world http://${WORLD_SERVER}:8080/: ${world.ok ? JSON.stringify(world.out.trim()) : 'not reached (this build has no NAT to the world yet)'}`,
+      `VM -> world http://${WORLD_SERVER}:8080/ through NAT: ${world.ok ? JSON.stringify(world.out.trim()) : `failed: ${world.out.trim()}`}`,
     );
     softnet.kill('SIGTERM');
     await new Promise((r) => softnet.once('exit', r));
