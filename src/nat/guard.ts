@@ -2,7 +2,11 @@
 // for its own connections) and an nftables table of softnet's drops what arrives for it before the stack
 // sees it, so the host sends no RST and no port unreachable for flows it does not know. The packet socket
 // still sees those packets: it taps them before netfilter. The table also keeps conntrack out of softnet's
-// flows. A table left by a killed softnet is replaced at the next start.
+// flows.
+//
+// The table's name carries the uplink and the range (softnet_<uplink>_<lo>_<hi>), so a start finds what a
+// killed softnet left on the same uplink, whatever range it used, and removes both its table and its
+// reservation. Reservations are edited as port intervals, because the kernel merges touching ranges.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -10,33 +14,73 @@ import { formatIpv4 } from '../wire/addr.js';
 
 const RESERVED = '/proc/sys/net/ipv4/ip_local_reserved_ports';
 
+type Interval = [number, number];
+
 function nft(script: string): void {
   execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
 }
 
-function reservedRanges(): string[] {
-  return readFileSync(RESERVED, 'utf8').trim().split(',').filter(Boolean);
+function readReserved(): Interval[] {
+  return readFileSync(RESERVED, 'utf8')
+    .trim()
+    .split(',')
+    .filter(Boolean)
+    .map((r) => {
+      const [a, b] = r.split('-').map(Number);
+      return [a, b ?? a] as Interval;
+    });
+}
+
+function writeReserved(list: Interval[]): void {
+  writeFileSync(RESERVED, list.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',') || '\n');
+}
+
+/** The reserved intervals without [lo, hi]. */
+export function subtract(list: Interval[], lo: number, hi: number): Interval[] {
+  const out: Interval[] = [];
+  for (const [a, b] of list) {
+    if (b < lo || a > hi) out.push([a, b]);
+    else {
+      if (a < lo) out.push([a, lo - 1]);
+      if (b > hi) out.push([hi + 1, b]);
+    }
+  }
+  return out;
+}
+
+/** softnet's tables for an uplink, with the ranges their names carry. */
+function ownTables(prefix: string): Array<{ name: string; lo: number; hi: number }> {
+  const out: Array<{ name: string; lo: number; hi: number }> = [];
+  const listing = execFileSync('nft', ['list', 'tables', 'ip'], { encoding: 'utf8' });
+  const re = new RegExp(`^table ip (${prefix}_(\\d+)_(\\d+))$`);
+  for (const line of listing.split('\n')) {
+    const m = re.exec(line.trim());
+    if (m) out.push({ name: m[1], lo: Number(m[2]), hi: Number(m[3]) });
+  }
+  return out;
 }
 
 /** The guard of one uplink address and port range; remove() undoes it. */
 export class NatGuard {
   private constructor(
     readonly table: string,
-    private readonly range: string,
+    private readonly lo: number,
+    private readonly hi: number,
   ) {}
 
-  /** Reserves [lo, hi] and installs table `table` guarding `addr`. */
-  static install(table: string, addr: number, lo: number, hi: number): NatGuard {
+  /** Removes what an earlier softnet left on `uplink`, then reserves [lo, hi] and guards `addr`. */
+  static install(uplink: string, addr: number, lo: number, hi: number): NatGuard {
+    const prefix = `softnet_${uplink.replace(/\W/g, '_')}`;
+    for (const old of ownTables(prefix)) {
+      nft(`delete table ip ${old.name}\n`);
+      writeReserved(subtract(readReserved(), old.lo, old.hi));
+    }
+    const table = `${prefix}_${lo}_${hi}`;
     const range = `${lo}-${hi}`;
-    const ranges = reservedRanges();
-    // A range left by a killed softnet is already there: it is taken over, and removed at exit like a new one.
-    const addedRange = !ranges.includes(range);
-    if (addedRange) writeFileSync(RESERVED, [...ranges, range].join(','));
+    writeReserved([...subtract(readReserved(), lo, hi), [lo, hi]]);
     const a = formatIpv4(addr);
     try {
-      nft(`table ip ${table} {}
-delete table ip ${table}
-table ip ${table} {
+      nft(`table ip ${table} {
   chain guard {
     type filter hook prerouting priority raw; policy accept;
     ip daddr ${a} tcp dport ${range} drop
@@ -52,11 +96,11 @@ table ip ${table} {
 }
 `);
     } catch (e) {
-      if (addedRange) writeFileSync(RESERVED, ranges.join(','));
+      writeReserved(subtract(readReserved(), lo, hi));
       const err = e as { stderr?: Buffer; message: string };
       throw new Error(`nftables: ${err.stderr?.toString().trim() || err.message}`);
     }
-    return new NatGuard(table, range);
+    return new NatGuard(table, lo, hi);
   }
 
   /** Removes the table and the reservation. */
@@ -64,8 +108,6 @@ table ip ${table} {
     try {
       nft(`delete table ip ${this.table}\n`);
     } catch {}
-    const ranges = reservedRanges();
-    if (ranges.includes(this.range))
-      writeFileSync(RESERVED, ranges.filter((r) => r !== this.range).join(',') || '\n');
+    writeReserved(subtract(readReserved(), this.lo, this.hi));
   }
 }
