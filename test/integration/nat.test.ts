@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -402,4 +403,70 @@ describe("softnet's NAT leaves nothing behind", () => {
       sockets: '',
     });
   });
+});
+
+describe('a TCP connection through NAT survives a restart of softnet', () => {
+  const world = new World(new Topology());
+  const topo = world.topo;
+  let vm: string;
+  const MAC = '52:54:00:4e:41:03';
+  const ECHO_PORT = 9009;
+  after(() => world.cleanup());
+
+  before(
+    async () => {
+      await world.start({ fileMb: 1 });
+      vm = await topo.netns('vm');
+      // A TCP echo server in the world that serves one connection for as long as it lasts.
+      topo.spawn(world.world, 'python3', [
+        '-c',
+        `import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${SERVER}', ${ECHO_PORT})); s.listen()
+while True:
+    c, _ = s.accept()
+    while (d := c.recv(100)):
+        c.sendall(d)`,
+      ]);
+    },
+    { timeout: 60_000 },
+  );
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    test(`after ${signal}`, { timeout: 90_000 }, async () => {
+      const state = `${topo.dir}/state-${signal}`;
+      const args = [...NAT_ARGS, '--state-dir', state];
+      let softnet = await softnetForVm(topo, world.host, vm, MAC, args);
+      await vmOnline(topo, vm);
+      // The client sends a line, waits for the go-ahead file, sends another on the same connection.
+      const go = `${topo.dir}/go-${signal}`;
+      const client = topo.spawn(vm, 'python3', [
+        '-c',
+        `import socket, os, time, sys
+for _ in range(100):
+    try:
+        c = socket.create_connection(('${SERVER}', ${ECHO_PORT}), timeout=30); break
+    except OSError: time.sleep(0.1)
+c.sendall(b'before'); print(c.recv(100).decode(), flush=True)
+while not os.path.exists('${go}'): time.sleep(0.05)
+c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
+      ]);
+      let out = '';
+      client.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      await until('the first echo', async () => out.includes('before'), 20_000);
+      // SIGKILL gets no last snapshot: wait for the periodic one (every 5 s while mappings change).
+      if (signal === 'SIGKILL')
+        await until('a flow snapshot', async () => existsSync(`${state}/softnet0.flows.json`), 15_000);
+      await softnet.stop(signal);
+      softnet = await softnetForVm(topo, world.host, vm, MAC, args);
+      await softnet.waitFor(/nat mappings restored count=1 /);
+      // The VM's NIC came back with the new softnet; its client asks for its address again.
+      await vmOnline(topo, vm);
+      writeFileSync(go, '');
+      await until('the echo after the restart', async () => out.includes('after'), 30_000);
+      assert.equal(out, 'before\nafter\n');
+      await softnet.stop();
+    });
+  }
 });
