@@ -42,6 +42,8 @@ export interface VmOptions {
   /** Destination rules; the `@host` alias is kept as a null address, resolved to the gateway later. */
   allow: Array<Cidr | null>;
   block: Array<Cidr | null>;
+  /** Answer blocked traffic (RST, ICMP administratively prohibited) instead of dropping it silently. */
+  reject: boolean;
 }
 
 const VALUE_FLAGS = new Set([
@@ -69,6 +71,9 @@ const VALUE_FLAGS = new Set([
   '--allow',
   '--block',
 ]);
+
+/** Flags that take no value. */
+const BOOL_FLAGS = new Set(['--reject']);
 
 const ALIASES: Record<string, string> = { '--bootpd-lease-time': '--lease-time' };
 
@@ -116,6 +121,11 @@ export function parseVmArgs(argv: string[]): VmOptions {
     const arg = argv[i];
     const eq = arg.indexOf('=');
     const rawFlag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    if (BOOL_FLAGS.has(arg)) {
+      if (given.has(arg)) throw new UsageError(arg, 'given twice');
+      given.set(arg, '');
+      continue;
+    }
     if (!VALUE_FLAGS.has(rawFlag)) {
       throw new UsageError(rawFlag, arg.startsWith('-') ? 'unknown flag' : 'unexpected argument');
     }
@@ -223,6 +233,7 @@ export function parseVmArgs(argv: string[]): VmOptions {
       : null,
     allow: rules('--allow', get('--allow')),
     block: rules('--block', get('--block')),
+    reject: given.has('--reject'),
   };
 }
 
@@ -231,6 +242,6 @@ export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PAT
                --vm-mac-address MAC [--vm-net-type shared|host] [--subnet CIDR] [--lease-time SECONDS]
                [--host-link NAME] [--state-dir DIR] [--user USER --group GROUP] [--mtu N]
                [--domain NAME] [--dhcp-route CIDR,...] [--log-format text|json]
-               [--allow CIDR|@host,...] [--block CIDR|@host,...]
+               [--allow CIDR|@host,...] [--block CIDR|@host,...] [--reject]
                [--uplink IFACE] [--nat-ports A-B] [--nat-flows-per-vm N]
        softnet demo`;

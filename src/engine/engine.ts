@@ -356,7 +356,7 @@ function destinationPolicy(o: VmOptions, gateway: number): DestinationPolicy {
   const hostRule = { addr: gateway, prefix: 32, mask: 0xffffffff };
   for (const c of o.allow) table.add(c ?? hostRule, Verdict.ALLOW);
   for (const c of o.block) table.add(c ?? hostRule, Verdict.BLOCK);
-  const policy = new DestinationPolicy(table, gateway);
+  const policy = new DestinationPolicy(table, gateway, o.reject);
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) {
       const addr = a.family === 'IPv4' ? parseIpv4(a.address) : null;

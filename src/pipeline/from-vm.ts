@@ -17,7 +17,7 @@ import * as udp from '../wire/udp.js';
 import { unsupportedEtherType } from './ethertype.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
-import { toWorld } from './to-world.js';
+import { blocked, toWorld } from './to-world.js';
 
 const LIMITED_BROADCAST = 0xffffffff;
 
@@ -94,7 +94,7 @@ function fromVmIpv4(
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== seg.cfg.gateway) return toWorld(p, seg, att, off, ip, hl, total, slot);
-  if (!seg.policy.allows(dst | 0)) return Drop.POLICY_BLOCKED;
+  if (!seg.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
 
   if (proto === IpProto.ICMP && !fragment) {

@@ -7,6 +7,7 @@ import { inSubnet } from '../engine/network.js';
 import { NatProto, NoMapping, TcpState } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import { emitIcmpError } from '../services/icmp.js';
+import { emitRejection } from '../services/reject.js';
 import { Drop } from '../stats/drops.js';
 import { checksum, pseudoHeader } from '../wire/checksum.js';
 import { ETH, macKey } from '../wire/ethernet.js';
@@ -38,7 +39,7 @@ export function toWorld(
   const dst = dv.getUint32(ip + IPV4.DST) | 0;
   const src = att.ip | 0;
   if (inSubnet(seg.cfg, dst)) return Drop.OTHER_VM;
-  if (!seg.policy.allows(dst)) return Drop.POLICY_BLOCKED;
+  if (!seg.policy.allows(dst)) return blocked(p, seg, att, ip, hl, total, slot);
   const nat = seg.nat;
   if (nat === null) return Drop.NO_ROUTE;
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
@@ -121,6 +122,24 @@ export function toWorld(
   decrementTtl(dv, ip);
   p.queue(nat.raw, ip, total);
   return Drop.NONE;
+}
+
+/** Drops a packet the policy blocks, answering it first in reject mode. */
+export function blocked(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  ip: number,
+  hl: number,
+  total: number,
+  slot: number,
+): number {
+  if (seg.policy.reject) {
+    const out = p.answerOffset(slot);
+    const len = emitRejection(p.u8, p.dv, out, ip, hl, total, seg.gatewayMac, att.mac);
+    if (len > 0) p.queue(att.port, out, len);
+  }
+  return Drop.POLICY_BLOCKED;
 }
 
 /** SYN with FIN or RST, or none of SYN, FIN, RST, ACK: no TCP stack sends these (scans and attacks do). */

@@ -15,6 +15,8 @@ export class DestinationPolicy {
   constructor(
     private readonly user: RuleTable,
     gateway: number,
+    /** Whether a blocked packet is answered (RST, ICMP administratively prohibited) rather than dropped. */
+    readonly reject = false,
   ) {
     this.gateway = gateway | 0;
   }
