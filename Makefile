@@ -2,14 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := demo
 
-# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl,
-# and the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig.
+# Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl;
+# the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig; the attackers of the
+# isolation tests: arpspoof (dsniff), arping, scapy, nmap.
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
-	iperf3 dnsmasq-base traceroute bind9-dnsutils
-# The command each package provides, to skip apt when everything is already there.
-DEB_COMMANDS := busybox dhclient dhcpcd ip ping nft tcpdump pkill curl iperf3 dnsmasq traceroute dig
+	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench clean
+.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean
 
 demo: deps build
 	./bin/softnet demo
@@ -19,7 +18,8 @@ test: deps build typecheck lint unit integration
 deps: debs node_modules/.installed
 
 debs:
-	@missing=0; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	@missing=0; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
@@ -47,6 +47,10 @@ integration: build
 
 bench: deps build
 	node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
+
+# The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
+fuzz: deps build
+	node dist/test/fuzz/run.js 350000
 
 clean:
 	rm -rf dist native/build node_modules
