@@ -88,9 +88,15 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
     const type = dv.getUint8(l4 + ICMP.TYPE);
     if (type !== IcmpType.ECHO_REPLY) return icmpError(p, seg, nat, ip, hl, total, type);
-  } else if (l4len < (natProto === NatProto.TCP ? 20 : 8)) {
-    return natProto === NatProto.TCP ? Drop.TCP_MALFORMED : Drop.UDP_MALFORMED;
+  } else if (natProto === NatProto.TCP) {
+    const doff = (dv.getUint8(l4 + TCP.DATA_OFF) >>> 4) << 2;
+    if (l4len < 20 || doff < 20 || doff > l4len) return Drop.TCP_MALFORMED;
+  } else {
+    const ulen = l4len < 8 ? 0 : dv.getUint16(l4 + UDP.LEN);
+    if (l4len < 8 || ulen < 8 || ((frag & 0x2000) === 0 && ulen > l4len)) return Drop.UDP_MALFORMED;
   }
+  // A router does not forward what has no hop left; the VM would see it wrapped round to 255.
+  if (dv.getUint8(ip + IPV4.TTL) <= 1) return Drop.TTL_EXCEEDED;
   const extPort = natProto === NatProto.ICMP ? dv.getUint16(l4 + ICMP.ID) : dv.getUint16(l4 + 2);
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) return Drop.UPLINK_NO_MAPPING;
@@ -184,6 +190,12 @@ function icmpError(
   dv.setUint16(inner + IPV4.CHECKSUM, update32(dv.getUint16(inner + IPV4.CHECKSUM), oldSrc, att.ip));
   if (natProto === NatProto.ICMP) {
     dv.setUint16(innerL4 + ICMP.ID, m.vmPort);
+    if (innerL4 + ICMP.CHECKSUM + 2 <= end) {
+      dv.setUint16(
+        innerL4 + ICMP.CHECKSUM,
+        update16(dv.getUint16(innerL4 + ICMP.CHECKSUM), extPort, m.vmPort),
+      );
+    }
   } else {
     dv.setUint16(innerL4, m.vmPort);
     const at = innerL4 + (natProto === NatProto.TCP ? TCP.CHECKSUM : UDP.CHECKSUM);

@@ -116,6 +116,10 @@ export function toWorld(
     else if (tcpFlags & TcpFlag.FIN) {
       m.fins |= 1;
       m.tcpState = TcpState.CLOSING;
+    } else if ((tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN && m.tcpState !== TcpState.OPENING) {
+      // A new connection from the same VM port reuses the mapping (endpoint-independent): it starts over.
+      m.tcpState = TcpState.OPENING;
+      m.fins = 0;
     }
   }
   rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr | 0, m.extPort);

@@ -51,12 +51,14 @@ function assemble(prog: Insn[]): Uint8Array {
 const IP = 14;
 
 /**
- * The capture filter: IPv4 to `addr` that is TCP or UDP to a port in [lo, hi], an ICMP echo reply with an
+ * The capture filter (the socket takes only IPv4 frames already; the filter checks again, cheaply): IPv4 to `addr` that is TCP or UDP to a port in [lo, hi], an ICMP echo reply with an
  * id in [lo, hi], an ICMP error (unreachable, time exceeded, parameter problem; softnet checks what it
  * quotes), or a later fragment (softnet checks whose it is).
  */
 export function captureFilter(addr: number, lo: number, hi: number): Uint8Array {
   return assemble([
+    [LD_H_ABS, 0, 0, 12],
+    [JEQ, 0, 'drop', 0x0800],
     [LD_W_ABS, 0, 0, IP + 16],
     [JEQ, 0, 'drop', addr],
     [LD_H_ABS, 0, 0, IP + 6],
