@@ -19,6 +19,7 @@
  */
 
 import type { Port } from '../ports/port.js';
+import { TcpFlag } from '../wire/tcp.js';
 import { PortPool } from './ports.js';
 
 export const NatProto = { TCP: 0, UDP: 1, ICMP: 2 } as const;
@@ -65,6 +66,36 @@ export class Mapping {
     if (this.remotes.has(key)) return;
     if (this.remotes.size >= MAX_REMOTES) this.remotes.delete(this.remotes.values().next().value as number);
     this.remotes.add(key);
+  }
+
+  /** Follows the TCP flags the VM sends: a fresh SYN starts the mapping over, FIN and RST end it. */
+  tcpOut(flags: number): void {
+    if (flags & TcpFlag.RST) this.ending(TcpState.RESET);
+    else if (flags & TcpFlag.FIN) {
+      this.fins |= 1;
+      this.ending(TcpState.CLOSING);
+    } else if ((flags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN && this.tcpState !== TcpState.OPENING) {
+      this.tcpState = TcpState.OPENING;
+      this.fins = 0;
+    }
+  }
+
+  /** Follows the TCP flags the world sends: an ACK establishes, FIN and RST end. */
+  tcpIn(flags: number): void {
+    if (flags & TcpFlag.RST) this.ending(TcpState.RESET);
+    else if (flags & TcpFlag.FIN) {
+      this.fins |= 2;
+      this.ending(TcpState.CLOSING);
+    } else if (this.tcpState === TcpState.OPENING && flags & TcpFlag.ACK)
+      this.tcpState = TcpState.ESTABLISHED;
+  }
+
+  /**
+   * One connection ending shortens the mapping's life only when it is the mapping's only peer: connections
+   * to several peers from one VM port share the mapping (endpoint-independent), and the others go on.
+   */
+  private ending(state: number): void {
+    if (this.remotes.size <= 1) this.tcpState = state;
   }
 
   /** Whether a packet from `remote` may come in. */

@@ -2,7 +2,7 @@
 // back to the VM, rewrite its Ethernet header for the VM, and send it to the VM's port.
 
 import type { Attachment } from '../engine/attachment.js';
-import { type Mapping, NatProto, TcpState } from '../nat/flows.js';
+import { NatProto } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
@@ -12,7 +12,7 @@ import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../wire/ethernet.js';
 import { ICMP, ICMP_HEADER_LEN, IcmpType } from '../wire/icmp.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
-import { TCP, TcpFlag } from '../wire/tcp.js';
+import { TCP } from '../wire/tcp.js';
 import { UDP } from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
 import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
@@ -66,6 +66,8 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   const bad = ipv4.validate(dv, u8, ip, frameLen - PREFIX);
   if (bad !== Drop.NONE) return bad;
   if (ipv4.dst(dv, ip) !== nat.addr) return Drop.UPLINK_NOT_OURS;
+  // A router does not forward what has no hop left; the VM would see it wrapped round to 255.
+  if (dv.getUint8(ip + IPV4.TTL) <= 1) return Drop.TTL_EXCEEDED;
   const hl = ipv4.headerLen(dv, ip);
   const total = ipv4.totalLen(dv, ip);
   if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) {
@@ -95,8 +97,7 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     const ulen = l4len < 8 ? 0 : dv.getUint16(l4 + UDP.LEN);
     if (l4len < 8 || ulen < 8 || ((frag & 0x2000) === 0 && ulen > l4len)) return Drop.UDP_MALFORMED;
   }
-  // A router does not forward what has no hop left; the VM would see it wrapped round to 255.
-  if (dv.getUint8(ip + IPV4.TTL) <= 1) return Drop.TTL_EXCEEDED;
+
   const extPort = natProto === NatProto.ICMP ? dv.getUint16(l4 + ICMP.ID) : dv.getUint16(l4 + 2);
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) return Drop.UPLINK_NO_MAPPING;
@@ -104,7 +105,7 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   const att = m.owner as Attachment;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
   m.lastSeen = p.clock;
-  if (natProto === NatProto.TCP) trackInbound(m, dv.getUint8(l4 + TCP.FLAGS));
+  if (natProto === NatProto.TCP) m.tcpIn(dv.getUint8(l4 + TCP.FLAGS));
   if (frag & 0x2000)
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
   rewrite(dv, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
@@ -132,14 +133,6 @@ function laterFragment(
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;
-}
-
-function trackInbound(m: Mapping, flags: number): void {
-  if (flags & TcpFlag.RST) m.tcpState = TcpState.RESET;
-  else if (flags & TcpFlag.FIN) {
-    m.fins |= 2;
-    m.tcpState = TcpState.CLOSING;
-  } else if (m.tcpState === TcpState.OPENING && flags & TcpFlag.ACK) m.tcpState = TcpState.ESTABLISHED;
 }
 
 function toVm(p: Pipeline, seg: Segment, att: Attachment, ip: number, total: number): void {

@@ -4,7 +4,7 @@
 
 import type { Attachment } from '../engine/attachment.js';
 import { inSubnet } from '../engine/network.js';
-import { NatProto, NoMapping, TcpState } from '../nat/flows.js';
+import { NatProto, NoMapping } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import { emitIcmpError } from '../services/icmp.js';
 import { emitRejection } from '../services/reject.js';
@@ -111,17 +111,7 @@ export function toWorld(
   }
   m.lastSeen = p.clock;
   m.sentTo(dst);
-  if (natProto === NatProto.TCP) {
-    if (tcpFlags & TcpFlag.RST) m.tcpState = TcpState.RESET;
-    else if (tcpFlags & TcpFlag.FIN) {
-      m.fins |= 1;
-      m.tcpState = TcpState.CLOSING;
-    } else if ((tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN && m.tcpState !== TcpState.OPENING) {
-      // A new connection from the same VM port reuses the mapping (endpoint-independent): it starts over.
-      m.tcpState = TcpState.OPENING;
-      m.fins = 0;
-    }
-  }
+  if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
   rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr | 0, m.extPort);
   decrementTtl(dv, ip);
   p.queue(nat.raw, ip, total);
