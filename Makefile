@@ -4,9 +4,10 @@ SHELL := /bin/bash
 
 # Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl;
 # the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig; the attackers of the
-# isolation tests: arpspoof (dsniff), arping, scapy, nmap.
+# isolation tests: arpspoof (dsniff), arping, scapy, nmap; QEMU and cpio for the real guest (its kernel and
+# busybox-static are downloaded by the test, not installed).
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
-	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap
+	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio
 
 .PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean
 

@@ -15,7 +15,7 @@ import { UsageError } from './args.js';
 
 const USAGE = `usage: vmtool run --net-softnet [--net-softnet-allow CIDRs] [--net-softnet-block CIDRs]
                   [--net-softnet-expose SPECS] [--net-softnet-arg ARG]... [--net-softnet-socket]
-                  [--mac MAC] [--memory MB] --kernel FILE --initrd FILE [--append ARGS]`;
+                  [--mac MAC] [--memory MB] [--accel kvm|tcg] --kernel FILE --initrd FILE [--append ARGS]`;
 
 interface RunOptions {
   kernel: string;
@@ -25,6 +25,7 @@ interface RunOptions {
   mac: string;
   socket: boolean;
   softnetArgs: string[];
+  accel?: 'kvm' | 'tcg';
 }
 
 function parse(argv: string[]): RunOptions {
@@ -72,6 +73,12 @@ function parse(argv: string[]): RunOptions {
         if (!Number.isInteger(o.memory) || o.memory < 32)
           throw new UsageError(flag, `'${argv[i]}' is not a size in MB`);
         break;
+      case '--accel': {
+        const a = value(++i, flag);
+        if (a !== 'kvm' && a !== 'tcg') throw new UsageError(flag, `'${a}' is not kvm or tcg`);
+        o.accel = a;
+        break;
+      }
       case '--kernel':
         o.kernel = value(++i, flag);
         break;
@@ -114,7 +121,12 @@ function waitFor(path: string, ms: number): Promise<void> {
 
 async function run(o: RunOptions): Promise<number> {
   const softnetJs = fileURLToPath(new URL('./softnet.js', import.meta.url));
-  const accel = existsSync('/dev/kvm') ? 'kvm' : 'tcg';
+  // /dev/kvm alone is not enough: some hosts offer a KVM (kvm-pvm) that cannot boot a stock kernel.
+  const accel =
+    o.accel ??
+    (existsSync('/dev/kvm') && (existsSync('/sys/module/kvm_intel') || existsSync('/sys/module/kvm_amd'))
+      ? 'kvm'
+      : 'tcg');
   const qemuArgs = [
     '-nographic',
     '-no-reboot',

@@ -158,7 +158,7 @@ export class Engine {
     this.raw = this.open(up.raw);
     this.capture = this.open(up.capture);
     this.capture.big = true;
-    this.guard = flagged('--uplink', () => NatGuard.install(name, up.addr, lo, hi));
+    this.guard = flagged('--nat-ports', () => NatGuard.install(name, up.addr, lo, hi));
     const perVm = o.natFlowsPerVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4));
     this.flowStore = new FlowStore(join(o.stateDir, `${o.hostLink}.flows.json`), up.addr);
     return {

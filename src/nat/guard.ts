@@ -4,9 +4,10 @@
 // still sees those packets: it taps them before netfilter. The table also keeps conntrack out of softnet's
 // flows.
 //
-// The table's name carries the uplink and the range (softnet_<uplink>_<lo>_<hi>), so a start finds what a
-// killed softnet left on the same uplink, whatever range it used, and removes both its table and its
-// reservation. Reservations are edited as port intervals, because the kernel merges touching ranges.
+// The table's name carries the uplink, the range and the owner's pid (softnet_<uplink>_<lo>_<hi>_<pid>),
+// so a start finds what a killed softnet left on the same uplink, whatever range it used, and removes its
+// table and its reservation; a live softnet's guard is left alone, and a range that overlaps a live one's
+// is refused. Reservations are edited as port intervals, because the kernel merges touching ranges.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -48,16 +49,32 @@ export function subtract(list: Interval[], lo: number, hi: number): Interval[] {
   return out;
 }
 
-/** softnet's tables for an uplink, with the ranges their names carry. */
-function ownTables(prefix: string): Array<{ name: string; lo: number; hi: number }> {
-  const out: Array<{ name: string; lo: number; hi: number }> = [];
+interface Guarded {
+  name: string;
+  lo: number;
+  hi: number;
+  pid: number;
+}
+
+/** softnet's tables for an uplink, with the ranges and owners their names carry. */
+function guards(prefix: string): Guarded[] {
+  const out: Guarded[] = [];
   const listing = execFileSync('nft', ['list', 'tables', 'ip'], { encoding: 'utf8' });
-  const re = new RegExp(`^table ip (${prefix}_(\\d+)_(\\d+))$`);
+  const re = new RegExp(`^table ip (${prefix}_(\\d+)_(\\d+)_(\\d+))$`);
   for (const line of listing.split('\n')) {
     const m = re.exec(line.trim());
-    if (m) out.push({ name: m[1], lo: Number(m[2]), hi: Number(m[3]) });
+    if (m) out.push({ name: m[1], lo: Number(m[2]), hi: Number(m[3]), pid: Number(m[4]) });
   }
   return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** The guard of one uplink address and port range; remove() undoes it. */
@@ -68,14 +85,25 @@ export class NatGuard {
     private readonly hi: number,
   ) {}
 
-  /** Removes what an earlier softnet left on `uplink`, then reserves [lo, hi] and guards `addr`. */
+  /**
+   * Removes what a dead softnet left on `uplink`, then reserves [lo, hi] and guards `addr`. Throws when a
+   * live softnet guards an overlapping range on the same uplink.
+   */
   static install(uplink: string, addr: number, lo: number, hi: number): NatGuard {
     const prefix = `softnet_${uplink.replace(/\W/g, '_')}`;
-    for (const old of ownTables(prefix)) {
-      nft(`delete table ip ${old.name}\n`);
-      writeReserved(subtract(readReserved(), old.lo, old.hi));
+    for (const g of guards(prefix)) {
+      if (g.pid !== process.pid && alive(g.pid)) {
+        if (g.lo <= hi && g.hi >= lo) {
+          throw new Error(
+            `ports ${g.lo}-${g.hi} on ${uplink} are used by softnet pid ${g.pid}; pick another --nat-ports`,
+          );
+        }
+        continue;
+      }
+      nft(`delete table ip ${g.name}\n`);
+      writeReserved(subtract(readReserved(), g.lo, g.hi));
     }
-    const table = `${prefix}_${lo}_${hi}`;
+    const table = `${prefix}_${lo}_${hi}_${process.pid}`;
     const range = `${lo}-${hi}`;
     writeReserved([...subtract(readReserved(), lo, hi), [lo, hi]]);
     const a = formatIpv4(addr);

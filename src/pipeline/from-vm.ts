@@ -83,13 +83,12 @@ function fromVmIpv4(
   const l4len = total - hl;
   const fragment = ipv4.isFragment(dv, ip);
 
-  if (
-    proto === IpProto.UDP &&
-    !fragment &&
-    l4len >= udp.UDP_HEADER_LEN &&
-    udp.dstPort(dv, l4) === DHCP_SERVER_PORT
-  ) {
-    return fromVmDhcp(p, seg, att, off, l4, l4len, src, dst, slot);
+  if (proto === IpProto.UDP && !fragment && l4len >= udp.UDP_HEADER_LEN) {
+    if (udp.dstPort(dv, l4) === DHCP_SERVER_PORT)
+      return fromVmDhcp(p, seg, att, off, l4, l4len, src, dst, slot);
+    // A VM is a DHCP client only: what a rogue server in it sends goes nowhere.
+    if (udp.srcPort(dv, l4) === DHCP_SERVER_PORT || udp.dstPort(dv, l4) === DHCP_CLIENT_PORT)
+      return Drop.DHCP_FROM_SERVER_PORT;
   }
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
@@ -125,8 +124,8 @@ function fromVmDhcp(
   const dv = p.dv;
   const u8 = p.u8;
   const ulen = udp.udpLen(dv, l4);
-  if (ulen < udp.UDP_HEADER_LEN || ulen > l4len || udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT)
-    return Drop.UDP_MALFORMED;
+  if (ulen < udp.UDP_HEADER_LEN || ulen > l4len) return Drop.UDP_MALFORMED;
+  if (udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT) return Drop.DHCP_NOT_CLIENT_PORT;
   if (!udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
   if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== LIMITED_BROADCAST && dst !== seg.cfg.gateway) return Drop.DHCP_OTHER_SERVER;

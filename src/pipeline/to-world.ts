@@ -128,12 +128,26 @@ export function blocked(
   total: number,
   slot: number,
 ): number {
-  if (seg.policy.reject) {
+  if (seg.policy.reject && mayAnswer(p.dv, ip, hl, total)) {
     const out = p.answerOffset(slot);
     const len = emitRejection(p.u8, p.dv, out, ip, hl, total, seg.gatewayMac, att.mac);
     if (len > 0) p.queue(att.port, out, len);
   }
   return Drop.POLICY_BLOCKED;
+}
+
+/**
+ * Whether a blocked packet may be answered (RFC 1122 3.2.2, RFC 1812 4.3.2.7): not when it was sent to a
+ * broadcast or multicast address, is a later fragment, or is itself an ICMP error.
+ */
+function mayAnswer(dv: DataView, ip: number, hl: number, total: number): boolean {
+  const dst = dv.getUint32(ip + IPV4.DST);
+  if (dst >= 0xe0000000) return false;
+  if ((dv.getUint16(ip + IPV4.FRAG) & 0x1fff) !== 0) return false;
+  if (dv.getUint8(ip + IPV4.PROTO) === IpProto.ICMP) {
+    return total - hl >= ICMP_HEADER_LEN && dv.getUint8(ip + hl) === IcmpType.ECHO_REQUEST;
+  }
+  return true;
 }
 
 /** SYN with FIN or RST, or none of SYN, FIN, RST, ACK: no TCP stack sends these (scans and attacks do). */

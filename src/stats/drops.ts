@@ -44,6 +44,8 @@ const reasons = [
   ['DHCP_OTHER_SERVER', 'dhcp-for-other-server'],
   ['DHCP_POOL_EXHAUSTED', 'dhcp-pool-exhausted'],
   ['DHCP_NO_BINDING', 'dhcp-no-binding'],
+  ['DHCP_FROM_SERVER_PORT', 'dhcp-server-message-from-vm'],
+  ['DHCP_NOT_CLIENT_PORT', 'dhcp-not-from-port-68'],
   ['NO_ROUTE', 'no-route'],
   ['POLICY_BLOCKED', 'dst-blocked-by-policy'],
   ['OTHER_VM', 'dst-other-vm'],
