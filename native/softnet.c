@@ -18,6 +18,9 @@
  *   name (EBUSY, ENOENT, ...).
  * - A STREAM port keeps a reassembly buffer for partial frames and a pending buffer for output the socket
  *   did not take; the pending buffer is flushed from the writable callback without calling into JS.
+ *   A DGRAM port keeps a pending buffer too, of [length][frame] records: a unix datagram peer queues only
+ *   net.unix.max_dgram_qlen datagrams, and a burst (one 64 KiB aggregate cut into ~44 frames) would
+ *   otherwise be dropped whenever the VM reads a little late.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -186,10 +189,10 @@ static napi_value port_open(napi_env env, napi_callback_info info) {
   p->fd = fd;
   p->mode = mode;
   p->env = env;
-  if (mode == MODE_STREAM) {
-    p->rx = malloc(STREAM_RX_BYTES);
+  if (mode == MODE_STREAM || mode == MODE_DGRAM) {
+    p->rx = mode == MODE_STREAM ? malloc(STREAM_RX_BYTES) : NULL;
     p->tx = malloc(STREAM_TX_BYTES);
-    if (!p->rx || !p->tx) {
+    if ((mode == MODE_STREAM && !p->rx) || !p->tx) {
       free(p->rx);
       free(p->tx);
       free(p);
@@ -232,6 +235,7 @@ static int stream_flush(struct port *p) {
 }
 
 static void update_poll(struct port *p);
+static int dgram_flush(struct port *p);
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   struct port *p = h->data;
@@ -241,7 +245,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if (events & UV_WRITABLE) {
-    int r = stream_flush(p);
+    int r = p->mode == MODE_DGRAM ? dgram_flush(p) : stream_flush(p);
     update_poll(p);
     if (r < 0) {
       call_js(p, r);
@@ -407,11 +411,61 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
   return make_int(env, r);
 }
 
+/* Appends frames to the pending buffer as [4-byte length][frame] records; returns how many fitted. */
+static uint32_t pend(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
+  uint32_t accepted = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    if (p->tx_used + 4 + lens[i] > STREAM_TX_BYTES) break;
+    uint8_t *h = p->tx + p->tx_used;
+    h[0] = lens[i] >> 24;
+    h[1] = lens[i] >> 16;
+    h[2] = lens[i] >> 8;
+    h[3] = lens[i];
+    memcpy(h + 4, arena + offs[i], lens[i]);
+    p->tx_used += 4 + lens[i];
+    accepted++;
+  }
+  return accepted;
+}
+
+/* Sends pending datagram records until the socket is full; returns 0 or -errno. */
+static int dgram_flush(struct port *p) {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  size_t at = 0;
+  while (at < p->tx_used) {
+    uint32_t n = 0;
+    size_t scan = at;
+    while (n < MAX_BATCH && scan < p->tx_used) {
+      uint32_t len = (uint32_t)p->tx[scan] << 24 | (uint32_t)p->tx[scan + 1] << 16 | (uint32_t)p->tx[scan + 2] << 8 |
+                     p->tx[scan + 3];
+      iov[n].iov_base = p->tx + scan + 4;
+      iov[n].iov_len = len;
+      memset(&msgs[n].msg_hdr, 0, sizeof msgs[n].msg_hdr);
+      msgs[n].msg_hdr.msg_iov = &iov[n];
+      msgs[n].msg_hdr.msg_iovlen = 1;
+      scan += 4 + len;
+      n++;
+    }
+    int r = sendmmsg(p->fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == ENOBUFS) break;
+      return -errno;
+    }
+    for (int i = 0; i < r; i++) at += 4 + iov[i].iov_len;
+  }
+  memmove(p->tx, p->tx + at, p->tx_used - at);
+  p->tx_used -= at;
+  return 0;
+}
+
+/* Sends at once what the socket takes and keeps the rest pending, behind what was already pending. */
 static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   uint32_t done = 0;
-  while (done < count) {
+  while (done < count && p->tx_used == 0) {
     uint32_t n = count - done > MAX_BATCH ? MAX_BATCH : count - done;
     for (uint32_t i = 0; i < n; i++) {
       iov[i].iov_base = arena + offs[done + i];
@@ -423,10 +477,16 @@ static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens
     int r = sendmmsg(p->fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
+      if (errno == EAGAIN || errno == ENOBUFS) break;
       return done > 0 ? (int)done : -errno;
     }
     done += (uint32_t)r;
+  }
+  if (done < count) {
+    done += pend(p, offs + done, lens + done, count - done);
+    int r = dgram_flush(p);
+    update_poll(p);
+    if (r < 0) return r;
   }
   return (int)done;
 }
@@ -486,18 +546,7 @@ static int send_tap(struct port *p, const uint32_t *offs, const uint32_t *lens, 
 }
 
 static int send_stream(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
-  uint32_t accepted = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    if (p->tx_used + 4 + lens[i] > STREAM_TX_BYTES) break;
-    uint8_t *h = p->tx + p->tx_used;
-    h[0] = lens[i] >> 24;
-    h[1] = lens[i] >> 16;
-    h[2] = lens[i] >> 8;
-    h[3] = lens[i];
-    memcpy(h + 4, arena + offs[i], lens[i]);
-    p->tx_used += 4 + lens[i];
-    accepted++;
-  }
+  uint32_t accepted = pend(p, offs, lens, count);
   int r = stream_flush(p);
   update_poll(p);
   return r < 0 ? r : (int)accepted;
