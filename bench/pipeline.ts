@@ -15,14 +15,10 @@ import { FakeIo } from '../src/ports/fake.js';
 import { Port } from '../src/ports/port.js';
 import { Logger } from '../src/util/log.js';
 import { parseCidr, parseMac } from '../src/wire/addr.js';
-import { checksum } from '../src/wire/checksum.js';
 import { DhcpOption, DhcpType } from '../src/wire/dhcp.js';
-import { EtherType, emitEthernet } from '../src/wire/ethernet.js';
-import { ICMP, IcmpType } from '../src/wire/icmp.js';
-import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
-import { emitUdp, UDP_HEADER_LEN } from '../src/wire/udp.js';
+import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
-import { dhcpFrame, dhcpReply } from '../test/lib/frames.js';
+import { dhcpFrame, dhcpReply, ipFrame } from '../test/lib/frames.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -82,7 +78,7 @@ p.drain(vmPort);
 if (att.ip === 0) throw new Error('the bench VM got no lease');
 const vmIp = att.ip;
 // One flow out to the world, so replies to its external port have a mapping to come back by.
-const toWorld = frame(64, VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP);
+const toWorld = ipFrame(VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP);
 io.deliver(vmPort.id, toWorld);
 p.drain(vmPort);
 const out = io.take(raw.id)[0];
@@ -90,7 +86,7 @@ if (!out) throw new Error('no NAT output');
 const extPort = new DataView(out.buffer).getUint16(IPV4_HEADER_LEN);
 io.keep = false;
 const fromWorld = new Uint8Array(VNET_HDR_LEN + 64);
-fromWorld.set(frame(64, HOST_MAC, HOST_MAC, WORLD, UPLINK, IpProto.UDP), VNET_HDR_LEN);
+fromWorld.set(ipFrame(HOST_MAC, HOST_MAC, WORLD, UPLINK, IpProto.UDP), VNET_HDR_LEN);
 const fw = new DataView(fromWorld.buffer);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN, 5001);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 2, extPort);
@@ -100,59 +96,36 @@ function u32(v: number): number[] {
   return [v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
 }
 
-function frame(
-  len: number,
-  src: Uint8Array,
-  dst: Uint8Array,
-  srcIp: number,
-  dstIp: number,
-  proto: number,
-): Uint8Array {
-  const f = new Uint8Array(len);
-  const dv = new DataView(f.buffer);
-  const ip = emitEthernet(f, 0, dst, 0, src, EtherType.IPV4);
-  const l4 = ip + IPV4_HEADER_LEN;
-  const payload = len - l4;
-  if (proto === IpProto.UDP) emitUdp(dv, f, l4, srcIp, dstIp, 40000, 5001, payload - UDP_HEADER_LEN);
-  if (proto === IpProto.ICMP) {
-    f[l4 + ICMP.TYPE] = IcmpType.ECHO_REQUEST;
-    dv.setUint16(l4 + ICMP.ID, 7);
-    dv.setUint16(l4 + ICMP.CHECKSUM, checksum(f, l4, payload));
-  }
-  emitIpv4(dv, f, ip, proto, srcIp, dstIp, payload, 64);
-  return f;
-}
-
 const scenarios: Array<[string, Port, Uint8Array, number]> = [
   [
     'vm -> gateway ICMP echo, 64 B (answered in place)',
     vmPort,
-    frame(64, VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.ICMP),
+    ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.ICMP),
     2,
   ],
   [
     'vm -> host UDP, 64 B (to the host link)',
     vmPort,
-    frame(64, VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP),
+    ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP),
     1,
   ],
   [
     'host -> vm UDP, 64 B (to the VM port)',
     hostLink,
-    frame(64, HOST_MAC, VM_MAC, cfg.gateway, vmIp, IpProto.UDP),
+    ipFrame(HOST_MAC, VM_MAC, cfg.gateway, vmIp, IpProto.UDP),
     2,
   ],
   [
     'vm -> host UDP, 1514 B (to the host link)',
     vmPort,
-    frame(1514, VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP),
+    ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP, 1514),
     1,
   ],
   ['vm -> world UDP, 64 B (NAT out, checksum verified)', vmPort, toWorld, raw.id],
   [
     'vm -> world UDP, 1514 B (NAT out, checksum verified)',
     vmPort,
-    frame(1514, VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP),
+    ipFrame(VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP, 1514),
     raw.id,
   ],
   ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id],

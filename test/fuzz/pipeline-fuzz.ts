@@ -17,16 +17,14 @@ import { FakeIo } from '../../src/ports/fake.js';
 import { Port } from '../../src/ports/port.js';
 import { Logger } from '../../src/util/log.js';
 import { parseCidr, parseMac } from '../../src/wire/addr.js';
-import { ArpOp, emitArp } from '../../src/wire/arp.js';
+import { ArpOp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
 import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
-import { EtherType, emitEthernet, macKey } from '../../src/wire/ethernet.js';
-import { ICMP, IcmpType } from '../../src/wire/icmp.js';
-import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
-import { TCP, TcpFlag } from '../../src/wire/tcp.js';
-import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
+import { EtherType, macKey } from '../../src/wire/ethernet.js';
+import { IpProto } from '../../src/wire/ipv4.js';
+import { TcpFlag } from '../../src/wire/tcp.js';
 import { VNET_HDR_LEN } from '../../src/wire/vnet.js';
-import { dhcpFrame, dhcpReply } from '../lib/frames.js';
+import { arpFrame, dhcpFrame, dhcpReply, ipFrame } from '../lib/frames.js';
 
 const VM_MAC = parseMac('52:54:00:f0:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:f0:00:99')!;
@@ -99,42 +97,6 @@ function setup() {
   io.take(VM);
   if (att.ip === 0) throw new Error('the fuzzed VM got no lease');
   return { io, p, cfg, policy, att, vmPort, hostPort: seg.hostLink, capture };
-}
-
-function ipFrame(
-  src: Uint8Array,
-  dst: Uint8Array,
-  srcIp: number,
-  dstIp: number,
-  proto: number,
-  len: number,
-  flags = 0,
-) {
-  const f = new Uint8Array(len);
-  const dv = new DataView(f.buffer);
-  const ip = emitEthernet(f, 0, dst, 0, src, EtherType.IPV4);
-  const l4 = ip + IPV4_HEADER_LEN;
-  const payload = len - l4;
-  if (proto === IpProto.UDP) emitUdp(dv, f, l4, srcIp, dstIp, 40000, 53, payload - UDP_HEADER_LEN);
-  if (proto === IpProto.TCP) {
-    dv.setUint16(l4 + TCP.SRC_PORT, 40000);
-    dv.setUint16(l4 + TCP.DST_PORT, 80);
-    dv.setUint8(l4 + TCP.DATA_OFF, 0x50);
-    dv.setUint8(l4 + TCP.FLAGS, flags);
-  }
-  if (proto === IpProto.ICMP) {
-    f[l4 + ICMP.TYPE] = IcmpType.ECHO_REQUEST;
-    dv.setUint16(l4 + ICMP.CHECKSUM, checksum(f, l4, payload));
-  }
-  emitIpv4(dv, f, ip, proto, srcIp, dstIp, payload, 64);
-  return f;
-}
-
-function arpFrame(sha: Uint8Array, spa: number, tpa: number, op: number) {
-  const f = new Uint8Array(60);
-  const a = emitEthernet(f, 0, BCAST, 0, sha, EtherType.ARP);
-  emitArp(new DataView(f.buffer), f, a, op, sha, spa, new Uint8Array(6), 0, tpa);
-  return f;
 }
 
 /** Frames to start from: one of each kind a VM, the host or the world sends, with forged variants. */

@@ -1,10 +1,15 @@
 // Frames a test VM sends without a kernel behind it (over --vm-fd and --vm-socket), built with the
-// project's own wire builders, and a reader for the DHCP replies that come back.
+// project's own wire builders, frames of other kinds for in-process tests, the bench and the fuzzer, and a
+// reader for the DHCP replies that come back.
 
+import { ArpOp, emitArp } from '../../src/wire/arp.js';
+import { checksum } from '../../src/wire/checksum.js';
 import { type DhcpMessage, DhcpOp, DhcpOption, DhcpType, parseDhcp } from '../../src/wire/dhcp.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../../src/wire/ethernet.js';
+import { ICMP, IcmpType } from '../../src/wire/icmp.js';
 import * as ipv4 from '../../src/wire/ipv4.js';
 import { IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
+import { TCP } from '../../src/wire/tcp.js';
 import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
 
 const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
@@ -40,6 +45,48 @@ export function dhcpFrame(
   emitUdp(fdv, frame, udp, 0, 0xffffffff, 68, 67, dhcp.length);
   ipv4.emitIpv4(fdv, frame, ip, IpProto.UDP, 0, 0xffffffff, UDP_HEADER_LEN + dhcp.length, 64);
   return frame;
+}
+
+/**
+ * An Ethernet/IPv4 frame of `len` bytes from `src` to `dst`: UDP 40000 -> 5001, TCP 40000 -> 80 with
+ * `tcpFlags` (its checksum left zero), or an ICMP echo request with id 7; zero payload.
+ */
+export function ipFrame(
+  src: Uint8Array,
+  dst: Uint8Array,
+  srcIp: number,
+  dstIp: number,
+  proto: number,
+  len = 64,
+  tcpFlags = 0,
+): Uint8Array {
+  const f = new Uint8Array(len);
+  const dv = new DataView(f.buffer);
+  const ip = emitEthernet(f, 0, dst, 0, src, EtherType.IPV4);
+  const l4 = ip + IPV4_HEADER_LEN;
+  const payload = len - l4;
+  if (proto === IpProto.UDP) emitUdp(dv, f, l4, srcIp, dstIp, 40000, 5001, payload - UDP_HEADER_LEN);
+  if (proto === IpProto.TCP) {
+    dv.setUint16(l4 + TCP.SRC_PORT, 40000);
+    dv.setUint16(l4 + TCP.DST_PORT, 80);
+    dv.setUint8(l4 + TCP.DATA_OFF, 0x50);
+    dv.setUint8(l4 + TCP.FLAGS, tcpFlags);
+  }
+  if (proto === IpProto.ICMP) {
+    f[l4 + ICMP.TYPE] = IcmpType.ECHO_REQUEST;
+    dv.setUint16(l4 + ICMP.ID, 7);
+    dv.setUint16(l4 + ICMP.CHECKSUM, checksum(f, l4, payload));
+  }
+  ipv4.emitIpv4(dv, f, ip, proto, srcIp, dstIp, payload, 64);
+  return f;
+}
+
+/** A 60-byte broadcast ARP frame (a request unless `op` says otherwise) from `sha`. */
+export function arpFrame(sha: Uint8Array, spa: number, tpa: number, op: number = ArpOp.REQUEST): Uint8Array {
+  const f = new Uint8Array(60);
+  const a = emitEthernet(f, 0, BROADCAST, 0, sha, EtherType.ARP);
+  emitArp(new DataView(f.buffer), f, a, op, sha, spa, new Uint8Array(6), 0, tpa);
+  return f;
 }
 
 /** The DHCP reply carried by an Ethernet frame, and the UDP payload length; null if the frame is not one. */

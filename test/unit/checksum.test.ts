@@ -4,21 +4,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checksum, fold, pseudoHeader, sum, update16, update32 } from '../../src/wire/checksum.js';
+import { prng } from '../lib/prng.js';
 
 const hex = (s: string) =>
   Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!, (h) => Number.parseInt(h, 16));
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // The IPv4 header of the Wikipedia "IPv4 header checksum" example: 192.168.0.1 -> 192.168.0.199, UDP,
 // total length 115, checksum 0xb861.

@@ -14,18 +14,7 @@ import {
 import { FragmentTable } from '../../src/nat/fragments.js';
 import { PortPool } from '../../src/nat/ports.js';
 import type { Port } from '../../src/ports/port.js';
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../lib/prng.js';
 
 let owners = 0;
 /** A VM as the flow table sees it. */

@@ -7,18 +7,7 @@ import { describe, test } from 'node:test';
 import { decrementTtl, rewrite } from '../../src/nat/translate.js';
 import { checksum, pseudoHeader, sum } from '../../src/wire/checksum.js';
 import { IPV4, IpProto } from '../../src/wire/ipv4.js';
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../lib/prng.js';
 
 const hex = (s: string) =>
   Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!, (h) => Number.parseInt(h, 16));

@@ -12,51 +12,20 @@ import { Port } from '../../src/ports/port.js';
 import { DROP_NAMES, Drop } from '../../src/stats/drops.js';
 import { Logger } from '../../src/util/log.js';
 import { parseCidr, parseMac } from '../../src/wire/addr.js';
-import { ArpOp, emitArp } from '../../src/wire/arp.js';
+import { ArpOp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
 import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
-import { EtherType, emitEthernet } from '../../src/wire/ethernet.js';
-import { ICMP, IcmpType } from '../../src/wire/icmp.js';
-import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../../src/wire/ipv4.js';
-import { emitUdp, UDP_HEADER_LEN } from '../../src/wire/udp.js';
-import { dhcpFrame, dhcpReply } from '../lib/frames.js';
+import { EtherType } from '../../src/wire/ethernet.js';
+import { IcmpType } from '../../src/wire/icmp.js';
+import { IpProto } from '../../src/wire/ipv4.js';
+import { arpFrame, dhcpFrame, dhcpReply, ipFrame } from '../lib/frames.js';
 
 const VM_MAC = parseMac('52:54:00:00:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:00:00:99')!;
 const GW_MAC = parseMac('02:00:00:00:00:fe')!;
-const BROADCAST = parseMac('ff:ff:ff:ff:ff:ff')!;
 const GATEWAY = 0xc0a84001;
 const HOST = 1;
 const VM = 2;
-
-function ipFrame(
-  src: Uint8Array,
-  dst: Uint8Array,
-  srcIp: number,
-  dstIp: number,
-  proto: number,
-  len = 64,
-): Uint8Array {
-  const f = new Uint8Array(len);
-  const dv = new DataView(f.buffer);
-  const ip = emitEthernet(f, 0, dst, 0, src, EtherType.IPV4);
-  const l4 = ip + IPV4_HEADER_LEN;
-  const payload = len - l4;
-  if (proto === IpProto.UDP) emitUdp(dv, f, l4, srcIp, dstIp, 4000, 5000, payload - UDP_HEADER_LEN);
-  if (proto === IpProto.ICMP) {
-    f[l4 + ICMP.TYPE] = IcmpType.ECHO_REQUEST;
-    dv.setUint16(l4 + ICMP.CHECKSUM, checksum(f, l4, payload));
-  }
-  emitIpv4(dv, f, ip, proto, srcIp, dstIp, payload, 64);
-  return f;
-}
-
-function arpRequest(sha: Uint8Array, spa: number, tpa: number): Uint8Array {
-  const f = new Uint8Array(60);
-  const a = emitEthernet(f, 0, BROADCAST, 0, sha, EtherType.ARP);
-  emitArp(new DataView(f.buffer), f, a, ArpOp.REQUEST, sha, spa, new Uint8Array(6), 0, tpa);
-  return f;
-}
 
 describe('pipeline with a fake port', () => {
   let io: FakeIo;
@@ -114,7 +83,7 @@ describe('pipeline with a fake port', () => {
   });
 
   test('the VM ARPs for the gateway and gets the host link MAC', () => {
-    fromVm(arpRequest(VM_MAC, vmIp, GATEWAY));
+    fromVm(arpFrame(VM_MAC, vmIp, GATEWAY));
     const [reply] = io.take(VM);
     assert.equal(reply.length, 42);
     assert.deepEqual([...reply.subarray(0, 6)], [...VM_MAC]);
@@ -140,7 +109,7 @@ describe('pipeline with a fake port', () => {
   });
 
   test('the host ARPs for the VM and softnet answers with the VM MAC; traffic to it reaches the VM', () => {
-    io.deliver(HOST, arpRequest(GW_MAC, GATEWAY, vmIp));
+    io.deliver(HOST, arpFrame(GW_MAC, GATEWAY, vmIp));
     p.drain(seg.hostLink);
     const [reply] = io.take(HOST);
     assert.deepEqual([...reply.subarray(22, 28)], [...VM_MAC]);
@@ -161,8 +130,8 @@ describe('pipeline with a fake port', () => {
       () => ipFrame(VM_MAC, GW_MAC, vmIp + 1, GATEWAY, IpProto.UDP),
       'ipv4-src-spoofed',
     ],
-    ['ARP with a forged sender IP', () => arpRequest(VM_MAC, vmIp + 1, GATEWAY), 'arp-sender-spoofed'],
-    ['ARP for another address', () => arpRequest(VM_MAC, vmIp, GATEWAY + 5), 'arp-target-not-gateway'],
+    ['ARP with a forged sender IP', () => arpFrame(VM_MAC, vmIp + 1, GATEWAY), 'arp-sender-spoofed'],
+    ['ARP for another address', () => arpFrame(VM_MAC, vmIp, GATEWAY + 5), 'arp-target-not-gateway'],
     ['a runt', () => new Uint8Array(10), 'frame-too-short'],
     [
       'IPv6',

@@ -7,18 +7,7 @@ import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
 import { specialPurposeTable } from '../../src/policy/special.js';
 import { type Cidr, formatIpv4, maskOf, parseCidr, parseIpv4 } from '../../src/wire/addr.js';
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../lib/prng.js';
 
 const ip = (s: string) => {
   const a = parseIpv4(s);

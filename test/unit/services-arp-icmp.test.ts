@@ -6,21 +6,10 @@ import { answerArpInPlace } from '../../src/services/arp.js';
 import { answerEchoInPlace } from '../../src/services/icmp.js';
 import { checksum } from '../../src/wire/checksum.js';
 import { IPV4 } from '../../src/wire/ipv4.js';
+import { prng } from '../lib/prng.js';
 
 const hex = (s: string) =>
   Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!, (h) => Number.parseInt(h, 16));
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const GW_MAC = hex('0200000000fe');
 

@@ -23,23 +23,12 @@ import {
   u32Option,
 } from '../../src/wire/dhcp.js';
 import { checksumOk } from '../../src/wire/udp.js';
+import { prng } from '../lib/prng.js';
 
 const hex = (s: string) =>
   Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!, (h) => Number.parseInt(h, 16));
 const z = (n: number) => '00'.repeat(n);
 const text = (b: Uint8Array | undefined) => (b ? new TextDecoder().decode(b) : undefined);
-
-/** A small deterministic PRNG (mulberry32) so random cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // A DHCPDISCOVER captured from busybox udhcpc 1.35.0 on a veth (tcpdump: "udp sum ok"): options 53, 57
 // (576), 55 (1 3 6 12 15 28 42), 60 "udhcp 1.35.0", 61 (01 + MAC), end, then padding to 300 bytes.
