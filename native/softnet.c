@@ -53,7 +53,7 @@
 #define MODE_LISTEN 3
 #define MODE_RAW 4
 #define STREAM_RX_BYTES (256 * 1024)
-#define STREAM_TX_BYTES (1024 * 1024)
+#define TX_PENDING_BYTES (1024 * 1024)
 
 struct port {
   int id;
@@ -191,7 +191,7 @@ static napi_value port_open(napi_env env, napi_callback_info info) {
   p->env = env;
   if (mode == MODE_STREAM || mode == MODE_DGRAM) {
     p->rx = mode == MODE_STREAM ? malloc(STREAM_RX_BYTES) : NULL;
-    p->tx = malloc(STREAM_TX_BYTES);
+    p->tx = malloc(TX_PENDING_BYTES);
     if ((mode == MODE_STREAM && !p->rx) || !p->tx) {
       free(p->rx);
       free(p->tx);
@@ -415,7 +415,7 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
 static uint32_t pend(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
   uint32_t accepted = 0;
   for (uint32_t i = 0; i < count; i++) {
-    if (p->tx_used + 4 + lens[i] > STREAM_TX_BYTES) break;
+    if (p->tx_used + 4 + lens[i] > TX_PENDING_BYTES) break;
     uint8_t *h = p->tx + p->tx_used;
     h[0] = lens[i] >> 24;
     h[1] = lens[i] >> 16;

@@ -49,8 +49,8 @@ const QUOTE_PAYLOAD = 8;
 
 /**
  * Writes, at `out`, the ICMP error (type, code, and the 32-bit rest-of-header `rest`, e.g. the next-hop MTU
- * of "fragmentation needed") that the gateway sends back for the IPv4 packet at `ip` (`ipTotal` bytes),
- * to `dstMac`. Returns the frame's length.
+ * of "fragmentation needed") sent from address `from` (the gateway, or a blocked destination in reject
+ * mode) back for the IPv4 packet at `ip` (`ipTotal` bytes), to `dstMac`. Returns the frame's length.
  */
 export function emitIcmpError(
   u8: Uint8Array,
@@ -63,7 +63,7 @@ export function emitIcmpError(
   rest: number,
   srcMac: Uint8Array,
   dstMac: Uint8Array,
-  gateway: number,
+  from: number,
 ): number {
   const quote = Math.min(ipTotal, headerLen(dv, ip) + QUOTE_PAYLOAD);
   const dst = dv.getUint32(ip + IPV4.SRC);
@@ -74,6 +74,6 @@ export function emitIcmpError(
   dv.setUint16(icmp + ICMP.CHECKSUM, 0);
   dv.setUint32(icmp + ICMP.ID, rest);
   dv.setUint16(icmp + ICMP.CHECKSUM, checksum(u8, icmp, ICMP_HEADER_LEN + quote));
-  emitIpv4(dv, u8, icmp - IPV4_HEADER_LEN, IpProto.ICMP, gateway, dst, ICMP_HEADER_LEN + quote, REPLY_TTL);
+  emitIpv4(dv, u8, icmp - IPV4_HEADER_LEN, IpProto.ICMP, from, dst, ICMP_HEADER_LEN + quote, REPLY_TTL);
   return icmp + ICMP_HEADER_LEN + quote - out;
 }
