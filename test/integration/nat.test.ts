@@ -470,3 +470,37 @@ c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
     });
   }
 });
+
+describe('DNS at the gateway through a local stub resolver on the host', () => {
+  const world = new World(new Topology());
+  const topo = world.topo;
+  after(() => world.cleanup());
+
+  test('the host resolves through 127.0.0.53 (as with systemd-resolved), and so does the VM', {
+    timeout: 90_000,
+  }, async () => {
+    await world.start({ fileMb: 1 });
+    // A stub on the host's loopback that forwards to the world's server, and a resolv.conf naming only it.
+    topo.spawn(world.host, 'dnsmasq', [
+      '--no-daemon',
+      '--no-resolv',
+      '--no-hosts',
+      '--conf-file=/dev/null',
+      '--listen-address=127.0.0.53',
+      '--bind-interfaces',
+      `--server=${SERVER}`,
+      `--pid-file=${topo.dir}/stub.pid`,
+    ]);
+    world.resolver(world.host, ['127.0.0.53']);
+    await until(
+      'the stub answers',
+      async () => (await dig(topo, world.host, '127.0.0.53', WORLD_NAME)) === SERVER,
+      15_000,
+    );
+    const vm = await topo.netns('vm');
+    const softnet = await softnetForVm(topo, world.host, vm, '52:54:00:4e:41:04', NAT_ARGS);
+    await vmOnline(topo, vm);
+    assert.equal(await dig(topo, vm, GATEWAY, WORLD_NAME), SERVER, tail(softnet));
+    assert.equal(await dig(topo, vm, GATEWAY, WORLD_NAME, true), SERVER, tail(softnet));
+  });
+});
