@@ -4,21 +4,13 @@
 // node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
 
 import { PerformanceObserver, performance } from 'node:perf_hooks';
-import { makeNetwork } from '../src/engine/network.js';
-import { NetworkSegment } from '../src/engine/segment.js';
-import { FlowTable } from '../src/nat/flows.js';
-import { FragmentTable } from '../src/nat/fragments.js';
-import { BATCH, BIG_BATCH, DRAIN_ROUNDS, Pipeline, QUEUE_LEN } from '../src/pipeline/pipeline.js';
-import { DestinationPolicy } from '../src/policy/destinations.js';
-import { RuleTable, Verdict } from '../src/policy/rules.js';
-import { FakeIo } from '../src/ports/fake.js';
-import { Port } from '../src/ports/port.js';
-import { Logger } from '../src/util/log.js';
-import { parseCidr, parseMac } from '../src/wire/addr.js';
-import { DhcpOption, DhcpType } from '../src/wire/dhcp.js';
+import { BATCH, BIG_BATCH, DRAIN_ROUNDS } from '../src/pipeline/pipeline.js';
+import type { Port } from '../src/ports/port.js';
+import { parseMac } from '../src/wire/addr.js';
 import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
-import { dhcpFrame, dhcpReply, ipFrame } from '../test/lib/frames.js';
+import { ipFrame } from '../test/lib/frames.js';
+import { inProcessNetwork } from '../test/lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -27,56 +19,20 @@ const BATCHES = Number(process.env.BENCH_BATCHES ?? 40_000);
 // run, so the heap's growth is exactly what the run allocated.
 const gc = (globalThis as { gc?: () => void }).gc;
 
-const io = new FakeIo();
-const p = new Pipeline(io);
-io.setArena(p.arena);
-const noClose = () => {};
-const hostLink = new Port(1, 'host', BATCH, noClose);
-const vmPort = new Port(2, 'vm', BATCH, noClose);
-const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
-  name: 'bench',
-  type: 'shared',
-  leaseTime: 600,
-  mtu: 1500,
-  domain: null,
-  routes: [],
-});
-const quiet = new Logger('text', () => {});
 const WORLD = 0xcb00710a; // 203.0.113.10
 const UPLINK = 0xc6336402; // 198.51.100.2
-const rules = new RuleTable();
-rules.add(parseCidr('203.0.113.0/24')!, Verdict.ALLOW);
-const policy = new DestinationPolicy(rules, cfg.gateway);
-const raw = new Port(3, 'raw', QUEUE_LEN, noClose);
-const capture = new Port(4, 'capture', QUEUE_LEN, noClose);
-capture.big = true;
-const nat = {
-  flows: new FlowTable(61000, 64999, 1000),
-  fragments: new FragmentTable(),
-  addr: UPLINK,
-  mtu: 1500,
-  raw,
-};
-const seg = new NetworkSegment(p, cfg, hostLink, HOST_MAC, null, policy, nat, quiet, {
-  hostLinkFailed: () => {},
-  vmGone: () => {},
+const net = inProcessNetwork({
+  vmMac: VM_MAC,
+  gatewayMac: HOST_MAC,
+  allow: ['203.0.113.0/24'],
+  nat: { addr: UPLINK, lo: 61000, hi: 64999, perVm: 1000 },
 });
-const att = seg.attach(vmPort, VM_MAC, 'bench');
-seg.attachUplink(capture, nat);
-
-// A lease through the real DHCP path, so the VM's address passes the source checks.
+const { io, p, cfg, vmPort } = net;
+const hostLink = net.hostPort;
+const capture = net.capture!;
+const raw = net.nat!.raw;
+const vmIp = net.att.ip;
 io.keep = true;
-io.deliver(vmPort.id, dhcpFrame(VM_MAC, 1, DhcpType.DISCOVER));
-p.drain(vmPort);
-const offer = dhcpReply(io.take(vmPort.id)[0]);
-if (!offer) throw new Error('no DHCP offer');
-io.deliver(
-  vmPort.id,
-  dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [[DhcpOption.REQUESTED_IP, u32(offer.msg.yiaddr)]]),
-);
-p.drain(vmPort);
-if (att.ip === 0) throw new Error('the bench VM got no lease');
-const vmIp = att.ip;
 // One flow out to the world, so replies to its external port have a mapping to come back by.
 const toWorld = ipFrame(VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP);
 io.deliver(vmPort.id, toWorld);
@@ -91,10 +47,6 @@ const fw = new DataView(fromWorld.buffer);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN, 5001);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 2, extPort);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 6, 0);
-
-function u32(v: number): number[] {
-  return [v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
-}
 
 const scenarios: Array<[string, Port, Uint8Array, number]> = [
   [

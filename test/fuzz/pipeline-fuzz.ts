@@ -5,18 +5,8 @@
 // gateway, on the uplink only the NAT address to allowed destinations, to the VM only frames for it.
 
 import fc from 'fast-check';
-import { makeNetwork } from '../../src/engine/network.js';
-import { NetworkSegment } from '../../src/engine/segment.js';
-import { FlowTable } from '../../src/nat/flows.js';
-import { FragmentTable } from '../../src/nat/fragments.js';
-import { native } from '../../src/native.js';
-import { Pipeline, QUEUE_LEN } from '../../src/pipeline/pipeline.js';
-import { DestinationPolicy } from '../../src/policy/destinations.js';
-import { RuleTable, Verdict } from '../../src/policy/rules.js';
-import { FakeIo } from '../../src/ports/fake.js';
-import { Port } from '../../src/ports/port.js';
-import { Logger } from '../../src/util/log.js';
-import { parseCidr, parseMac } from '../../src/wire/addr.js';
+import type { Port } from '../../src/ports/port.js';
+import { parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
 import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
@@ -24,7 +14,8 @@ import { EtherType, macKey } from '../../src/wire/ethernet.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
 import { VNET_HDR_LEN } from '../../src/wire/vnet.js';
-import { arpFrame, dhcpFrame, dhcpReply, ipFrame } from '../lib/frames.js';
+import { arpFrame, dhcpFrame, ipFrame } from '../lib/frames.js';
+import { type InProcess, inProcessNetwork, PortId } from '../lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:f0:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:f0:00:99')!;
@@ -33,70 +24,19 @@ const BCAST = parseMac('ff:ff:ff:ff:ff:ff')!;
 const UPLINK = 0xc6336402; // 198.51.100.2
 const WORLD = 0xcb00710a; // 203.0.113.10
 const LAN = 0x0a010203; // 10.1.2.3: blocked
-const HOST = 1;
-const VM = 2;
-const RAW = 3;
-const CAPTURE = 4;
+const { HOST, VM, RAW, CAPTURE } = PortId;
 
-/** A pipeline with one VM that holds a lease, NAT to an uplink, and a policy allowing 203.0.113.0/24. */
-function setup() {
-  const io = new FakeIo();
-  const p = new Pipeline(io);
-  io.setArena(p.arena);
-  // The uplink's aggregates are cut by the addon, in the arena it was given.
-  native.setArena(p.arena);
-  const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
-    name: 'fuzz',
-    type: 'shared',
-    leaseTime: 600,
-    mtu: 1500,
+/** A pipeline with one VM that holds a lease, NAT to an uplink, reject mode, and 203.0.113.0/24 allowed. */
+function setup(): InProcess {
+  return inProcessNetwork({
+    vmMac: VM_MAC,
+    gatewayMac: GW_MAC,
+    allow: ['203.0.113.0/24'],
+    reject: true,
     domain: 'fuzz.internal',
     routes: [{ dest: 0x0a000000, prefix: 8, via: 0 }],
+    nat: { addr: UPLINK, lo: 61000, hi: 61999, perVm: 64 },
   });
-  const rules = new RuleTable();
-  rules.add(parseCidr('203.0.113.0/24')!, Verdict.ALLOW);
-  const policy = new DestinationPolicy(rules, cfg.gateway, true);
-  const none = () => {};
-  const raw = new Port(RAW, 'raw', QUEUE_LEN, none);
-  const capture = new Port(CAPTURE, 'capture', QUEUE_LEN, none);
-  capture.big = true;
-  const nat = {
-    flows: new FlowTable(61000, 61999, 64),
-    fragments: new FragmentTable(),
-    addr: UPLINK,
-    mtu: 1500,
-    raw,
-  };
-  const seg = new NetworkSegment(
-    p,
-    cfg,
-    new Port(HOST, 'host', QUEUE_LEN, none),
-    GW_MAC,
-    null,
-    policy,
-    nat,
-    new Logger('text', none),
-    {
-      hostLinkFailed: none,
-      vmGone: none,
-    },
-  );
-  const vmPort = new Port(VM, 'vm', QUEUE_LEN, none);
-  const att = seg.attach(vmPort, VM_MAC, 'fuzz');
-  seg.attachUplink(capture, nat);
-  io.deliver(VM, dhcpFrame(VM_MAC, 1, DhcpType.DISCOVER));
-  p.drain(vmPort);
-  const y = dhcpReply(io.take(VM)[0])!.msg.yiaddr;
-  io.deliver(
-    VM,
-    dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [
-      [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
-    ]),
-  );
-  p.drain(vmPort);
-  io.take(VM);
-  if (att.ip === 0) throw new Error('the fuzzed VM got no lease');
-  return { io, p, cfg, policy, att, vmPort, hostPort: seg.hostLink, capture };
 }
 
 /** Frames to start from: one of each kind a VM, the host or the world sends, with forged variants. */
@@ -224,6 +164,6 @@ export function fuzzPipeline(runs: number, seed: number): FuzzOutput {
     );
   side(s.vmPort, VM, 0);
   side(s.hostPort, HOST, 1);
-  side(s.capture, CAPTURE, 2);
+  side(s.capture!, CAPTURE, 2);
   return sent;
 }

@@ -5,24 +5,18 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import type { Attachment } from '../../src/engine/attachment.js';
-import { makeNetwork } from '../../src/engine/network.js';
-import { NetworkSegment } from '../../src/engine/segment.js';
-import { FlowTable, type Mapping, NatProto, TcpState } from '../../src/nat/flows.js';
-import { FragmentTable } from '../../src/nat/fragments.js';
+import type { NetworkSegment } from '../../src/engine/segment.js';
+import { type Mapping, NatProto, TcpState } from '../../src/nat/flows.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
-import { BATCH, Pipeline, QUEUE_LEN } from '../../src/pipeline/pipeline.js';
-import { DestinationPolicy } from '../../src/policy/destinations.js';
-import { RuleTable, Verdict } from '../../src/policy/rules.js';
-import { FakeIo } from '../../src/ports/fake.js';
-import { Port } from '../../src/ports/port.js';
+import type { Pipeline } from '../../src/pipeline/pipeline.js';
+import type { FakeIo } from '../../src/ports/fake.js';
+import type { Port } from '../../src/ports/port.js';
 import { DROP_NAMES } from '../../src/stats/drops.js';
-import { Logger } from '../../src/util/log.js';
-import { parseCidr, parseMac } from '../../src/wire/addr.js';
+import { parseMac } from '../../src/wire/addr.js';
 import { checksum, pseudoHeader } from '../../src/wire/checksum.js';
-import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
-import { dhcpFrame, dhcpReply } from '../lib/frames.js';
+import { inProcessNetwork, PortId } from '../lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:00:00:01')!;
 const GW_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -39,10 +33,7 @@ const HI = 61999;
 const PER_VM = 16;
 const MTU = 1500;
 
-const HOST = 1;
-const VM = 2;
-const RAW = 3;
-const CAPTURE = 4;
+const { HOST, VM, RAW, CAPTURE } = PortId;
 
 const { SYN, ACK, FIN, RST, PSH } = TcpFlag;
 
@@ -287,54 +278,16 @@ describe('NAT through the pipeline', () => {
   };
 
   beforeEach(() => {
-    io = new FakeIo();
-    p = new Pipeline(io);
-    io.setArena(p.arena);
-    const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
-      name: 't',
-      type: 'shared',
-      leaseTime: 600,
-      mtu: 1500,
-      domain: null,
-      routes: [],
+    const net = inProcessNetwork({
+      vmMac: VM_MAC,
+      gatewayMac: GW_MAC,
+      allow: ['203.0.113.0/24'],
+      nat: { addr: UPLINK, lo: LO, hi: HI, perVm: PER_VM, mtu: MTU },
     });
-    const rules = new RuleTable();
-    rules.add(parseCidr('203.0.113.0/24')!, Verdict.ALLOW);
-    nat = {
-      flows: new FlowTable(LO, HI, PER_VM),
-      fragments: new FragmentTable(),
-      addr: UPLINK,
-      mtu: MTU,
-      raw: new Port(RAW, 'raw', QUEUE_LEN, () => {}),
-    };
-    seg = new NetworkSegment(
-      p,
-      cfg,
-      new Port(HOST, 'host', BATCH, () => {}),
-      GW_MAC,
-      null,
-      new DestinationPolicy(rules, GATEWAY),
-      nat,
-      new Logger('text', () => {}),
-      { hostLinkFailed: () => {}, vmGone: () => {} },
-    );
-    capture = new Port(CAPTURE, 'capture', QUEUE_LEN, () => {});
-    capture.big = true;
-    seg.attachUplink(capture, nat);
-    vmPort = new Port(VM, 'vm', BATCH, () => {});
-    att = seg.attach(vmPort, VM_MAC, 'vm');
-    fromVm(dhcpFrame(VM_MAC, 1, DhcpType.DISCOVER));
-    const offer = dhcpReply(io.take(VM)[0])!;
-    const y = offer.msg.yiaddr;
-    fromVm(
-      dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [
-        [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
-      ]),
-    );
-    assert.equal(dhcpReply(io.take(VM)[0])?.msg.type, DhcpType.ACK);
+    ({ io, p, seg, vmPort, att } = net);
+    nat = net.nat!;
+    capture = net.capture!;
     vmIp = att.ip;
-    assert.notEqual(vmIp, 0);
-    assert.deepEqual(drops(), {});
   });
 
   /** The VM opens a TCP connection from `port` to REMOTE:80; returns the external port. */

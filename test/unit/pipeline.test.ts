@@ -2,23 +2,20 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { makeNetwork } from '../../src/engine/network.js';
-import { NetworkSegment } from '../../src/engine/segment.js';
+import type { NetworkSegment } from '../../src/engine/segment.js';
 import { BATCH, Pipeline, STRIDE } from '../../src/pipeline/pipeline.js';
-import { DestinationPolicy } from '../../src/policy/destinations.js';
-import { RuleTable } from '../../src/policy/rules.js';
-import { FakeIo } from '../../src/ports/fake.js';
+import type { FakeIo } from '../../src/ports/fake.js';
 import { Port } from '../../src/ports/port.js';
 import { DROP_NAMES, Drop } from '../../src/stats/drops.js';
-import { Logger } from '../../src/util/log.js';
-import { parseCidr, parseMac } from '../../src/wire/addr.js';
+import { parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
-import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
+import { DhcpType } from '../../src/wire/dhcp.js';
 import { EtherType } from '../../src/wire/ethernet.js';
 import { IcmpType } from '../../src/wire/icmp.js';
 import { IpProto } from '../../src/wire/ipv4.js';
-import { arpFrame, dhcpFrame, dhcpReply, ipFrame } from '../lib/frames.js';
+import { arpFrame, dhcpFrame, ipFrame } from '../lib/frames.js';
+import { inProcessNetwork } from '../lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:00:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:00:00:99')!;
@@ -42,44 +39,9 @@ describe('pipeline with a fake port', () => {
   };
 
   beforeEach(() => {
-    io = new FakeIo();
-    p = new Pipeline(io);
-    io.setArena(p.arena);
-    const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
-      name: 't',
-      type: 'shared',
-      leaseTime: 600,
-      mtu: 1500,
-      domain: null,
-      routes: [],
-    });
-    seg = new NetworkSegment(
-      p,
-      cfg,
-      new Port(HOST, 'host', BATCH, () => {}),
-      GW_MAC,
-      null,
-      new DestinationPolicy(new RuleTable(), GATEWAY),
-      null,
-      new Logger('text', () => {}),
-      {
-        hostLinkFailed: () => {},
-        vmGone: () => {},
-      },
-    );
-    vmPort = new Port(VM, 'vm', BATCH, () => {});
-    const att = seg.attach(vmPort, VM_MAC, 'vm');
-    fromVm(dhcpFrame(VM_MAC, 1, DhcpType.DISCOVER));
-    const offer = dhcpReply(io.take(VM)[0])!;
-    const y = offer.msg.yiaddr;
-    fromVm(
-      dhcpFrame(VM_MAC, 2, DhcpType.REQUEST, [
-        [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
-      ]),
-    );
-    assert.equal(dhcpReply(io.take(VM)[0])?.msg.type, DhcpType.ACK);
-    vmIp = att.ip;
-    assert.notEqual(vmIp, 0);
+    const net = inProcessNetwork({ vmMac: VM_MAC, gatewayMac: GW_MAC });
+    ({ io, p, seg, vmPort } = net);
+    vmIp = net.att.ip;
   });
 
   test('the VM ARPs for the gateway and gets the host link MAC', () => {

@@ -1,0 +1,118 @@
+// One network in-process: the real pipeline, segment, services and (optionally) NAT behind fake ports,
+// with a VM that got its lease through the real DHCP path. For unit tests, the fuzzer and the bench.
+
+import type { Attachment } from '../../src/engine/attachment.js';
+import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
+import { NetworkSegment } from '../../src/engine/segment.js';
+import { FlowTable } from '../../src/nat/flows.js';
+import { FragmentTable } from '../../src/nat/fragments.js';
+import type { NatUplink } from '../../src/nat/uplink.js';
+import { native } from '../../src/native.js';
+import { Pipeline, QUEUE_LEN } from '../../src/pipeline/pipeline.js';
+import { DestinationPolicy } from '../../src/policy/destinations.js';
+import { RuleTable, Verdict } from '../../src/policy/rules.js';
+import { FakeIo } from '../../src/ports/fake.js';
+import { Port } from '../../src/ports/port.js';
+import { Logger } from '../../src/util/log.js';
+import { parseCidr } from '../../src/wire/addr.js';
+import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
+import { dhcpFrame, dhcpReply } from './frames.js';
+
+/** The fake port numbers. */
+export const PortId = { HOST: 1, VM: 2, RAW: 3, CAPTURE: 4 } as const;
+
+/** What the network is made of. */
+export interface InProcessOptions {
+  vmMac: Uint8Array;
+  gatewayMac: Uint8Array;
+  /** CIDRs the policy allows beyond the defaults. */
+  allow?: string[];
+  reject?: boolean;
+  domain?: string | null;
+  routes?: Route[];
+  /** NAT to an uplink address, with this port range and per-VM share. */
+  nat?: { addr: number; lo: number; hi: number; perVm: number; mtu?: number };
+}
+
+/** The network, its ports, and the VM with its lease. */
+export interface InProcess {
+  io: FakeIo;
+  p: Pipeline;
+  cfg: NetworkConfig;
+  policy: DestinationPolicy;
+  seg: NetworkSegment;
+  hostPort: Port;
+  vmPort: Port;
+  att: Attachment;
+  nat: NatUplink | null;
+  capture: Port | null;
+}
+
+/** Builds 192.168.64.0/24 with one VM and gets it a lease; throws if it gets none. */
+export function inProcessNetwork(o: InProcessOptions): InProcess {
+  const io = new FakeIo();
+  const p = new Pipeline(io);
+  io.setArena(p.arena);
+  // The uplink's aggregates are cut by the addon, in the arena it was given.
+  native.setArena(p.arena);
+  const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
+    name: 'in-process',
+    type: 'shared',
+    leaseTime: 600,
+    mtu: 1500,
+    domain: o.domain ?? null,
+    routes: o.routes ?? [],
+  });
+  const rules = new RuleTable();
+  for (const c of o.allow ?? []) rules.add(parseCidr(c)!, Verdict.ALLOW);
+  const policy = new DestinationPolicy(rules, cfg.gateway, o.reject ?? false);
+  const none = () => {};
+  const nat: NatUplink | null = o.nat
+    ? {
+        flows: new FlowTable(o.nat.lo, o.nat.hi, o.nat.perVm),
+        fragments: new FragmentTable(),
+        addr: o.nat.addr,
+        mtu: o.nat.mtu ?? 1500,
+        raw: new Port(PortId.RAW, 'raw', QUEUE_LEN, none),
+      }
+    : null;
+  const hostPort = new Port(PortId.HOST, 'host', QUEUE_LEN, none);
+  const seg = new NetworkSegment(
+    p,
+    cfg,
+    hostPort,
+    o.gatewayMac,
+    null,
+    policy,
+    nat,
+    new Logger('text', none),
+    {
+      hostLinkFailed: none,
+      vmGone: none,
+    },
+  );
+  let capture: Port | null = null;
+  if (nat) {
+    capture = new Port(PortId.CAPTURE, 'capture', QUEUE_LEN, none);
+    capture.big = true;
+    seg.attachUplink(capture, nat);
+  }
+  const vmPort = new Port(PortId.VM, 'vm', QUEUE_LEN, none);
+  const att = seg.attach(vmPort, o.vmMac, 'vm');
+  const keep = io.keep;
+  io.keep = true;
+  io.deliver(PortId.VM, dhcpFrame(o.vmMac, 1, DhcpType.DISCOVER));
+  p.drain(vmPort);
+  const y = dhcpReply(io.take(PortId.VM)[0])?.msg.yiaddr ?? 0;
+  io.deliver(
+    PortId.VM,
+    dhcpFrame(o.vmMac, 2, DhcpType.REQUEST, [
+      [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
+    ]),
+  );
+  p.drain(vmPort);
+  const ack = dhcpReply(io.take(PortId.VM)[0]);
+  io.keep = keep;
+  if (ack?.msg.type !== DhcpType.ACK || att.ip === 0) throw new Error('the in-process VM got no lease');
+  return { io, p, cfg, policy, seg, hostPort, vmPort, att, nat, capture };
+}
