@@ -1,8 +1,8 @@
 // Rewriting a packet's address, port and TTL for NAT, with every checksum updated incrementally
 // (RFC 1624): the IPv4 header's, and the TCP/UDP checksum through its pseudo-header.
 
-import { checksum, update16, update32 } from '../wire/checksum.js';
-import { ICMP } from '../wire/icmp.js';
+import { update16, update32 } from '../wire/checksum.js';
+import { ICMP, updateIcmpChecksum } from '../wire/icmp.js';
 import { IPV4, IpProto } from '../wire/ipv4.js';
 import { TCP } from '../wire/tcp.js';
 import { UDP } from '../wire/udp.js';
@@ -28,6 +28,7 @@ export function decrementTtl(dv: DataView, ip: number): void {
  */
 export function rewrite(
   dv: DataView,
+  u8: Uint8Array,
   ip: number,
   l4: number,
   proto: number,
@@ -43,14 +44,7 @@ export function rewrite(
   if (proto === IpProto.ICMP) {
     const oldId = dv.getUint16(l4 + ICMP.ID);
     dv.setUint16(l4 + ICMP.ID, port);
-    const c = update16(dv.getUint16(l4 + ICMP.CHECKSUM), oldId, port);
-    dv.setUint16(l4 + ICMP.CHECKSUM, c);
-    // RFC 1624's update cannot tell +0 from -0: a message now all zeros needs 0xffff (see services/icmp.ts).
-    if (c === 0) {
-      dv.setUint16(l4 + ICMP.CHECKSUM, 0);
-      const end = ip + dv.getUint16(ip + IPV4.LEN);
-      dv.setUint16(l4 + ICMP.CHECKSUM, checksum(new Uint8Array(dv.buffer, dv.byteOffset), l4, end - l4));
-    }
+    updateIcmpChecksum(dv, u8, l4, ip + dv.getUint16(ip + IPV4.LEN) - l4, oldId, port);
     return;
   }
   const portAt = l4 + (which === IPV4.SRC ? 0 : 2);

@@ -1,8 +1,7 @@
 // A packet captured on the uplink for the NAT address: find its mapping, check the filter, translate it
 // back to the VM, rewrite its Ethernet header for the VM, and send it to the VM's port.
 
-import type { Attachment } from '../engine/attachment.js';
-import { NatProto } from '../nat/flows.js';
+import { type NatOwner, NatProto } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
@@ -70,6 +69,7 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   if (dv.getUint8(ip + IPV4.TTL) <= 1) return Drop.TTL_EXCEEDED;
   const hl = ipv4.headerLen(dv, ip);
   const total = ipv4.totalLen(dv, ip);
+  const proto = ipv4.proto(dv, ip);
   if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) {
     // Sent by a veth peer on this machine: its transport checksum holds only the pseudo-header sum.
     // csum_start counts from the start of the Ethernet frame.
@@ -77,9 +77,8 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     const field = start + dv.getUint16(off + VNET.CSUM_OFFSET, true);
     if (start < ip + hl || field + 2 > ip + total) return Drop.UPLINK_BAD_OFFLOAD;
     const c = checksum(u8, start, ip + total - start);
-    dv.setUint16(field, c === 0 && ipv4.proto(dv, ip) === IpProto.UDP ? 0xffff : c);
+    dv.setUint16(field, c === 0 && proto === IpProto.UDP ? 0xffff : c);
   }
-  const proto = ipv4.proto(dv, ip);
   const frag = dv.getUint16(ip + IPV4.FRAG);
   if ((frag & 0x1fff) !== 0) return laterFragment(p, seg, nat, ip, total, proto);
   const l4 = ip + hl;
@@ -102,13 +101,13 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) return Drop.UPLINK_NO_MAPPING;
   if (!m.admits(ipv4.src(dv, ip) | 0)) return Drop.UPLINK_FILTERED;
-  const att = m.owner as Attachment;
+  const att = m.owner;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
   m.lastSeen = p.clock;
   if (natProto === NatProto.TCP) m.tcpIn(dv.getUint8(l4 + TCP.FLAGS));
   if (frag & 0x2000)
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
-  rewrite(dv, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
+  rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;
@@ -124,18 +123,16 @@ function laterFragment(
   proto: number,
 ): number {
   const dv = p.dv;
-  const att = nat.fragments.find(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID)) as
-    | Attachment
-    | undefined;
+  const att = nat.fragments.find(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID));
   if (att === undefined) return Drop.UPLINK_FRAGMENT;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
-  rewrite(dv, ip, -1, proto, IPV4.DST, att.ip | 0, 0);
+  rewrite(dv, p.u8, ip, -1, proto, IPV4.DST, att.ip | 0, 0);
   decrementTtl(dv, ip);
   toVm(p, seg, att, ip, total);
   return Drop.NONE;
 }
 
-function toVm(p: Pipeline, seg: Segment, att: Attachment, ip: number, total: number): void {
+function toVm(p: Pipeline, seg: Segment, att: NatOwner, ip: number, total: number): void {
   const frame = ip - ETH_HEADER_LEN;
   emitEthernet(p.u8, frame, att.mac, 0, seg.gatewayMac, EtherType.IPV4);
   p.queue(att.port, frame, ETH_HEADER_LEN + total);
@@ -173,7 +170,7 @@ function icmpError(
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) return Drop.UPLINK_NO_MAPPING;
   if (!m.admits(ipv4.dst(dv, inner))) return Drop.UPLINK_FILTERED;
-  const att = m.owner as Attachment;
+  const att = m.owner;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
 
   // The quoted packet: source address and port back to the VM's; its header checksum, and its transport

@@ -60,7 +60,7 @@ export function toWorld(
   // A later fragment carries no ports: only its source address changes; the first one updated the
   // transport checksum for the whole datagram.
   if ((fragWord & 0x1fff) !== 0) {
-    rewrite(dv, ip, -1, proto, IPV4.SRC, nat.addr | 0, 0);
+    rewrite(dv, p.u8, ip, -1, proto, IPV4.SRC, nat.addr | 0, 0);
     decrementTtl(dv, ip);
     p.queue(nat.raw, ip, total);
     return Drop.NONE;
@@ -112,7 +112,7 @@ export function toWorld(
   m.lastSeen = p.clock;
   m.sentTo(dst);
   if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
-  rewrite(dv, ip, l4, proto, IPV4.SRC, nat.addr | 0, m.extPort);
+  rewrite(dv, p.u8, ip, l4, proto, IPV4.SRC, nat.addr | 0, m.extPort);
   decrementTtl(dv, ip);
   p.queue(nat.raw, ip, total);
   return Drop.NONE;
@@ -151,7 +151,7 @@ function mayAnswer(dv: DataView, ip: number, hl: number, total: number): boolean
 }
 
 /** SYN with FIN or RST, or none of SYN, FIN, RST, ACK: no TCP stack sends these (scans and attacks do). */
-export function badFlags(f: number): boolean {
+function badFlags(f: number): boolean {
   if (f & TcpFlag.SYN && f & (TcpFlag.FIN | TcpFlag.RST)) return true;
   return (f & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST | TcpFlag.ACK)) === 0;
 }

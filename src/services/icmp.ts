@@ -3,7 +3,7 @@
 
 import { checksum, update16 } from '../wire/checksum.js';
 import { ETH, ETH_HEADER_LEN, EtherType, emitEthernet, writeMac } from '../wire/ethernet.js';
-import { ICMP, ICMP_HEADER_LEN, IcmpType } from '../wire/icmp.js';
+import { ICMP, ICMP_HEADER_LEN, IcmpType, updateIcmpChecksum } from '../wire/icmp.js';
 import { emitIpv4, headerLen, IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 
 const REPLY_TTL = 64;
@@ -34,13 +34,7 @@ export function answerEchoInPlace(
   const typeWord = dv.getUint16(icmp + ICMP.TYPE);
   const replyWord = (IcmpType.ECHO_REPLY << 8) | (typeWord & 0xff);
   dv.setUint8(icmp + ICMP.TYPE, IcmpType.ECHO_REPLY);
-  const check = update16(dv.getUint16(icmp + ICMP.CHECKSUM), typeWord, replyWord);
-  dv.setUint16(icmp + ICMP.CHECKSUM, check);
-  // RFC 1624's update cannot tell +0 from -0: a message that is now all zeros needs 0xffff, not 0x0000.
-  if (check === 0) {
-    dv.setUint16(icmp + ICMP.CHECKSUM, 0);
-    dv.setUint16(icmp + ICMP.CHECKSUM, checksum(u8, icmp, ipTotal - (icmp - ip)));
-  }
+  updateIcmpChecksum(dv, u8, icmp, ipTotal - (icmp - ip), typeWord, replyWord);
   return ETH_HEADER_LEN + ipTotal;
 }
 

@@ -165,7 +165,7 @@ function rewriteAndCheck(
 ): void {
   const before = b.u8.slice();
   const hadChecksum = proto !== IpProto.UDP || b.dv.getUint16(b.l4 + 6) !== 0;
-  rewrite(b.dv, b.ip, b.l4, proto, which, addr, port);
+  rewrite(b.dv, b.u8, b.ip, b.l4, proto, which, addr, port);
   assert.equal(b.dv.getUint32(b.ip + which), addr >>> 0, `address ${why}`);
   if (proto === IpProto.ICMP) assert.equal(b.dv.getUint16(b.l4 + 4), port, `echo id ${why}`);
   else assert.equal(b.dv.getUint16(b.l4 + (which === IPV4.SRC ? 0 : 2)), port, `port ${why}`);
@@ -266,7 +266,7 @@ describe('rewrite', () => {
       const port = 0xffff - s;
       if (port === 0) continue;
       found++;
-      rewrite(b.dv, b.ip, b.l4, IpProto.UDP, IPV4.SRC, newAddr, port);
+      rewrite(b.dv, b.u8, b.ip, b.l4, IpProto.UDP, IPV4.SRC, newAddr, port);
       assert.equal(b.dv.getUint16(b.l4 + 6), 0xffff);
       assertChecksums(b);
     }
@@ -279,7 +279,16 @@ describe('rewrite', () => {
       9,
     );
     for (let i = 0; i < 100; i++) {
-      rewrite(b.dv, b.ip, b.l4, IpProto.UDP, i % 2 ? IPV4.SRC : IPV4.DST, 0x01010101 * (i + 1), 1000 + i);
+      rewrite(
+        b.dv,
+        b.u8,
+        b.ip,
+        b.l4,
+        IpProto.UDP,
+        i % 2 ? IPV4.SRC : IPV4.DST,
+        0x01010101 * (i + 1),
+        1000 + i,
+      );
       assert.equal(b.dv.getUint16(b.l4 + 6), 0);
       assert.equal(checksum(b.u8, b.ip, 20), 0);
     }
@@ -297,7 +306,7 @@ describe('rewrite', () => {
       const before = b.u8.slice();
       const which = n & 4 ? IPV4.SRC : IPV4.DST;
       const addr = randAddr(rand);
-      rewrite(b.dv, b.ip, -1, proto, which, addr | 0, 0);
+      rewrite(b.dv, b.u8, b.ip, -1, proto, which, addr | 0, 0);
       assert.equal(b.dv.getUint32(b.ip + which), addr);
       const allowed = allowedChanges(b, which, proto, false);
       for (const i of changed(before, b.u8)) assert.ok(allowed.has(i), `byte ${i - b.ip} changed`);
@@ -307,11 +316,11 @@ describe('rewrite', () => {
 
   test('ICMP echo: the id is the port in both directions', () => {
     const b = build({ proto: IpProto.ICMP, src: 0xc0a84002, dst: 0xcb00710a, sport: 0x1234, dport: 7 }, 1);
-    rewrite(b.dv, b.ip, b.l4, IpProto.ICMP, IPV4.SRC, 0xc6336402, 61234);
+    rewrite(b.dv, b.u8, b.ip, b.l4, IpProto.ICMP, IPV4.SRC, 0xc6336402, 61234);
     assert.equal(b.dv.getUint16(b.l4 + 4), 61234);
     assert.equal(b.dv.getUint16(b.l4 + 6), 7, 'the sequence number is untouched');
     assertChecksums(b);
-    rewrite(b.dv, b.ip, b.l4, IpProto.ICMP, IPV4.DST, 0xc0a84002, 0x1234);
+    rewrite(b.dv, b.u8, b.ip, b.l4, IpProto.ICMP, IPV4.DST, 0xc0a84002, 0x1234);
     assert.equal(b.dv.getUint16(b.l4 + 4), 0x1234);
     assertChecksums(b);
   });
@@ -326,7 +335,7 @@ describe('rewrite', () => {
       3,
     );
     assertChecksums(b, 'as built');
-    rewrite(b.dv, b.ip, b.l4, IpProto.ICMP, IPV4.DST, 0xc0a84002, 0);
+    rewrite(b.dv, b.u8, b.ip, b.l4, IpProto.ICMP, IPV4.DST, 0xc0a84002, 0);
     assert.equal(b.dv.getUint16(b.l4 + 4), 0);
     assertChecksums(b, 'after the id went back to 0');
   });
