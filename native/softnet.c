@@ -8,8 +8,8 @@
  *   length) pairs into it. A frame received on one port can therefore be sent on another without a copy.
  * - A port is an fd and a framing mode: DGRAM (one datagram = one frame, recvmmsg/sendmmsg), TAP (one
  *   read/write = one frame) or STREAM (QEMU -netdev stream: a 4-byte big-endian length before each frame).
- *   Ports are numbered; the number is what TypeScript holds. A LISTEN port only reports readiness: it is a
- *   listening socket whose connections unixAccept() takes. A RAW port is an IPPROTO_RAW socket: it sends
+ *   Ports are numbered; the number is what TypeScript holds. A WATCH port only reports readiness: a
+ *   listening socket whose connections unixAccept() takes, or a control socket that control.c reads. A RAW port is an IPPROTO_RAW socket: it sends
  *   whole IPv4 packets with sendmmsg, each to the destination written in its own header.
  * - Readiness comes from libuv (uv_poll, level-triggered): no thread, no busy loop. The callback gets the
  *   port number and a status; TypeScript then drains the port with recv() in batches.
@@ -42,15 +42,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <node_api.h>
-#include <uv.h>
+#include "addon.h"
 
 #define MAX_PORTS 4096
 #define MAX_BATCH 256
 #define MODE_DGRAM 0
 #define MODE_TAP 1
 #define MODE_STREAM 2
-#define MODE_LISTEN 3
+#define MODE_WATCH 3
 #define MODE_RAW 4
 #define STREAM_RX_BYTES (256 * 1024)
 #define TX_PENDING_BYTES (1024 * 1024)
@@ -75,73 +74,6 @@ static uint8_t *arena;
 static size_t arena_len;
 static napi_ref arena_ref;
 static napi_async_context async_ctx;
-
-#define CHECK(call)                                                                                        \
-  do {                                                                                                     \
-    if ((call) != napi_ok) {                                                                               \
-      napi_throw_error(env, NULL, "napi call failed: " #call);                                             \
-      return NULL;                                                                                         \
-    }                                                                                                      \
-  } while (0)
-
-static const char *errname(int err) {
-  const char *n = strerrorname_np(err);
-  return n ? n : "EUNKNOWN";
-}
-
-/* Throws an Error with code = errno name and a message naming what failed. */
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, errname(err), msg);
-  return NULL;
-}
-
-static napi_value make_int(napi_env env, int64_t v) {
-  napi_value out;
-  napi_create_int64(env, v, &out);
-  return out;
-}
-
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
-    napi_throw_type_error(env, NULL, "missing arguments");
-    return -1;
-  }
-  return 0;
-}
-
-static int get_i32(napi_env env, napi_value v, int32_t *out) {
-  if (napi_get_value_int32(env, v, out) != napi_ok) {
-    napi_throw_type_error(env, NULL, "expected a number");
-    return -1;
-  }
-  return 0;
-}
-
-static int get_string(napi_env env, napi_value v, char *buf, size_t len) {
-  size_t n;
-  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok || n >= len - 1) {
-    napi_throw_type_error(env, NULL, "expected a short string");
-    return -1;
-  }
-  return 0;
-}
-
-/* A Uint32Array argument as a pointer and its element count. */
-static uint32_t *get_u32array(napi_env env, napi_value v, size_t *count) {
-  napi_typedarray_type type;
-  size_t len;
-  void *data;
-  if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
-      type != napi_uint32_array) {
-    napi_throw_type_error(env, NULL, "expected a Uint32Array");
-    return NULL;
-  }
-  *count = len;
-  return data;
-}
 
 static struct port *get_port(napi_env env, napi_value v) {
   int32_t id;
@@ -404,7 +336,7 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int r;
-  if (p->mode == MODE_LISTEN || p->mode == MODE_RAW) r = -EOPNOTSUPP;
+  if (p->mode == MODE_WATCH || p->mode == MODE_RAW) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = recv_dgram(p, base, stride, max, lens);
   else if (p->mode == MODE_TAP) r = recv_tap(p, base, stride, max, lens);
   else r = recv_stream(p, base, stride, max, lens);
@@ -575,7 +507,7 @@ static napi_value port_send(napi_env env, napi_callback_info info) {
     }
   }
   int r;
-  if (p->mode == MODE_LISTEN) r = -EOPNOTSUPP;
+  if (p->mode == MODE_WATCH) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = send_dgram(p, offs, lens, (uint32_t)count);
   else if (p->mode == MODE_RAW) r = send_raw(p, offs, lens, (uint32_t)count);
   else if (p->mode == MODE_TAP) r = send_tap(p, offs, lens, (uint32_t)count);
@@ -702,6 +634,18 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
   CHECK(napi_create_string_utf8(env, outname, NAPI_AUTO_LENGTH, &v));
   CHECK(napi_set_named_property(env, out, "name", v));
   return out;
+}
+
+/* tapCarrier(fd, on): raises or drops the TAP's carrier, which the interface's user sees as a cable plugged in or not. */
+static napi_value tap_carrier(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  bool on;
+  if (get_args(env, info, 2, argv) < 0 || get_i32(env, argv[0], &fd) < 0) return NULL;
+  CHECK(napi_get_value_bool(env, argv[1], &on));
+  unsigned int carrier = on ? 1 : 0;
+  if (ioctl(fd, TUNSETCARRIER, &carrier) < 0) return throw_errno(env, errno, "TUNSETCARRIER");
+  return NULL;
 }
 
 /* ifConfigure(name, addr (host-order u32), prefix, up): gives an interface its IPv4 address. */
@@ -1042,6 +986,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"recv", NULL, port_recv, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, port_send, NULL, NULL, NULL, napi_default, NULL},
       {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
+      {"tapCarrier", NULL, tap_carrier, NULL, NULL, NULL, napi_default, NULL},
       {"ifConfigure", NULL, if_configure, NULL, NULL, NULL, napi_default, NULL},
       {"ifHwaddr", NULL, if_hwaddr, NULL, NULL, NULL, napi_default, NULL},
       {"fdKind", NULL, fd_kind, NULL, NULL, NULL, napi_default, NULL},
@@ -1056,6 +1001,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"gsoSegment", NULL, gso_segment, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+  CHECK(control_register(env, exports));
   CHECK(napi_create_string_utf8(env, "softnet:io", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_object(env, &resource));
   CHECK(napi_async_init(env, resource, name, &async_ctx));

@@ -3,10 +3,11 @@
 import { createRequire } from 'node:module';
 
 /**
- * Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; a listening socket; or
- * a raw IPv4 socket that sends each packet to the destination in its header.
+ * Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; a socket whose
+ * readiness is all the port reports (a listening socket, a control connection); or a raw IPv4 socket that
+ * sends each packet to the destination in its header.
  */
-export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, LISTEN: 3, RAW: 4 } as const;
+export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, WATCH: 3, RAW: 4 } as const;
 
 /** The addon's functions; see native/softnet.c for their contracts. */
 export interface Native {
@@ -23,6 +24,7 @@ export interface Native {
     mtu: number,
     up: boolean,
   ): { fd: number; name: string };
+  tapCarrier(fd: number, on: boolean): void;
   ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
   ifHwaddr(name: string): Uint8Array;
   ifAddr(name: string): { addr: number; mtu: number };
@@ -34,6 +36,14 @@ export interface Native {
   socketpair(type: 'dgram' | 'stream'): [number, number];
   closeFd(fd: number): void;
   errnoName(errno: number): string;
+  ctlListen(path: string): number;
+  ctlConnect(path: string): number;
+  ctlAccept(fd: number): number;
+  ctlSend(fd: number, bytes: Uint8Array, passFd: number): number;
+  ctlRecv(fd: number, buf: Uint8Array, fdOut: Int32Array): number;
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
+  lockFile(path: string): number;
+  dupFd(fd: number): number;
   gsoSegment(src: number, len: number, dst: number, stride: number, max: number, lens: Uint32Array): number;
 }
 

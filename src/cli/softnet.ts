@@ -1,19 +1,15 @@
-// `softnet`: the per-VM form (what a VM tool execs) and the demo.
+// `softnet`: the per-VM form (what a VM tool execs), the service, the operator's commands, and the demo.
 
-import { Engine } from '../engine/engine.js';
+import { ControlError } from '../control/protocol.js';
+import { UsageError } from '../engine/errors.js';
+import { Supervisor } from '../engine/supervisor.js';
 import { Logger } from '../util/log.js';
-import { parseVmArgs, USAGE, UsageError } from './args.js';
+import { parseVmArgs, USAGE } from './args.js';
 
 function main(argv: string[]): void {
-  if (argv[0] === '--help' || argv[0] === '-h') {
+  const cmd = argv[0];
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(`${USAGE}\n`);
-    return;
-  }
-  if (argv[0] === 'demo') {
-    import('./demo.js').then(
-      (m) => m.runDemo(argv.slice(1)),
-      (e) => fatal(e),
-    );
     return;
   }
   const failed = (e: unknown) => {
@@ -21,11 +17,27 @@ function main(argv: string[]): void {
       process.stderr.write(`softnet: ${e.message}\n`);
       process.exit(2);
     }
+    if (e instanceof ControlError) {
+      process.stderr.write(`softnet: ${e.flag ? `${e.flag}: ` : ''}${e.message}\n`);
+      process.exit(e.flag ? 2 : 1);
+    }
     fatal(e);
   };
+  if (cmd === 'demo') {
+    import('./demo.js').then((m) => m.runDemo(argv.slice(1)), fatal);
+    return;
+  }
+  if (cmd === 'serve') {
+    import('./serve.js').then((m) => m.runServe(argv.slice(1))).catch(failed);
+    return;
+  }
+  if (cmd === 'network' || cmd === 'show') {
+    import('./commands.js').then((m) => m.runCommand(argv)).catch(failed);
+    return;
+  }
   try {
     const opts = parseVmArgs(argv);
-    new Engine(opts, new Logger(opts.logFormat)).start().catch(failed);
+    new Supervisor(opts, new Logger(opts.logFormat), (code) => process.exit(code)).start().catch(failed);
   } catch (e) {
     failed(e);
   }

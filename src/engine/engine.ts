@@ -1,184 +1,486 @@
 /*
- * One engine: a network with its host link, the VM ports attached to it, and the process around them
- * (readiness callbacks, the lease timer, signals, counters).
+ * The engine: the networks of one host, the VMs attached to them, and the control socket through which
+ * per-VM processes hand their VMs over and operators look in.
  *
  * Theory of operation
- * - start() does every privileged step (host link, VM port), then drops to --user/--group if asked. A
- *   failure names the flag whose value caused it, so the CLI can print one line and exit 2.
- * - The addon calls back when a port is readable; the engine drains it through the pipeline. A port that
- *   still holds frames after its turn is drained again on the next turn of the event loop.
- * - SIGINT and SIGTERM close every port, which removes the host link and the VM's TAP, and keep the
- *   leases on disk: stopping softnet is not the VM going away. SIGUSR1 logs the counters.
- * - When the per-VM form's VM goes away (its port fails or closes), its lease is freed and softnet exits.
+ * - One process is the engine of one control socket: the one holding the lock beside it. `softnet serve`
+ *   is an engine that stays; a per-VM softnet that finds no engine becomes one itself and serves the
+ *   per-VM processes that come after it.
+ * - Networks open when declared (the service's default network, `network add`, its config file) or when
+ *   a VM first asks for one (by --network name, else by host link); a network a VM brought along closes
+ *   with its last VM. NAT uplinks are shared by the networks that use the same interface and port range.
+ * - A VM attaches with its port's fd (passed over the control socket, or the engine's own VM's), what it
+ *   asks (VmSpec) and the network it wants. The engine gives it a key (its lease identity), a name and an
+ *   external MAC, kept in the attachment store, and a policy made from its rules.
+ * - A VM detaches when its port fails (the VM went away: its lease is freed and its per-VM process told),
+ *   when its per-VM process asks (stopped with SIGTERM: the lease stays until it expires), or when that
+ *   process's connection drops without asking (the VM tool died: the lease is freed).
+ * - stop() closes everything but keeps leases, NAT mappings and attachment records, so a successor engine
+ *   (a restarted service, or a per-VM process taking over) lets every VM that comes back resume with the
+ *   same key, address, external MAC and flows. A record whose VM is not back within GRACE_MS is freed.
+ * - Everything runs on the event loop: the addon reports readiness, and a one-second tick ends leases,
+ *   idle mappings and records past their grace, and snapshots the mappings.
  */
 
-import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { chownSync, mkdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { VmOptions } from '../cli/args.js';
-import { UsageError } from '../cli/args.js';
-import { FlowStore } from '../nat/flow-store.js';
-import { FlowTable } from '../nat/flows.js';
-import { FragmentTable } from '../nat/fragments.js';
-import { NatGuard } from '../nat/guard.js';
-import type { NatUplink } from '../nat/uplink.js';
-import { native } from '../native.js';
-import { epochSeconds, Pipeline, QUEUE_LEN } from '../pipeline/pipeline.js';
+import type { Channel } from '../control/channel.js';
+import { ControlServer } from '../control/server.js';
+import { native, PortMode } from '../native.js';
+import { epochSeconds, Pipeline } from '../pipeline/pipeline.js';
 import { DestinationPolicy } from '../policy/destinations.js';
 import { RuleTable, Verdict } from '../policy/rules.js';
-import { openHostLink } from '../ports/host-link.js';
-import { PORT_STAT_NAMES, Port, type PortSpec } from '../ports/port.js';
-import { acceptStream, listenStream } from '../ports/stream.js';
-import { netnsTap, vmTap } from '../ports/tap.js';
-import { defaultRouteInterface, openUplink } from '../ports/uplink.js';
-import { inheritedFd } from '../ports/vm-fd.js';
-import { DnsForwarder, resolversFrom } from '../services/dns.js';
+import { PORT_STAT_NAMES, type Port } from '../ports/port.js';
+import { defaultRouteInterface } from '../ports/uplink.js';
 import { DROP_NAMES } from '../stats/drops.js';
-import type { LogFields, Logger } from '../util/log.js';
-import { formatIpv4, formatMac, parseIpv4 } from '../wire/addr.js';
-import type { Attachment } from './attachment.js';
-import { makeNetwork } from './network.js';
+import type { LogFields, Logger, LogLevel } from '../util/log.js';
+import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
+import { macKey } from '../wire/ethernet.js';
+import { type Attachment, AttType } from './attachment.js';
+import { AttachmentStore, type VmRecord } from './attachment-store.js';
+import { flagged, UsageError } from './errors.js';
+import { LiveNetwork } from './live-network.js';
+import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
+import { openPort } from './ports.js';
 import { dropPrivileges } from './privileges.js';
-import { NetworkSegment } from './segment.js';
+import { LiveUplink } from './uplinks.js';
+import type { VmSpec } from './vm-spec.js';
 
-/** Seconds between snapshots of the NAT mappings while they change. */
-const FLOW_SNAPSHOT_S = 5;
+/** How long a remembered VM may take to come back to a new engine before what it held is freed. */
+export const GRACE_MS = 30_000;
 
-/** Runs the per-VM form: one VM on its own network. */
+/** How the engine runs. */
+export interface EngineOptions {
+  stateDir: string;
+  controlSocket: string;
+  /** The group that may use the control socket; null: root only. */
+  controlGid: number | null;
+  /** A service stays when its last VM goes; the per-VM form's engine does not. */
+  service: boolean;
+}
+
+/** A VM's attach request. */
+export interface AttachRequest {
+  network: NetworkSpec;
+  /** The network settings the VM's command line gave, which an existing network must match. */
+  given: string[];
+  vm: VmSpec;
+  /** The key this VM had before the engine it was attached to went away. */
+  resume: string | null;
+  pid: number;
+}
+
+/** Who a VM belongs to: its per-VM process, over its control connection or in this very process. */
+export interface VmOwner {
+  /** The channel the VM came by; null for the engine's own VM. */
+  readonly channel: Channel | null;
+  /** The engine detached the VM because it went away. */
+  gone(reason: string): void;
+  /** One of the VM's own events (lease bound, released), for its per-VM process's log. */
+  event(level: LogLevel, event: string, fields: LogFields): void;
+}
+
+/** A VM attached to this engine. */
+export interface LiveVm {
+  readonly att: Attachment;
+  readonly net: LiveNetwork;
+  readonly vm: VmSpec;
+  readonly owner: VmOwner;
+  readonly record: VmRecord;
+}
+
+/** A remembered VM not (yet) attached again, and when it stops being waited for. */
+interface Awaited {
+  record: VmRecord;
+  deadline: number;
+}
+
+/** The engine of one control socket. */
 export class Engine {
-  private readonly p = new Pipeline(native);
-  private segment: NetworkSegment | null = null;
-  private listener: { port: Port; fd: number; path: string } | null = null;
-  private hostPort: Port | null = null;
-  private raw: Port | null = null;
-  private capture: Port | null = null;
-  private guard: NatGuard | null = null;
-  private dns: DnsForwarder | null = null;
-  private uplinkName = '';
-  private flowStore: FlowStore | null = null;
-  private flowsSaved = { changes: 0, at: 0 };
-  /** What set-up has to say, logged once it succeeded: a failed start prints its one error line only. */
-  private readonly deferred: Array<['info' | 'warn', string, LogFields]> = [];
+  readonly p = new Pipeline(native);
+  readonly networks = new Map<string, LiveNetwork>();
+  private readonly uplinks = new Map<string, LiveUplink>();
+  readonly vms = new Map<string, LiveVm>();
+  private readonly byAtt = new Map<Attachment, LiveVm>();
+  private readonly awaited = new Map<string, Awaited>();
+  private readonly store: AttachmentStore;
+  private control: ControlServer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
-  private started = false;
-  /** For --vm-netns: the namespace's inode, checked every tick (the TAP's fd keeps the namespace alive). */
-  private netnsIno: number | null = null;
   private readonly onReady = (id: number, status: number): void => this.ready(id, status);
   private readonly redrain = (port: Port): void => this.drainPort(port);
 
   constructor(
-    private readonly opts: VmOptions,
-    private readonly log: Logger,
-    private readonly exit: (code: number) => void = (code) => process.exit(code),
-  ) {}
-
-  /** Opens the host link, the uplink and the VM port and starts serving; rejects with UsageError for a bad flag value. */
-  async start(): Promise<void> {
-    const o = this.opts;
+    readonly opts: EngineOptions,
+    readonly log: Logger,
+    private readonly exit: (code: number) => void,
+  ) {
     native.setArena(this.p.arena);
-    const cfg = makeNetwork(o.subnet, {
-      name: o.hostLink,
-      type: o.netType,
-      leaseTime: o.leaseTime,
-      mtu: o.mtu,
-      domain: o.domain,
-      routes: o.routes.map((r) => ({ dest: r.addr, prefix: r.prefix, via: 0 })),
-    });
-    for (const r of cfg.routes) r.via = cfg.gateway;
-    const policy = destinationPolicy(o, cfg.gateway);
-    const link = flagged('--host-link', () => openHostLink(o.hostLink, cfg.gateway, cfg.prefix, o.mtu));
-    this.hostPort = this.open(link.spec);
-    const leaseFile = join(o.stateDir, `${o.hostLink}.leases.json`);
+    flagged('--state-dir', () => mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 }));
+    // Leases and records are one engine's: two engines writing one directory would undo each other.
+    if (flagged('--state-dir', () => native.lockFile(join(opts.stateDir, 'engine.lock'))) < 0)
+      throw new UsageError('--state-dir', `${opts.stateDir} is in use by another softnet engine`);
+    this.store = new AttachmentStore(join(opts.stateDir, 'attachments.json'));
+    const records = flagged('--state-dir', () => this.store.load());
+    const deadline = Date.now() + GRACE_MS;
+    for (const record of records) this.awaited.set(record.key, { record, deadline });
+  }
+
+  /** Starts serving: the control socket (whose lock the caller holds) and the timer. */
+  listen(handlers: ConstructorParameters<typeof ControlServer>[2]): void {
+    this.control = flagged(
+      '--control-socket',
+      () => new ControlServer(this.opts.controlSocket, this.opts.controlGid, handlers),
+    );
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  /** Drops to `user`/`group` once set-up is done, handing the state directory over first. */
+  dropTo(user: string, group: string): void {
+    flagged('--user', () =>
+      dropPrivileges(user, group, (uid, gid) => chownSync(this.opts.stateDir, uid, gid)),
+    );
+    for (const net of this.networks.values()) flagged('--state-dir', () => net.seg.leases.persist());
+    flagged('--state-dir', () => this.saveRecords());
+  }
+
+  /** Opens a declared network (one that stays without VMs); throws UsageError naming the flag at fault. */
+  async declare(spec: NetworkSpec): Promise<LiveNetwork> {
+    const existing = this.networks.get(spec.name);
+    if (existing) throw new UsageError('--network', `network ${spec.name} exists already`);
+    return this.open(spec, true);
+  }
+
+  /** Closes network `name`; refuses while VMs are attached to it. */
+  remove(name: string): void {
+    const net = this.networks.get(name);
+    if (!net) throw new UsageError('--network', `no network ${name}`);
+    if (net.seg.attachments.size > 0)
+      throw new UsageError('--network', `network ${name} has ${net.seg.attachments.size} VMs attached`);
+    this.closeNetwork(net);
+  }
+
+  private async open(spec: NetworkSpec, declared: boolean): Promise<LiveNetwork> {
+    for (const n of this.networks.values()) {
+      if (n.hostLink === spec.hostLink)
+        throw new UsageError('--host-link', `host link ${spec.hostLink} is network ${n.spec.name}'s`);
+    }
+    const uplink = spec.type === 'shared' ? this.uplinkFor(spec) : null;
     try {
-      const nat = cfg.type === 'shared' ? this.openNat() : null;
-      flagged('--state-dir', () => mkdirSync(o.stateDir, { recursive: true, mode: 0o700 }));
-      const hostPort = this.hostPort;
-      this.segment = flagged(
-        '--state-dir',
-        () =>
-          new NetworkSegment(this.p, cfg, hostPort, link.mac, leaseFile, policy, nat, this.log, {
-            hostLinkFailed: (err: string) => this.fail(`host link ${o.hostLink} failed: ${err}`),
-            vmGone: () => this.stop(0),
-          }),
+      const net = await LiveNetwork.open(
+        this.p,
+        spec,
+        uplink,
+        this.opts.stateDir,
+        declared,
+        this.log,
+        {
+          hostLinkFailed: (err) => this.fail(`host link ${spec.hostLink} failed: ${err}`),
+          vmGone: (att, err) => this.vmGone(att, err),
+          addressChanged: () => {},
+        },
+        (port) => native.portWatch(port.id, this.onReady),
       );
-      native.portWatch(hostPort.id, this.onReady);
-      if (nat && this.capture) {
-        this.segment.attachUplink(this.capture, nat);
-        native.portWatch(this.capture.id, this.onReady);
-      }
-      try {
-        this.dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), this.log);
-      } catch (e) {
-        this.say('warn', 'dns at the gateway unavailable', {
-          error: e instanceof Error ? e.message : String(e),
-        });
-      }
-      this.openVm();
-      if (o.user !== null && o.group !== null) {
-        const { user, group } = o;
-        flagged('--user', () => dropPrivileges(user, group, (uid, gid) => chownSync(o.stateDir, uid, gid)));
-      }
-      const leases = this.segment.leases;
-      flagged('--state-dir', () => leases.persist());
+      this.networks.set(spec.name, net);
+      this.log.info('network up', {
+        network: spec.name,
+        type: spec.type,
+        host_link: spec.hostLink,
+        gateway: formatIpv4(net.seg.cfg.gateway),
+        subnet: spec.cidr,
+        uplink: uplink ? `${uplink.name} ${formatIpv4(uplink.nat.addr)}` : undefined,
+      });
+      return net;
     } catch (e) {
-      this.close();
+      if (uplink) this.releaseUplink(uplink);
       throw e;
     }
-    this.started = true;
-    for (const [level, message, fields] of this.deferred) this.log[level](message, fields);
-    for (const att of this.segment.attachments) this.logAttached(att);
-    this.log.info('started', {
-      host_link: link.spec.name,
-      gateway: formatIpv4(cfg.gateway),
-      subnet: `${formatIpv4(cfg.subnet)}/${cfg.prefix}`,
-      gateway_mac: formatMac(link.mac),
-      lease_time: cfg.leaseTime,
-      type: cfg.type,
-      uplink: this.segment.nat ? `${this.uplinkName} ${formatIpv4(this.segment.nat.addr)}` : undefined,
-      nat_ports: this.segment.nat ? `${o.natPorts.lo}-${o.natPorts.hi}` : undefined,
-    });
-    this.timer = setInterval(() => this.tick(), 1000);
-    process.on('SIGINT', () => this.stop(0));
-    process.on('SIGTERM', () => this.stop(0));
-    process.on('SIGUSR1', () => this.logCounters());
   }
 
-  /** Opens the uplink's sockets and guard; null (and a warning) when there is no uplink to use. */
-  private openNat(): NatUplink | null {
-    const o = this.opts;
-    const name = o.uplink ?? defaultRouteInterface();
+  /** The uplink a shared network NATs through, opened if no network uses it yet; null when there is none. */
+  private uplinkFor(spec: NetworkSpec): LiveUplink | null {
+    const name = spec.uplink ?? defaultRouteInterface();
     if (name === null) {
-      this.say('warn', 'no default route and no --uplink: VMs reach the host only', {});
+      this.log.warn('no default route and no --uplink: VMs reach the host only', { network: spec.name });
       return null;
     }
-    const { lo, hi } = o.natPorts;
-    const up = flagged('--uplink', () => openUplink(name, lo, hi));
-    this.uplinkName = name;
-    this.raw = this.open(up.raw);
-    this.capture = this.open(up.capture);
-    this.capture.big = true;
-    this.guard = flagged('--nat-ports', () => NatGuard.install(name, up.addr, lo, hi));
-    const perVm = o.natFlowsPerVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4));
-    this.flowStore = new FlowStore(join(o.stateDir, `${o.hostLink}.flows.json`), up.addr);
-    return {
-      flows: new FlowTable(lo, hi, perVm),
-      fragments: new FragmentTable(),
-      addr: up.addr,
-      mtu: up.mtu,
-      raw: this.raw,
-    };
+    const key = `${name} ${spec.natPorts}`;
+    let up = this.uplinks.get(key);
+    if (!up) {
+      up = LiveUplink.open(
+        this.p,
+        name,
+        spec.natPorts,
+        spec.natFlowsPerVm,
+        this.opts.stateDir,
+        this.log,
+        (err) => this.fail(`uplink ${name} failed: ${err}`),
+      );
+      native.portWatch(up.capturePort.id, this.onReady);
+      this.uplinks.set(key, up);
+    }
+    up.users++;
+    return up;
   }
 
-  /** Closes everything (leases stay on disk) and exits with `code`. */
-  stop(code: number): void {
+  private releaseUplink(up: LiveUplink): void {
+    if (--up.users > 0) return;
+    // Stopping saved it already, before the networks closing took the VMs' mappings away.
+    if (!this.stopping) up.save(this.p.clock);
+    up.close();
+    this.uplinks.delete(`${up.name} ${up.natPorts}`);
+  }
+
+  private closeNetwork(net: LiveNetwork): void {
+    net.close();
+    this.networks.delete(net.spec.name);
+    if (net.uplink) this.releaseUplink(net.uplink);
+    this.log.info('network down', { network: net.spec.name });
+  }
+
+  /** The network a VM asks for: by name when it gave one, else by host link; opened if need be. */
+  private async networkFor(req: AttachRequest): Promise<LiveNetwork> {
+    const want = req.network;
+    const byName = req.given.includes('name');
+    let net = byName
+      ? this.networks.get(want.name)
+      : [...this.networks.values()].find((n) => n.hostLink === want.hostLink);
+    if (net === undefined) {
+      if (!byName && this.networks.has(want.name)) want.name = want.hostLink;
+      net = await this.open(want, false);
+    }
+    for (const field of req.given) {
+      if (field === 'name' || field === 'reservations') continue;
+      const have = net.spec[field as keyof NetworkSpec];
+      if (JSON.stringify(have) !== JSON.stringify(want[field as keyof NetworkSpec]))
+        throw new UsageError(
+          NETWORK_FLAG[field as keyof NetworkSpec],
+          `network ${net.spec.name} runs with ${JSON.stringify(have)}, not ${JSON.stringify(want[field as keyof NetworkSpec])}`,
+        );
+    }
+    for (const [mac, ip] of Object.entries(want.reservations)) this.reserve(net, mac, ip);
+    return net;
+  }
+
+  /** Reserves `ip` for `mac` on a running network; throws UsageError('--dhcp-host') when it cannot be. */
+  reserve(net: LiveNetwork, mac: string, ip: string): void {
+    try {
+      addReservation(net.spec, mac, ip);
+    } catch (e) {
+      if (e instanceof FieldError) throw new UsageError('--dhcp-host', e.message);
+      throw e;
+    }
+    net.seg.leases.reserve(formatMac(parseMac(mac)!), parseIpv4(ip)!);
+  }
+
+  /** Attaches a VM whose port is `fd` (the engine owns it from now on); throws UsageError naming the flag at fault. */
+  async attach(req: AttachRequest, fd: number, owner: VmOwner): Promise<LiveVm> {
+    let portOwned = false;
+    try {
+      const mode = portMode(fd);
+      const net = await this.networkFor(req);
+      const vm = req.vm;
+      const key = this.keyFor(req);
+      const awaited = this.awaited.get(key);
+      const name = vm.name ?? awaited?.record.name ?? this.nameFor(key, vm);
+      if (vm.name !== null && [...this.vms.values()].some((v) => v.record.name === vm.name))
+        throw new UsageError('--vm-name', `a VM named ${vm.name} is attached already`);
+      const extMac = this.externalMac(vm, awaited?.record);
+      const type = attType(vm, net.spec);
+      const log = this.log.with((level, event, fields) => owner.event(level, event, fields));
+      const port = openPort({ fd, mode, name: vm.port });
+      portOwned = true;
+      const att = net.seg.attach(port, {
+        key,
+        name,
+        mac: parseMac(vm.mac)!,
+        extMac: parseMac(extMac)!,
+        policy: this.policyFor(vm, net),
+        type,
+        log,
+      });
+      if (type === AttType.DISCONNECTED && mode === PortMode.TAP) {
+        try {
+          native.tapCarrier(fd, false);
+        } catch {}
+      }
+      const record: VmRecord = {
+        key,
+        name,
+        network: net.spec.name,
+        mac: vm.mac,
+        extMac,
+        expose: vm.expose,
+        pid: req.pid,
+        since: new Date().toISOString(),
+      };
+      const live: LiveVm = { att, net, vm, owner, record };
+      this.awaited.delete(key);
+      this.vms.set(key, live);
+      this.byAtt.set(att, live);
+      this.saveRecords();
+      const restored = net.uplink?.restore(att, this.p.clock) ?? 0;
+      if (restored > 0) log.info('nat mappings restored', { count: restored, mac: vm.mac });
+      native.portWatch(port.id, this.onReady);
+      log.info('vm attached', {
+        vm: name,
+        network: net.spec.name,
+        port: vm.port,
+        mac: vm.mac,
+        external_mac: extMac,
+        type: vm.type,
+        ip: att.ip ? formatIpv4(att.ip) : undefined,
+      });
+      if (type === AttType.DISCONNECTED)
+        log.warn('vm is disconnected: every frame from it is dropped and it is sent nothing', { vm: name });
+      return live;
+    } catch (e) {
+      if (!portOwned) native.closeFd(fd);
+      throw e;
+    }
+  }
+
+  /** The key a VM attaches under: the one it resumes, else its name's or MAC's, numbered when a clone holds it. */
+  private keyFor(req: AttachRequest): string {
+    if (req.resume !== null && !this.vms.has(req.resume)) return req.resume;
+    const base = req.vm.name !== null ? `name:${req.vm.name}` : `vm:${req.vm.mac}`;
+    if (!this.vms.has(base)) return base;
+    for (let n = 2; ; n++) if (!this.vms.has(`${base}#${n}`)) return `${base}#${n}`;
+  }
+
+  /** A name for a VM that gave none: its MAC's digits, numbered like its key for clones. */
+  private nameFor(key: string, vm: VmSpec): string {
+    const n = /#(\d+)$/.exec(key)?.[1];
+    return `vm-${vm.mac.replaceAll(':', '')}${n ? `-${n}` : ''}`;
+  }
+
+  /**
+   * The external MAC of a VM: the one it pinned, else the one it had before, else a fresh random locally
+   * administered one; never one another VM of this engine has, or is still expected back with.
+   */
+  private externalMac(vm: VmSpec, before: VmRecord | undefined): string {
+    const used = new Set<number>();
+    for (const v of this.vms.values()) used.add(v.att.extMacKey);
+    for (const a of this.awaited.values())
+      if (a.record !== before) used.add(macKey(parseMac(a.record.extMac)!, 0));
+    for (const n of this.networks.values()) used.add(n.seg.gatewayMacKey);
+    const free = (mac: string) => !used.has(macKey(parseMac(mac)!, 0));
+    if (vm.externalMac !== null) {
+      if (!free(vm.externalMac))
+        throw new UsageError('--vm-external-mac', `${vm.externalMac} is another VM's external MAC`);
+      return vm.externalMac;
+    }
+    if (before && free(before.extMac)) return before.extMac;
+    for (;;) {
+      const mac = new Uint8Array(6);
+      crypto.getRandomValues(mac);
+      mac[0] = (mac[0] & 0xfc) | 0x02;
+      const text = formatMac(mac);
+      if (free(text)) return text;
+    }
+  }
+
+  /** The VM's destination policy: its rules, the gateway, and the host's own addresses blocked. */
+  private policyFor(vm: VmSpec, net: LiveNetwork): DestinationPolicy {
+    const gateway = net.seg.cfg.gateway;
+    const table = new RuleTable();
+    const rule = (r: string) =>
+      r === '@host' ? { addr: gateway, prefix: 32, mask: 0xffffffff } : parseCidr(r)!;
+    for (const r of vm.allow) table.add(rule(r), Verdict.ALLOW);
+    for (const r of vm.block) table.add(rule(r), Verdict.BLOCK);
+    const policy = new DestinationPolicy(table, gateway, vm.reject);
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) {
+        const addr = a.family === 'IPv4' ? parseIpv4(a.address) : null;
+        if (addr !== null && addr !== gateway) policy.addHostAddress(addr);
+      }
+    }
+    return policy;
+  }
+
+  /**
+   * Detaches a VM its per-VM process let go of: `freeLease` when its tool died; otherwise (stopped) its
+   * lease stays until it expires and its NAT mappings are parked for its return.
+   */
+  detach(live: LiveVm, freeLease: boolean, reason: string): void {
+    if (!this.byAtt.has(live.att)) return;
+    live.att.log.info('vm detached', { vm: live.att.name, mac: live.vm.mac, reason });
+    if (!freeLease) live.net.uplink?.park(live.att);
+    live.net.seg.detach(live.att, freeLease);
+    this.forget(live);
+  }
+
+  /** The segment detached a VM that went away; the engine forgets it and tells its owner. */
+  private vmGone(att: Attachment, reason: string): void {
+    const live = this.byAtt.get(att);
+    if (!live) return;
+    this.forget(live);
+    live.owner.gone(reason);
+  }
+
+  private forget(live: LiveVm): void {
+    this.byAtt.delete(live.att);
+    this.vms.delete(live.att.key);
+    if (!this.stopping) this.saveRecords();
+    if (!live.net.declared && live.net.seg.attachments.size === 0 && !this.stopping)
+      this.closeNetwork(live.net);
+  }
+
+  /** Detaches every VM that came by `ch` (its per-VM process is gone without a word: the tool died). */
+  channelClosed(ch: Channel): void {
     if (this.stopping) return;
-    this.stopping = true;
-    this.logCounters();
-    this.saveFlows();
-    this.close();
-    this.log.info('stopped', { code });
-    this.exit(code);
+    for (const live of [...this.vms.values()]) {
+      if (live.owner.channel === ch) this.detach(live, true, 'per-vm-process-gone');
+    }
+  }
+
+  /** Finds an attached VM by name, key, internal or external MAC, or address. */
+  find(ref: string): LiveVm | undefined {
+    const ip = parseIpv4(ref);
+    const mac = parseMac(ref);
+    const key = mac ? macKey(mac, 0) : -1;
+    for (const v of this.vms.values()) {
+      if (v.record.name === ref || v.att.key === ref) return v;
+      if (ip !== null && v.att.ip === ip) return v;
+      if (key >= 0 && (v.att.macKey === key || v.att.extMacKey === key)) return v;
+    }
+    return undefined;
+  }
+
+  private records(): VmRecord[] {
+    const records: VmRecord[] = [...this.vms.values()].map((v) => v.record);
+    for (const a of this.awaited.values()) records.push(a.record);
+    return records;
+  }
+
+  private saveRecords(): void {
+    try {
+      this.store.save(this.records());
+    } catch (e) {
+      this.log.error('attachment store write failed', { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  private tick(): void {
+    this.p.clock = epochSeconds();
+    const now = Date.now();
+    for (const net of this.networks.values()) net.seg.tick(now, this.p.clock);
+    for (const up of this.uplinks.values()) up.tick(this.p.clock);
+    let changed = false;
+    for (const [key, a] of this.awaited) {
+      if (a.deadline > now) continue;
+      const net = this.networks.get(a.record.network);
+      if (!net) continue;
+      net.uplink?.forget(key);
+      const lease = net.seg.leases.release(key);
+      this.log.info('vm not back', { vm: a.record.name, mac: a.record.mac, network: a.record.network });
+      if (lease?.state === 'bound')
+        this.log.info('lease released', { ip: formatIpv4(lease.ip), mac: lease.mac, reason: 'vm-not-back' });
+      this.awaited.delete(key);
+      changed = true;
+    }
+    if (changed) this.saveRecords();
   }
 
   /** Counters as one object: per port and direction, and drops by reason (only those that happened). */
@@ -189,128 +491,50 @@ export class Engine {
       if (n > 0) drops[DROP_NAMES[i]] = n;
     });
     out.drops = drops;
-    const seg = this.segment;
-    if (seg) {
-      const ports = [
-        seg.hostLink,
-        ...[this.raw, this.capture].filter((x) => x !== null),
-        ...[...seg.attachments].map((a) => a.port),
-      ];
-      for (const port of ports) {
-        const s: Record<string, number> = {};
-        PORT_STAT_NAMES.forEach((name, i) => {
-          s[name] = port.stats[i];
-        });
-        out[`port:${port.name}`] = s;
-      }
+    const ports: Port[] = [];
+    for (const net of this.networks.values()) {
+      ports.push(net.seg.hostLink, ...[...net.seg.attachments].map((a) => a.port));
     }
+    for (const up of this.uplinks.values()) ports.push(up.nat.raw, up.capturePort);
+    for (const port of ports) out[`port:${port.name}`] = portStats(port);
     return out;
   }
 
-  private tick(): void {
-    const seg = this.segment;
-    if (!seg) return;
-    this.p.clock = epochSeconds();
-    seg.tick(Date.now(), this.p.clock);
-    const flows = seg.nat?.flows;
-    if (
-      flows &&
-      flows.changes !== this.flowsSaved.changes &&
-      this.p.clock - this.flowsSaved.at >= FLOW_SNAPSHOT_S
-    ) {
-      this.saveFlows();
-    }
-    const vm = this.opts.vm;
-    if (vm.kind === 'netns' && this.netnsIno !== null && namespaceGone(vm.path, this.netnsIno)) {
-      this.netnsIno = null;
-      for (const att of seg.attachments) seg.vmGone(att, 'namespace-deleted');
-    }
-  }
-
-  /** Writes the NAT mappings for the next start; a failure is logged, the mappings go on in memory. */
-  private saveFlows(): void {
-    const flows = this.segment?.nat?.flows;
-    if (!flows || !this.flowStore) return;
-    this.flowsSaved = { changes: flows.changes, at: this.p.clock };
-    try {
-      this.flowStore.save(flows, (owner) => (owner as Attachment).key);
-    } catch (e) {
-      this.log.error('flow snapshot failed', { error: e instanceof Error ? e.message : String(e) });
-    }
-  }
-
-  private logCounters(): void {
+  /** Logs the counters (SIGUSR1). */
+  logCounters(): void {
     this.log.info('counters', { counters: JSON.stringify(this.counters()) });
   }
 
-  private openVm(): void {
-    const o = this.opts;
-    const vm = o.vm;
-    if (vm.kind === 'socket') {
-      const spec = flagged('--vm-socket', () => listenStream(vm.path));
-      const port = this.open(spec);
-      this.listener = { port, fd: spec.fd, path: vm.path };
-      native.portWatch(port.id, () => this.accept());
-      this.log.info('waiting for the VM', { socket: vm.path });
-      return;
-    }
-    let spec: PortSpec;
-    if (vm.kind === 'fd') spec = flagged('--vm-fd', () => inheritedFd(vm.fd));
-    else if (vm.kind === 'tap') spec = flagged('--vm-tap', () => vmTap(vm.name));
-    else {
-      spec = flagged('--vm-netns', () => netnsTap(vm.path, vm.ifname, o.mac, o.mtu));
-      this.netnsIno = statSync(vm.path).ino;
-    }
-    this.attach(spec);
+  /**
+   * Closes everything, keeping leases, mappings and attachment records for a successor, and exits; `leaving`
+   * (the engine's own VM, stopped) is detached first and not handed to the successor.
+   */
+  stop(code: number, leaving: LiveVm | null = null): void {
+    if (this.stopping) return;
+    this.logCounters();
+    if (leaving) this.detach(leaving, false, 'per-vm-process-stopped');
+    this.shutdown();
+    this.log.info('stopped', { code });
+    this.exit(code);
   }
 
-  private accept(): void {
-    const l = this.listener;
-    if (!l || this.stopping) return;
-    const spec = acceptStream(l.fd, l.path);
-    if (!spec) return;
-    if (this.segment && this.segment.attachments.size > 0) {
-      native.closeFd(spec.fd);
-      this.log.warn('refused a second connection', { socket: l.path });
-      return;
-    }
-    this.attach(spec);
+  /** Closes everything, keeping leases, mappings and attachment records for a successor. */
+  shutdown(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    const others = [...this.vms.values()].filter((v) => v.owner.channel !== null).length;
+    if (others > 0)
+      this.log.info('handing over', { vms: others, reason: 'their per-VM processes take over' });
+    this.saveRecords();
+    this.control?.close();
+    for (const up of this.uplinks.values()) up.save(this.p.clock);
+    for (const net of [...this.networks.values()]) this.closeNetwork(net);
   }
 
-  private attach(spec: PortSpec): void {
-    const seg = this.segment!;
-    const port = this.open(spec);
-    const att = seg.attach(port, this.opts.mac, `vm:${formatMac(this.opts.mac)}`);
-    if (seg.nat && this.flowStore) {
-      const n = this.flowStore.restore(seg.nat.flows, att, att.key, this.p.clock);
-      if (n > 0) this.say('info', 'nat mappings restored', { count: n, mac: formatMac(att.mac) });
-    }
-    native.portWatch(port.id, this.onReady);
-    // Until start() is through, a failure must be the only line printed; it logs the attachments then.
-    if (this.started) this.logAttached(att);
-  }
-
-  /** Logs now once started, else after start() succeeded. */
-  private say(level: 'info' | 'warn', message: string, fields: LogFields): void {
-    if (this.started) this.log[level](message, fields);
-    else this.deferred.push([level, message, fields]);
-  }
-
-  private logAttached(att: Attachment): void {
-    this.log.info('vm attached', {
-      port: att.port.name,
-      mac: formatMac(att.mac),
-      ip: att.ip ? formatIpv4(att.ip) : undefined,
-    });
-  }
-
-  private open(spec: PortSpec): Port {
-    try {
-      return new Port(native.portOpen(spec.fd, spec.mode), spec.name, QUEUE_LEN, native.portClose);
-    } catch (e) {
-      native.closeFd(spec.fd);
-      throw e;
-    }
+  private fail(message: string): void {
+    this.log.error(message);
+    this.stop(1);
   }
 
   private ready(id: number, status: number): void {
@@ -323,64 +547,30 @@ export class Engine {
   private drainPort(port: Port): void {
     if (!port.closed && this.p.drain(port)) setImmediate(this.redrain, port);
   }
-
-  private fail(message: string): void {
-    this.log.error(message);
-    this.stop(1);
-  }
-
-  private close(): void {
-    if (this.timer) clearInterval(this.timer);
-    if (this.segment) this.segment.close();
-    else this.hostPort?.close();
-    for (const port of [this.raw, this.capture]) {
-      if (port) {
-        this.p.remove(port);
-        port.close();
-      }
-    }
-    this.guard?.remove();
-    this.guard = null;
-    this.dns?.close();
-    this.dns = null;
-    if (this.listener) {
-      this.listener.port.close();
-      this.listener = null;
-    }
-  }
 }
 
-/** The destination policy of the command line: its --allow and --block rules, the host's own addresses. */
-function destinationPolicy(o: VmOptions, gateway: number): DestinationPolicy {
-  const table = new RuleTable();
-  const hostRule = { addr: gateway, prefix: 32, mask: 0xffffffff };
-  for (const c of o.allow) table.add(c ?? hostRule, Verdict.ALLOW);
-  for (const c of o.block) table.add(c ?? hostRule, Verdict.BLOCK);
-  const policy = new DestinationPolicy(table, gateway, o.reject);
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) {
-      const addr = a.family === 'IPv4' ? parseIpv4(a.address) : null;
-      if (addr !== null && addr !== gateway) policy.addHostAddress(addr);
-    }
-  }
-  return policy;
+/** A port's counters by name. */
+export function portStats(port: Port): Record<string, number> {
+  const s: Record<string, number> = {};
+  PORT_STAT_NAMES.forEach((name, i) => {
+    s[name] = port.stats[i];
+  });
+  return s;
 }
 
-/** Whether the namespace file at `path` no longer is the one with inode `ino` (`ip netns del` removes it). */
-function namespaceGone(path: string, ino: number): boolean {
-  try {
-    return statSync(path).ino !== ino;
-  } catch {
-    return true;
-  }
+/** The framing of a VM's fd, told apart with fstat; throws UsageError for an fd of another kind. */
+function portMode(fd: number): number {
+  const kind = flagged('--vm-fd', () => native.fdKind(fd));
+  if (kind === 'unix-dgram') return PortMode.DGRAM;
+  if (kind === 'tap') return PortMode.TAP;
+  if (kind === 'unix-stream') return PortMode.STREAM;
+  throw new UsageError('--vm-fd', `fd ${fd} is neither a unix socket nor a TAP device`);
 }
 
-/** Runs a set-up step, turning its failure into a UsageError for `flag`. */
-function flagged<T>(flag: string, step: () => T): T {
-  try {
-    return step();
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(flag, e instanceof Error ? e.message : String(e));
-  }
+/** What a VM may reach on a network: its own type, narrowed by the network's. */
+function attType(vm: VmSpec, spec: NetworkSpec): number {
+  if (vm.type === 'disconnected') return AttType.DISCONNECTED;
+  if (spec.type === 'bridge') return AttType.BRIDGE;
+  if (vm.type === 'host' || spec.type === 'host') return AttType.HOST;
+  return AttType.SHARED;
 }

@@ -1,6 +1,7 @@
-// A network: one subnet behind one gateway, with its DHCP pool and what DHCP tells the VMs.
+// A network at run time as numbers: one subnet behind one gateway, its DHCP pool and what DHCP tells the VMs.
 
-import { type Cidr, maskOf } from '../wire/addr.js';
+import { type Cidr, maskOf, parseCidr } from '../wire/addr.js';
+import { type NetworkSpec, type NetworkType, poolOf } from './network-spec.js';
 
 /** A route handed to VMs in DHCP option 121. */
 export interface Route {
@@ -12,7 +13,7 @@ export interface Route {
 /** What a network is; every address is a host-order 32-bit number. */
 export interface NetworkConfig {
   name: string;
-  type: 'shared' | 'host';
+  type: NetworkType;
   subnet: number;
   prefix: number;
   mask: number;
@@ -30,30 +31,51 @@ export interface NetworkConfig {
 /** Options that shape a network beyond its subnet. */
 export interface NetworkOptions {
   name: string;
-  type: 'shared' | 'host';
+  type: NetworkType;
   leaseTime: number;
   mtu: number;
   domain: string | null;
   routes: Route[];
+  /** The DHCP pool; by default every address after the gateway, broadcast excluded. */
+  pool?: { start: number; end: number };
 }
 
-/** The network of `cidr`: the gateway is its first address and the pool the rest, broadcast excluded. */
+/** The network of `cidr`: the gateway is its first address. */
 export function makeNetwork(cidr: Cidr, opts: NetworkOptions): NetworkConfig {
   const mask = maskOf(cidr.prefix);
   const subnet = (cidr.addr & mask) >>> 0;
   const broadcast = (subnet | ~mask) >>> 0;
   const gateway = subnet + 1;
+  const { pool, ...rest } = opts;
   return {
-    ...opts,
+    ...rest,
     subnet,
     prefix: cidr.prefix,
     mask,
     gateway,
     broadcast,
-    poolStart: gateway + 1,
-    poolEnd: broadcast - 1,
+    poolStart: pool?.start ?? gateway + 1,
+    poolEnd: pool?.end ?? broadcast - 1,
     dns: [gateway],
   };
+}
+
+/** The run-time form of a checked network spec. */
+export function networkConfig(spec: NetworkSpec): NetworkConfig {
+  const cidr = parseCidr(spec.cidr)!;
+  const gateway = ((cidr.addr & cidr.mask) >>> 0) + 1;
+  return makeNetwork(cidr, {
+    name: spec.name,
+    type: spec.type,
+    leaseTime: spec.leaseTime,
+    mtu: spec.mtu,
+    domain: spec.domain,
+    routes: spec.routes.map((r) => {
+      const c = parseCidr(r)!;
+      return { dest: c.addr, prefix: c.prefix, via: gateway };
+    }),
+    pool: poolOf(spec),
+  });
 }
 
 /** Whether `addr` lies in the network's subnet. */

@@ -4,24 +4,24 @@
  * Theory of operation
  * - The host link and the lease table live as long as the network. Attachments come and go: attaching
  *   restores the address a still-valid lease gives the VM (so a restarted softnet lets a VM keep
- *   talking), detaching because the VM went away frees its lease at once.
+ *   talking), or binds its reserved address at once (so a VM configured statically with it works with no
+ *   DHCP at all); detaching because the VM went away frees its lease at once.
  * - `byIp` maps each usable leased address to its attachment; assign() is the only place that changes an
- *   attachment's address, so the map and the attachments never disagree. Its keys are `ip | 0`: a signed
- *   32-bit key is a small integer to V8, where an address above 2^31 would be a boxed number allocated on
- *   every lookup.
+ *   attachment's address, so the map and the attachments never disagree, and `addressChanged` tells the
+ *   engine (port forwards follow the address). Its keys are `ip | 0`: a signed 32-bit key is a small
+ *   integer to V8, where an address above 2^31 would be a boxed number allocated on every lookup.
  * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet. A VM that goes away
- *   takes its mappings with it.
+ *   takes its mappings with it. A reserved address held by an attached VM does not expire: a static guest
+ *   never renews it.
  */
 
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
 import { fromHost } from '../pipeline/from-host.js';
-import { fromUplink } from '../pipeline/from-uplink.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
 import { epochSeconds, STRIDE } from '../pipeline/pipeline.js';
 import type { Segment } from '../pipeline/segment.js';
-import type { DestinationPolicy } from '../policy/destinations.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
 import { LeaseStore } from '../services/lease-store.js';
@@ -29,8 +29,18 @@ import { LeaseTable } from '../services/leases.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import { macKey } from '../wire/ethernet.js';
-import { Attachment } from './attachment.js';
+import { Attachment, type AttachmentIdentity } from './attachment.js';
 import type { NetworkConfig } from './network.js';
+
+/** What a segment tells its owner. */
+export interface SegmentEvents {
+  /** The host link failed; the network cannot go on. */
+  hostLinkFailed(err: string): void;
+  /** A VM's port failed or closed: the VM went away. The segment has detached it and freed its lease. */
+  vmGone(att: Attachment, err: string): void;
+  /** A VM's usable address changed (0: it has none now). */
+  addressChanged?(att: Attachment, ip: number): void;
+}
 
 /** A network's run-time state; it owns the host link port and decides the frames of every port on it. */
 export class NetworkSegment implements Segment {
@@ -39,7 +49,6 @@ export class NetworkSegment implements Segment {
   readonly leases: LeaseTable;
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
-  private readonly hostOwner: PortOwner;
 
   constructor(
     private readonly p: Pipeline,
@@ -47,14 +56,9 @@ export class NetworkSegment implements Segment {
     readonly hostLink: Port,
     readonly gatewayMac: Uint8Array,
     leaseFile: string | null,
-    readonly policy: DestinationPolicy,
     readonly nat: NatUplink | null,
     private readonly log: Logger,
-    /** Called when the host link or a VM port fails, after the segment has cleaned up. */
-    private readonly events: {
-      hostLinkFailed(err: string): void;
-      vmGone(att: Attachment, err: string): void;
-    },
+    private readonly events: SegmentEvents,
   ) {
     this.gatewayMacKey = macKey(gatewayMac, 0);
     this.leases = new LeaseTable(
@@ -62,22 +66,15 @@ export class NetworkSegment implements Segment {
       cfg.poolEnd,
       leaseFile ? new LeaseStore(leaseFile) : null,
       Date.now(),
+      (e) => log.error('lease store write failed', { error: e instanceof Error ? e.message : String(e) }),
     );
-    this.dhcp = new DhcpServer(cfg, this.leases, log, (att, ip) => this.assign(att, ip));
+    this.dhcp = new DhcpServer(cfg, this.leases, (att, ip) => this.assign(att, ip));
     if (maxDhcpFrameLen(this.dhcp) > STRIDE) throw new Error('DHCP options do not fit in one frame');
-    this.hostOwner = {
+    const hostOwner: PortOwner = {
       frame: (_port, off, len) => fromHost(p, this, off, len),
       failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
     };
-    p.add(hostLink, this.hostOwner);
-  }
-
-  /** Hands the uplink's capture port to this network: what it receives is translated back to the VMs. */
-  attachUplink(port: Port, nat: NatUplink): void {
-    this.p.add(port, {
-      frame: (_port, off, len) => fromUplink(this.p, this, nat, off, len),
-      failed: (_port, errno) => this.events.hostLinkFailed(`uplink capture: ${native.errnoName(errno)}`),
-    });
+    p.add(hostLink, hostOwner);
   }
 
   /** The VM that holds leased address `ip`, if any. */
@@ -85,11 +82,19 @@ export class NetworkSegment implements Segment {
     return this.byIp.get(ip | 0);
   }
 
-  /** Attaches a VM's port; a lease the VM still holds makes its address usable at once. */
-  attach(port: Port, mac: Uint8Array, key: string): Attachment {
-    const att = new Attachment(port, mac, key);
-    const lease = this.leases.get(key);
-    if (lease?.state === 'bound' && lease.expires > Date.now()) this.assign(att, lease.ip);
+  /** Attaches a VM's port; its reservation, or a lease it still holds, makes its address usable at once. */
+  attach(port: Port, id: AttachmentIdentity): Attachment {
+    const att = new Attachment(port, id, this.gatewayMac);
+    const now = Date.now();
+    const mac = formatMac(att.mac);
+    const reserved = this.leases.reservation(mac);
+    const lease = this.leases.get(att.key);
+    if (reserved !== 0 && this.leases.available(att.key, mac, reserved, now)) {
+      this.leases.bind(att.key, mac, reserved, now + this.cfg.leaseTime * 1000);
+      this.assign(att, reserved);
+    } else if (lease?.state === 'bound' && lease.expires > now) {
+      this.assign(att, lease.ip);
+    }
     this.attachments.add(att);
     this.p.add(port, {
       frame: (_port, off, len, slot) => fromVm(this.p, this, att, off, len, slot),
@@ -104,7 +109,7 @@ export class NetworkSegment implements Segment {
     if (freeLease) {
       const lease = this.leases.release(att.key);
       if (lease?.state === 'bound') {
-        this.log.info('lease released', { ip: formatIpv4(lease.ip), mac: lease.mac, reason: 'vm-gone' });
+        att.log.info('lease released', { ip: formatIpv4(lease.ip), mac: lease.mac, reason: 'vm-gone' });
       }
     }
     this.assign(att, 0);
@@ -116,11 +121,17 @@ export class NetworkSegment implements Segment {
 
   /** Ends leases (`now` in ms) and idle flows (`clock` in s) whose time is up; run once a second. */
   tick(now: number, clock: number): void {
-    this.nat?.flows.sweep(clock);
     this.nat?.fragments.sweep(clock);
+    const half = (this.cfg.leaseTime * 1000) / 2;
+    for (const att of this.attachments) {
+      const mac = formatMac(att.mac);
+      const lease = att.ip === 0 ? undefined : this.leases.get(att.key);
+      if (lease && att.ip === this.leases.reservation(mac) && lease.expires - now < half)
+        this.leases.bind(att.key, mac, att.ip, now + this.cfg.leaseTime * 1000);
+    }
     for (const l of this.leases.expire(now)) {
-      this.log.info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
       const att = this.vmAt(l.ip);
+      (att?.log ?? this.log).info('lease expired', { ip: formatIpv4(l.ip), mac: l.mac });
       if (att) this.assign(att, 0);
     }
   }
@@ -134,14 +145,17 @@ export class NetworkSegment implements Segment {
 
   /** Detaches a VM that went away (its port failed, or its namespace was deleted) and frees its lease. */
   vmGone(att: Attachment, err: string): void {
-    this.log.info('vm detached', { port: att.port.name, mac: formatMac(att.mac), reason: err });
+    if (!this.attachments.has(att)) return;
+    att.log.info('vm detached', { vm: att.name, port: att.port.name, mac: formatMac(att.mac), reason: err });
     this.detach(att, true);
     this.events.vmGone(att, err);
   }
 
   private assign(att: Attachment, ip: number): void {
+    if (att.ip === ip) return;
     if (att.ip !== 0 && this.vmAt(att.ip) === att) this.byIp.delete(att.ip | 0);
     att.ip = ip;
     if (ip !== 0) this.byIp.set(ip | 0, att);
+    this.events.addressChanged?.(att, ip);
   }
 }

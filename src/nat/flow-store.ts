@@ -10,11 +10,15 @@
  * - At start the snapshot is read once; when a VM attaches, its mappings are made again with the same
  *   external ports, which are still reserved and still unused by anyone. A snapshot from another uplink
  *   address is ignored: the world knows those flows by an address softnet no longer has.
+ * - A VM that detaches without going away (its per-VM process was stopped) has its mappings parked here:
+ *   out of the live table, but written with every snapshot until it attaches again or is given up, so its
+ *   connections survive its softnet being restarted. Saved mappings not yet claimed are kept the same way.
  */
 
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import type { FlowTable, NatOwner } from './flows.js';
+import type { FlowTable, Mapping, NatOwner } from './flows.js';
 
 interface SavedMapping {
   key: string;
@@ -62,25 +66,33 @@ export class FlowStore {
     return n;
   }
 
-  /** Writes every current mapping; `keyOf` gives each owner's lease key. */
+  /** Parks the mappings of the VM with lease key `key` (it detaches, but may come back), then ends them. */
+  park(flows: FlowTable, owner: NatOwner, key: string): void {
+    const list: SavedMapping[] = [];
+    for (const m of owner.natIndex.values()) list.push(saved(key, m));
+    this.saved.set(key, list);
+    flows.removeOwner(owner);
+  }
+
+  /** Forgets the parked mappings of a VM that is not coming back. */
+  forget(key: string): void {
+    this.saved.delete(key);
+  }
+
+  /** Writes every current mapping, and the parked ones; `keyOf` gives each owner's lease key. */
   save(flows: FlowTable, keyOf: (owner: NatOwner) => string | undefined): void {
     const mappings: SavedMapping[] = [];
+    for (const list of this.saved.values()) mappings.push(...list);
     for (const m of flows.mappings()) {
       const key = keyOf(m.owner);
-      if (key === undefined) continue;
-      const remotes: string[] = [];
-      for (const r of m.remotes) remotes.push(formatIpv4(r >>> 0));
-      mappings.push({
-        key,
-        proto: m.proto,
-        vmPort: m.vmPort,
-        extPort: m.extPort,
-        tcpState: m.tcpState,
-        remotes,
-      });
+      if (key !== undefined) mappings.push(saved(key, m));
     }
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ addr: formatIpv4(this.addr), mappings }));
-    renameSync(tmp, this.path);
+    writeFileAtomic(this.path, JSON.stringify({ addr: formatIpv4(this.addr), mappings }));
   }
+}
+
+function saved(key: string, m: Mapping): SavedMapping {
+  const remotes: string[] = [];
+  for (const r of m.remotes) remotes.push(formatIpv4(r >>> 0));
+  return { key, proto: m.proto, vmPort: m.vmPort, extPort: m.extPort, tcpState: m.tcpState, remotes };
 }

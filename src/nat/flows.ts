@@ -36,6 +36,8 @@ const MAX_REMOTES = 64;
 export interface NatOwner {
   ip: number;
   readonly mac: Uint8Array;
+  /** The source MAC of what is sent to the VM: its network's gateway. */
+  readonly gatewayMac: Uint8Array;
   readonly port: Port;
   readonly natIndex: Map<number, Mapping>;
   readonly natCount: Int32Array;

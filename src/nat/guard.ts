@@ -92,11 +92,11 @@ export class NatGuard {
   static install(uplink: string, addr: number, lo: number, hi: number): NatGuard {
     const prefix = `softnet_${uplink.replace(/\W/g, '_')}`;
     for (const g of guards(prefix)) {
-      if (g.pid !== process.pid && alive(g.pid)) {
+      // This process's own tables are live too: one engine may NAT several networks through one uplink.
+      if (alive(g.pid)) {
         if (g.lo <= hi && g.hi >= lo) {
-          throw new Error(
-            `ports ${g.lo}-${g.hi} on ${uplink} are used by softnet pid ${g.pid}; pick another --nat-ports`,
-          );
+          const who = g.pid === process.pid ? 'another network of this engine' : `softnet pid ${g.pid}`;
+          throw new Error(`ports ${g.lo}-${g.hi} on ${uplink} are used by ${who}; pick another --nat-ports`);
         }
         continue;
       }

@@ -1,9 +1,11 @@
-// A frame from the host link: ARP for a VM is answered here; IPv4 to a VM's leased address goes to it.
+// A frame from the host link: ARP for a VM is answered here with its external MAC; IPv4 to a VM's leased
+// address goes to it, its destination MAC translated back to the VM's internal one.
 
+import { AttType } from '../engine/attachment.js';
 import { answerArpInPlace } from '../services/arp.js';
 import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';
-import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, macKey } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, macKey, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { unsupportedEtherType } from './ethertype.js';
 import type { Pipeline } from './pipeline.js';
@@ -30,8 +32,8 @@ function fromHostArp(p: Pipeline, seg: Segment, off: number, len: number): numbe
   if (!arp.isEthernetIpv4(dv, a, len - ETH_HEADER_LEN)) return Drop.ARP_MALFORMED;
   if (arp.op(dv, a) !== arp.ArpOp.REQUEST) return Drop.ARP_REPLY;
   const att = seg.vmAt(arp.targetIp(dv, a));
-  if (att === undefined || att.port.closed) return Drop.HOST_ARP_NOT_VM;
-  p.queue(seg.hostLink, off, answerArpInPlace(p.u8, dv, off, att.mac));
+  if (att === undefined || att.port.closed || att.type === AttType.DISCONNECTED) return Drop.HOST_ARP_NOT_VM;
+  p.queue(seg.hostLink, off, answerArpInPlace(p.u8, dv, off, att.extMac));
   return Drop.NONE;
 }
 
@@ -42,7 +44,10 @@ function fromHostIpv4(p: Pipeline, seg: Segment, off: number, len: number): numb
   const bad = ipv4.validate(p.dv, u8, ip, len - ETH_HEADER_LEN);
   if (bad !== Drop.NONE) return bad;
   const att = seg.vmAt(ipv4.dst(p.dv, ip));
-  if (att === undefined || macKey(u8, off + ETH.DST) !== att.macKey) return Drop.HOST_DST_UNKNOWN;
+  if (att === undefined || macKey(u8, off + ETH.DST) !== att.extMacKey) return Drop.HOST_DST_UNKNOWN;
+  if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
+  // The host knows the VM by its external MAC; the guest by its own.
+  writeMac(u8, off + ETH.DST, att.mac);
   p.queue(att.port, off, ETH_HEADER_LEN + ipv4.totalLen(p.dv, ip));
   return Drop.NONE;
 }

@@ -15,7 +15,6 @@ import { TCP } from '../wire/tcp.js';
 import { UDP } from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
 import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
-import type { Segment } from './segment.js';
 
 const segLens = new Uint32Array(SEG_SLOTS);
 
@@ -26,17 +25,17 @@ const PREFIX = VNET_HDR_LEN + ETH_HEADER_LEN;
  * Decides one frame from the uplink's packet socket: a virtio header at `off`, the Ethernet frame after it.
  * The frame's own Ethernet header is rewritten for the VM, so it goes out from where it came in.
  */
-export function fromUplink(p: Pipeline, seg: Segment, nat: NatUplink, off: number, len: number): void {
+export function fromUplink(p: Pipeline, nat: NatUplink, off: number, len: number): void {
   if (len >= PREFIX && p.u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
-    segmentThen(p, seg, nat, off, len);
+    segmentThen(p, nat, off, len);
     return;
   }
-  const drop = len < PREFIX ? Drop.RUNT : decide(p, seg, nat, off, len);
+  const drop = len < PREFIX ? Drop.RUNT : decide(p, nat, off, len);
   if (drop !== Drop.NONE) p.drops[drop]++;
 }
 
 /** Cuts an aggregate into MTU-sized segments (in the addon) and decides each. */
-function segmentThen(p: Pipeline, seg: Segment, nat: NatUplink, off: number, len: number): void {
+function segmentThen(p: Pipeline, nat: NatUplink, off: number, len: number): void {
   const room = p.segmentsLeft();
   const at = p.nextSegment();
   const n = room > 0 ? native.gsoSegment(off, len, at, STRIDE, room, segLens) : -1;
@@ -46,7 +45,7 @@ function segmentThen(p: Pipeline, seg: Segment, nat: NatUplink, off: number, len
   }
   p.takeSegments(n);
   for (let i = 0; i < n; i++) {
-    const drop = decide(p, seg, nat, at + i * STRIDE, segLens[i]);
+    const drop = decide(p, nat, at + i * STRIDE, segLens[i]);
     if (drop !== Drop.NONE) p.drops[drop]++;
   }
 }
@@ -58,7 +57,7 @@ function natProtoOf(proto: number): number {
   return -1;
 }
 
-function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen: number): number {
+function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): number {
   const dv = p.dv;
   const u8 = p.u8;
   const ip = off + PREFIX;
@@ -80,7 +79,7 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     dv.setUint16(field, c === 0 && proto === IpProto.UDP ? 0xffff : c);
   }
   const frag = dv.getUint16(ip + IPV4.FRAG);
-  if ((frag & 0x1fff) !== 0) return laterFragment(p, seg, nat, ip, total, proto);
+  if ((frag & 0x1fff) !== 0) return laterFragment(p, nat, ip, total, proto);
   const l4 = ip + hl;
   const l4len = total - hl;
   const natProto = natProtoOf(proto);
@@ -88,7 +87,7 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
   if (natProto === NatProto.ICMP) {
     if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
     const type = dv.getUint8(l4 + ICMP.TYPE);
-    if (type !== IcmpType.ECHO_REPLY) return icmpError(p, seg, nat, ip, hl, total, type);
+    if (type !== IcmpType.ECHO_REPLY) return icmpError(p, nat, ip, hl, total, type);
   } else if (natProto === NatProto.TCP) {
     const doff = (dv.getUint8(l4 + TCP.DATA_OFF) >>> 4) << 2;
     if (l4len < 20 || doff < 20 || doff > l4len) return Drop.TCP_MALFORMED;
@@ -109,32 +108,25 @@ function decide(p: Pipeline, seg: Segment, nat: NatUplink, off: number, frameLen
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
   rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
   decrementTtl(dv, ip);
-  toVm(p, seg, att, ip, total);
+  toVm(p, att, ip, total);
   return Drop.NONE;
 }
 
 /** A fragment after the first: it goes where its first fragment went, only its destination rewritten. */
-function laterFragment(
-  p: Pipeline,
-  seg: Segment,
-  nat: NatUplink,
-  ip: number,
-  total: number,
-  proto: number,
-): number {
+function laterFragment(p: Pipeline, nat: NatUplink, ip: number, total: number, proto: number): number {
   const dv = p.dv;
   const att = nat.fragments.find(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID));
   if (att === undefined) return Drop.UPLINK_FRAGMENT;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
   rewrite(dv, p.u8, ip, -1, proto, IPV4.DST, att.ip | 0, 0);
   decrementTtl(dv, ip);
-  toVm(p, seg, att, ip, total);
+  toVm(p, att, ip, total);
   return Drop.NONE;
 }
 
-function toVm(p: Pipeline, seg: Segment, att: NatOwner, ip: number, total: number): void {
+function toVm(p: Pipeline, att: NatOwner, ip: number, total: number): void {
   const frame = ip - ETH_HEADER_LEN;
-  emitEthernet(p.u8, frame, att.mac, 0, seg.gatewayMac, EtherType.IPV4);
+  emitEthernet(p.u8, frame, att.mac, 0, att.gatewayMac, EtherType.IPV4);
   p.queue(att.port, frame, ETH_HEADER_LEN + total);
 }
 
@@ -143,15 +135,7 @@ function toVm(p: Pipeline, seg: Segment, att: NatOwner, ip: number, total: numbe
  * quoted packet names the mapping by its source port (or echo id). Both the outer destination and the
  * quoted source go back to the VM's, and the ICMP checksum is recomputed over the small message.
  */
-function icmpError(
-  p: Pipeline,
-  seg: Segment,
-  nat: NatUplink,
-  ip: number,
-  hl: number,
-  total: number,
-  type: number,
-): number {
+function icmpError(p: Pipeline, nat: NatUplink, ip: number, hl: number, total: number, type: number): number {
   if (type !== IcmpType.DEST_UNREACHABLE && type !== IcmpType.TIME_EXCEEDED && type !== 12)
     return Drop.NAT_ICMP_TYPE;
   const dv = p.dv;
@@ -199,6 +183,6 @@ function icmpError(
   dv.setUint16(icmp + ICMP.CHECKSUM, 0);
   dv.setUint16(icmp + ICMP.CHECKSUM, checksum(p.u8, icmp, total - hl));
   decrementTtl(dv, ip);
-  toVm(p, seg, att, ip, total);
+  toVm(p, att, ip, total);
   return Drop.NONE;
 }

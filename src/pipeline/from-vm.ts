@@ -1,7 +1,8 @@
 // A frame from a VM: source checks, then the gateway's own services, the host link, or the world.
 // Every frame ends here either queued on a port or counted under a drop reason.
 
-import type { Attachment } from '../engine/attachment.js';
+import { type Attachment, AttType } from '../engine/attachment.js';
+import { inSubnet } from '../engine/network.js';
 import { answerArpInPlace } from '../services/arp.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcpFrame } from '../services/dhcp.js';
 import { answerEchoInPlace } from '../services/icmp.js';
@@ -9,7 +10,7 @@ import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';
 import { checksum } from '../wire/checksum.js';
 import { parseDhcp } from '../wire/dhcp.js';
-import { ETH, ETH_HEADER_LEN, EtherType, isBroadcastMac, macKey } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isBroadcastMac, macKey, writeMac } from '../wire/ethernet.js';
 import { ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
@@ -36,6 +37,7 @@ export function fromVm(
 
 function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: number, slot: number): number {
   if (len < ETH_HEADER_LEN) return Drop.RUNT;
+  if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
   const u8 = p.u8;
   if (macKey(u8, off + ETH.SRC) !== att.macKey) return Drop.SRC_MAC_SPOOFED;
   const type = p.dv.getUint16(off + ETH.TYPE);
@@ -58,7 +60,18 @@ function fromVmArp(p: Pipeline, seg: Segment, att: Attachment, off: number, len:
     p.queue(att.port, off, answerArpInPlace(p.u8, dv, off, seg.gatewayMac));
     return Drop.NONE;
   }
-  return spa === tpa && spa !== 0 ? Drop.ARP_ANNOUNCE : Drop.ARP_NOT_GATEWAY;
+  if (spa === tpa && spa !== 0) return Drop.ARP_ANNOUNCE;
+  // Another VM the rules let this one reach is a neighbour, known by its external MAC as the host knows it.
+  const peer = spa === 0 ? undefined : seg.vmAt(tpa);
+  if (
+    peer === undefined ||
+    peer === att ||
+    peer.type === AttType.DISCONNECTED ||
+    !att.policy.allowsVm(tpa | 0)
+  )
+    return Drop.ARP_NOT_GATEWAY;
+  p.queue(att.port, off, answerArpInPlace(p.u8, dv, off, peer.extMac));
+  return Drop.NONE;
 }
 
 function fromVmIpv4(
@@ -92,8 +105,11 @@ function fromVmIpv4(
   }
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
-  if (dst !== seg.cfg.gateway) return toWorld(p, seg, att, off, ip, hl, total, slot);
-  if (!seg.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);
+  if (dst !== seg.cfg.gateway) {
+    if (inSubnet(seg.cfg, dst)) return toOtherVm(p, seg, att, off, ip, hl, total, slot);
+    return toWorld(p, seg, att, off, ip, hl, total, slot);
+  }
+  if (!att.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
 
   if (proto === IpProto.ICMP && !fragment) {
@@ -104,9 +120,39 @@ function fromVmIpv4(
       return Drop.NONE;
     }
   }
-  // Everything else for the gateway is for the host itself: the frame goes to the host link unchanged,
-  // trimmed of Ethernet padding.
+  // Everything else for the gateway is for the host itself: the frame goes to the host link from the VM's
+  // external MAC, trimmed of Ethernet padding.
+  writeMac(u8, off + ETH.SRC, att.extMac);
   p.queue(seg.hostLink, off, ETH_HEADER_LEN + total);
+  return Drop.NONE;
+}
+
+/**
+ * A packet for another address of the VM's own subnet: delivered to the VM holding it when this VM's rules
+ * allow that address, as a switch would: from this VM's external MAC to the other's internal one.
+ */
+function toOtherVm(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  ip: number,
+  hl: number,
+  total: number,
+  slot: number,
+): number {
+  const u8 = p.u8;
+  const dst = p.dv.getUint32(ip + ipv4.IPV4.DST) | 0;
+  if (!att.policy.allowsVm(dst)) {
+    blocked(p, seg, att, ip, hl, total, slot);
+    return Drop.OTHER_VM;
+  }
+  const peer = seg.vmAt(dst);
+  if (peer === undefined || peer === att || peer.type === AttType.DISCONNECTED) return Drop.NO_SUCH_VM;
+  if (macKey(u8, off + ETH.DST) !== peer.extMacKey) return Drop.DST_MAC_FOREIGN;
+  writeMac(u8, off + ETH.DST, peer.mac);
+  writeMac(u8, off + ETH.SRC, att.extMac);
+  p.queue(peer.port, off, ETH_HEADER_LEN + total);
   return Drop.NONE;
 }
 

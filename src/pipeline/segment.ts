@@ -3,7 +3,6 @@
 import type { Attachment } from '../engine/attachment.js';
 import type { NetworkConfig } from '../engine/network.js';
 import type { NatUplink } from '../nat/uplink.js';
-import type { DestinationPolicy } from '../policy/destinations.js';
 import type { Port } from '../ports/port.js';
 import type { DhcpServer } from '../services/dhcp.js';
 
@@ -16,8 +15,6 @@ export interface Segment {
   /** The VM that holds leased address `ip`, if any. */
   vmAt(ip: number): Attachment | undefined;
   readonly dhcp: DhcpServer;
-  /** Where VMs may send beyond the gateway. */
-  readonly policy: DestinationPolicy;
   /** NAT to the world; null for a host-only network. */
   readonly nat: NatUplink | null;
 }

@@ -2,8 +2,7 @@
 // through the uplink. The packet is rewritten in place and sent from its receive slot, Ethernet header
 // left behind.
 
-import type { Attachment } from '../engine/attachment.js';
-import { inSubnet } from '../engine/network.js';
+import { type Attachment, AttType } from '../engine/attachment.js';
 import { NatProto, NoMapping } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import { emitIcmpError } from '../services/icmp.js';
@@ -38,8 +37,8 @@ export function toWorld(
   // Addresses cross calls as signed 32-bit values (`| 0`): a value above 2^31 would be boxed, i.e. allocated.
   const dst = dv.getUint32(ip + IPV4.DST) | 0;
   const src = att.ip | 0;
-  if (inSubnet(seg.cfg, dst)) return Drop.OTHER_VM;
-  if (!seg.policy.allows(dst)) return blocked(p, seg, att, ip, hl, total, slot);
+  if (!att.policy.allows(dst)) return blocked(p, seg, att, ip, hl, total, slot);
+  if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   const nat = seg.nat;
   if (nat === null) return Drop.NO_ROUTE;
   if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
@@ -128,7 +127,7 @@ export function blocked(
   total: number,
   slot: number,
 ): number {
-  if (seg.policy.reject && mayAnswer(p.dv, ip, hl, total)) {
+  if (att.policy.reject && mayAnswer(p.dv, ip, hl, total)) {
     const out = p.answerOffset(slot);
     const len = emitRejection(p.u8, p.dv, out, ip, hl, total, seg.gatewayMac, att.mac);
     if (len > 0) p.queue(att.port, out, len);

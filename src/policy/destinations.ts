@@ -27,6 +27,14 @@ export class DestinationPolicy {
   }
 
   /**
+   * Whether a VM may send to `dst`, another VM of its own network: only a rule of the user's allows that,
+   * whatever the subnet, so VMs are apart by default even on a global one.
+   */
+  allowsVm(dst: number): boolean {
+    return this.user.lookup(dst) === Verdict.ALLOW;
+  }
+
+  /**
    * Whether a VM may send to `dst`. The hot path passes `addr | 0`: a signed 32-bit value crosses a call
    * without being boxed, where an address above 2^31 would be allocated as a heap number.
    */

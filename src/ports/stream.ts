@@ -11,7 +11,7 @@ export function listenStream(path: string): PortSpec {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  return { fd: native.unixListen(path), mode: PortMode.LISTEN, name: path };
+  return { fd: native.unixListen(path), mode: PortMode.WATCH, name: path };
 }
 
 /** Takes one pending connection from a listening socket; null when none is waiting. */

@@ -20,7 +20,6 @@ import type { Attachment } from '../engine/attachment.js';
 import type { NetworkConfig } from '../engine/network.js';
 import { inSubnet } from '../engine/network.js';
 import { Drop } from '../stats/drops.js';
-import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import {
   BROADCAST_FLAG,
@@ -61,7 +60,6 @@ export class DhcpServer {
   constructor(
     private readonly net: NetworkConfig,
     private readonly leases: LeaseTable,
-    private readonly log: Logger,
     /** Called when an attachment's usable address changes (0: it has none). */
     private readonly assign: (att: Attachment, ip: number) => void,
   ) {
@@ -125,13 +123,13 @@ export class DhcpServer {
   }
 
   private discover(msg: DhcpMessage, att: Attachment, now: number): DhcpOutcome | number {
-    const ip = this.leases.choose(att.key, optionAddr(msg, DhcpOption.REQUESTED_IP), now);
+    const ip = this.leases.choose(att.key, formatMac(att.mac), optionAddr(msg, DhcpOption.REQUESTED_IP), now);
     if (ip === 0) {
-      this.log.warn('dhcp pool exhausted', { network: this.net.name, mac: formatMac(att.mac) });
+      att.log.warn('dhcp pool exhausted', { network: this.net.name, mac: formatMac(att.mac) });
       return Drop.DHCP_POOL_EXHAUSTED;
     }
     this.leases.offer(att.key, formatMac(att.mac), ip, now + OFFER_HOLD_MS);
-    this.log.info('lease offered', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
+    att.log.info('lease offered', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
     return this.reply(msg, DhcpType.OFFER, ip, true);
   }
 
@@ -143,8 +141,8 @@ export class DhcpServer {
       return Drop.DHCP_OTHER_SERVER;
     }
     const ip = optionAddr(msg, DhcpOption.REQUESTED_IP) || msg.ciaddr;
-    if (ip === 0 || !inSubnet(this.net, ip) || !this.leases.available(att.key, ip, now)) {
-      this.log.info('lease refused', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
+    if (ip === 0 || !inSubnet(this.net, ip) || !this.leases.available(att.key, formatMac(att.mac), ip, now)) {
+      att.log.info('lease refused', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
       return this.nak(msg);
     }
     const host = msg.options.get(DhcpOption.HOSTNAME);
@@ -157,7 +155,7 @@ export class DhcpServer {
       hostname,
     );
     this.assign(att, ip);
-    this.log.info(`lease ${event}`, {
+    att.log.info(`lease ${event}`, {
       ip: formatIpv4(ip),
       mac: formatMac(att.mac),
       lease: this.net.leaseTime,
@@ -171,7 +169,7 @@ export class DhcpServer {
     if (ip === 0) return Drop.DHCP_BAD_OPTION;
     if (!this.leases.decline(att.key, ip, now + this.net.leaseTime * 1000)) return Drop.DHCP_NO_BINDING;
     if (att.ip === ip) this.assign(att, 0);
-    this.log.info('lease declined', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
+    att.log.info('lease declined', { ip: formatIpv4(ip), mac: formatMac(att.mac) });
     return NO_REPLY;
   }
 
@@ -180,7 +178,7 @@ export class DhcpServer {
     if (!own || own.ip !== msg.ciaddr) return Drop.DHCP_NO_BINDING;
     this.leases.release(att.key);
     this.assign(att, 0);
-    this.log.info('lease released', { ip: formatIpv4(own.ip), mac: formatMac(att.mac) });
+    att.log.info('lease released', { ip: formatIpv4(own.ip), mac: formatMac(att.mac) });
     return NO_REPLY;
   }
 

@@ -1,7 +1,7 @@
 // The lease file under --state-dir: the bound leases, rewritten whole and atomically after each change.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 
 /** A bound lease as it is kept on disk and in the lease table. */
@@ -61,22 +61,6 @@ export class LeaseStore {
         hostname: l.hostname,
       });
     }
-    const dir = dirname(this.path);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.path}.tmp-${process.pid}`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeFileSync(fd, `${JSON.stringify({ version: 1, leases: list }, null, 1)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+    writeFileAtomic(this.path, `${JSON.stringify({ version: 1, leases: list }, null, 1)}\n`);
   }
 }

@@ -7,6 +7,8 @@
  *   it expires, is released, or its VM goes away.
  * - Invariants: an address belongs to at most one lease and an identity holds at most one lease; the
  *   gateway, network and broadcast addresses are outside the pool; a declined address is quarantined.
+ * - A reservation ties an address to a MAC: only an identity with that MAC is ever given it. A reserved
+ *   address may lie outside the pool (a static address beside the dynamic range).
  * - Bound leases are persisted after every change (LeaseStore: temp file + rename), so a restarted
  *   softnet, even after SIGKILL, knows every address a client may still use and never hands it to another.
  *   The engine writes once at start so an unwritable store fails there; a later failure is reported and
@@ -27,6 +29,9 @@ export class LeaseTable {
   private readonly byKey = new Map<string, Lease>();
   private readonly byIp = new Map<number, Lease>();
   private readonly declined = new Map<number, number>();
+  /** Reserved addresses: ip -> MAC text, and the way back. */
+  private readonly reservedIp = new Map<number, string>();
+  private readonly reservedMac = new Map<string, number>();
 
   constructor(
     private readonly poolStart: number,
@@ -58,21 +63,50 @@ export class LeaseTable {
     return this.byKey.values();
   }
 
-  /** Whether `key` may have `ip`: in the pool, not quarantined, and not held by another identity. */
-  available(key: string, ip: number, now: number): boolean {
-    if (!this.inPool(ip)) return false;
+  /** Reserves `ip` for the VM with MAC `mac` (lower-case text), replacing that MAC's earlier reservation. */
+  reserve(mac: string, ip: number): void {
+    this.unreserve(mac);
+    this.reservedIp.set(ip, mac);
+    this.reservedMac.set(mac, ip);
+  }
+
+  /** Ends the reservation of `mac`, if any. */
+  unreserve(mac: string): void {
+    const ip = this.reservedMac.get(mac);
+    if (ip === undefined) return;
+    this.reservedMac.delete(mac);
+    this.reservedIp.delete(ip);
+  }
+
+  /** The address reserved for `mac`, or 0. */
+  reservation(mac: string): number {
+    return this.reservedMac.get(mac) ?? 0;
+  }
+
+  /**
+   * Whether `key` (a VM with MAC `mac`) may have `ip`: in the pool or reserved for `mac`, not reserved for
+   * another MAC, not quarantined, and not held by another identity.
+   */
+  available(key: string, mac: string, ip: number, now: number): boolean {
+    const reservedFor = this.reservedIp.get(ip);
+    if (reservedFor !== undefined ? reservedFor !== mac : !this.inPool(ip)) return false;
     const q = this.declined.get(ip);
     if (q !== undefined && q > now) return false;
     const h = this.byIp.get(ip);
     return h === undefined || h.key === key || h.expires <= now;
   }
 
-  /** The address to offer `key`: the one it holds, else `requested` if available, else the lowest free; 0 if none. */
-  choose(key: string, requested: number, now: number): number {
+  /**
+   * The address to offer `key`: its reservation if it can have it, else the one it holds, else `requested`
+   * if available, else the lowest free; 0 if none.
+   */
+  choose(key: string, mac: string, requested: number, now: number): number {
+    const reserved = this.reservation(mac);
+    if (reserved !== 0 && this.available(key, mac, reserved, now)) return reserved;
     const own = this.byKey.get(key);
     if (own && own.expires > now) return own.ip;
-    if (requested !== 0 && this.available(key, requested, now)) return requested;
-    for (let ip = this.poolStart; ip <= this.poolEnd; ip++) if (this.available(key, ip, now)) return ip;
+    if (requested !== 0 && this.available(key, mac, requested, now)) return requested;
+    for (let ip = this.poolStart; ip <= this.poolEnd; ip++) if (this.available(key, mac, ip, now)) return ip;
     return 0;
   }
 

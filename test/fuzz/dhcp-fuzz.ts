@@ -26,8 +26,8 @@ export function fuzzDhcp(runs: number, seed: number): void {
     routes: [{ dest: 0x0a000000, prefix: 8, via: 0 }],
   });
   const leases = new LeaseTable(cfg.poolStart, cfg.poolEnd, null, Date.now());
-  const att = { ip: 0, mac: MAC, key: 'fuzz' } as unknown as Attachment;
-  const server = new DhcpServer(cfg, leases, new Logger('text', () => {}), (a, ip) => {
+  const att = { ip: 0, mac: MAC, key: 'fuzz', log: new Logger('text', () => {}) } as unknown as Attachment;
+  const server = new DhcpServer(cfg, leases, (a, ip) => {
     a.ip = ip;
   });
   const base = [DhcpType.DISCOVER, DhcpType.REQUEST, DhcpType.RELEASE, DhcpType.DECLINE, DhcpType.INFORM].map(

@@ -5,6 +5,7 @@
 // gateway, on the uplink only the NAT address to allowed destinations, to the VM only frames for it.
 
 import fc from 'fast-check';
+import type { Attachment } from '../../src/engine/attachment.js';
 import type { Port } from '../../src/ports/port.js';
 import { parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
@@ -14,21 +15,27 @@ import { EtherType, macKey } from '../../src/wire/ethernet.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
 import { VNET_HDR_LEN } from '../../src/wire/vnet.js';
+import { externalMacOf } from '../lib/attachments.js';
 import { arpFrame, dhcpFrame, ipFrame } from '../lib/frames.js';
-import { type InProcess, inProcessNetwork, PortId } from '../lib/in-process.js';
+import { addVm, type InProcess, inProcessNetwork, PortId } from '../lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:f0:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:f0:00:99')!;
 const GW_MAC = parseMac('02:00:00:00:00:fe')!;
+const EXT_MAC = externalMacOf(VM_MAC);
+/** A second VM on the same network, which the first one's rules do not let it reach. */
+const PEER_MAC = parseMac('52:54:00:f0:00:02')!;
+const PEER_EXT = externalMacOf(PEER_MAC);
+const PEER = 5;
 const BCAST = parseMac('ff:ff:ff:ff:ff:ff')!;
 const UPLINK = 0xc6336402; // 198.51.100.2
 const WORLD = 0xcb00710a; // 203.0.113.10
 const LAN = 0x0a010203; // 10.1.2.3: blocked
 const { HOST, VM, RAW, CAPTURE } = PortId;
 
-/** A pipeline with one VM that holds a lease, NAT to an uplink, reject mode, and 203.0.113.0/24 allowed. */
-function setup(): InProcess {
-  return inProcessNetwork({
+/** A pipeline with two VMs that hold leases, NAT to an uplink, reject mode, and 203.0.113.0/24 allowed. */
+function setup(): InProcess & { peer: Attachment } {
+  const net = inProcessNetwork({
     vmMac: VM_MAC,
     gatewayMac: GW_MAC,
     allow: ['203.0.113.0/24'],
@@ -37,20 +44,25 @@ function setup(): InProcess {
     routes: [{ dest: 0x0a000000, prefix: 8, via: 0 }],
     nat: { addr: UPLINK, lo: 61000, hi: 61999, perVm: 64 },
   });
+  return { ...net, peer: addVm(net, PEER, PEER_MAC, 'peer').att };
 }
 
 /** Frames to start from: one of each kind a VM, the host or the world sends, with forged variants. */
-function templates(vmIp: number, gateway: number) {
-  const macs = [VM_MAC, OTHER_MAC, BCAST];
-  const ips = [vmIp, vmIp + 1, 0, gateway, WORLD, LAN, 0xffffffff];
+function templates(vmIp: number, gateway: number, peerIp: number) {
+  const macs = [VM_MAC, OTHER_MAC, BCAST, EXT_MAC];
+  const ips = [vmIp, vmIp + 1, 0, gateway, WORLD, LAN, 0xffffffff, peerIp];
   const out: Uint8Array[] = [];
   for (const mac of macs) {
     for (const src of ips) {
-      for (const dst of [gateway, WORLD, LAN, vmIp]) {
+      for (const dst of [gateway, WORLD, LAN, vmIp, peerIp]) {
         for (const proto of [IpProto.UDP, IpProto.TCP, IpProto.ICMP])
           out.push(ipFrame(mac, GW_MAC, src, dst, proto, 64, TcpFlag.SYN));
       }
-      out.push(arpFrame(mac, src, gateway, ArpOp.REQUEST), arpFrame(mac, src, vmIp, ArpOp.REPLY));
+      out.push(
+        arpFrame(mac, src, gateway, ArpOp.REQUEST),
+        arpFrame(mac, src, vmIp, ArpOp.REPLY),
+        arpFrame(mac, src, peerIp, ArpOp.REQUEST),
+      );
     }
     const own = [vmIp >>> 24, (vmIp >>> 16) & 255, (vmIp >>> 8) & 255, vmIp & 255];
     out.push(
@@ -61,6 +73,11 @@ function templates(vmIp: number, gateway: number) {
   out.push(
     ipFrame(VM_MAC, GW_MAC, vmIp, WORLD, IpProto.UDP, 1514),
     ipFrame(VM_MAC, GW_MAC, vmIp, WORLD, IpProto.TCP, 1514, TcpFlag.ACK),
+    ipFrame(VM_MAC, PEER_EXT, vmIp, peerIp, IpProto.UDP),
+    ipFrame(GW_MAC, EXT_MAC, gateway, vmIp, IpProto.UDP),
+    ipFrame(GW_MAC, PEER_EXT, gateway, peerIp, IpProto.TCP, 64, TcpFlag.ACK),
+    arpFrame(GW_MAC, gateway, vmIp, ArpOp.REQUEST),
+    arpFrame(GW_MAC, gateway, peerIp, ArpOp.REQUEST),
   );
   return out;
 }
@@ -97,11 +114,12 @@ export interface FuzzOutput {
   hostLink: number;
   uplink: number;
   vm: number;
+  peer: number;
 }
 
 /** Runs `runs` frames from each side through a fresh pipeline; throws on the first broken property. */
 export function fuzzPipeline(runs: number, seed: number): FuzzOutput {
-  const sent: FuzzOutput = { hostLink: 0, uplink: 0, vm: 0 };
+  const sent: FuzzOutput = { hostLink: 0, uplink: 0, vm: 0, peer: 0 };
   const s = setup();
   // Templates follow the VM's address: a fuzzed DHCP message may move it to another free one.
   let tplsFor = -1;
@@ -110,7 +128,7 @@ export function fuzzPipeline(runs: number, seed: number): FuzzOutput {
   const current = () => {
     if (tplsFor !== s.att.ip) {
       tplsFor = s.att.ip;
-      tpls = templates(s.att.ip || 0xc0a84002, s.cfg.gateway);
+      tpls = templates(s.att.ip || 0xc0a84002, s.cfg.gateway, s.peer.ip);
       world = tpls.map((t) => {
         const w = new Uint8Array(VNET_HDR_LEN + t.length);
         w.set(t, VNET_HDR_LEN);
@@ -128,12 +146,15 @@ export function fuzzPipeline(runs: number, seed: number): FuzzOutput {
       if (f.length < 14) throw new Error('runt on the host link');
       const type = (f[12] << 8) | f[13];
       if (type === EtherType.ARP) {
-        if (macKey(f, 22) !== macKey(VM_MAC, 0) || ip32(f, 28) !== vmIp)
+        const ours = macKey(f, 22) === macKey(EXT_MAC, 0) && ip32(f, 28) === vmIp;
+        const peers = macKey(f, 22) === macKey(PEER_EXT, 0) && ip32(f, 28) === s.peer.ip;
+        if (!ours && !peers)
           throw new Error(`a foreign ARP answer on the host link: ${Buffer.from(f).toString('hex')}`);
         continue;
       }
       if (type !== EtherType.IPV4 || f.length < 34) throw new Error('a non-IPv4 frame reached the host link');
-      if (macKey(f, 6) !== macKey(VM_MAC, 0)) throw new Error('a forged source MAC reached the host link');
+      if (macKey(f, 6) !== macKey(EXT_MAC, 0))
+        throw new Error('a frame reached the host link from other than the VM external MAC');
       if (ip32(f, 26) !== vmIp) throw new Error('a forged source address reached the host link');
       if (ip32(f, 30) !== s.cfg.gateway) throw new Error('a frame for someone else reached the host link');
       if (f[23] === IpProto.UDP && ((f[36] << 8) | f[37]) === 67)
@@ -150,6 +171,12 @@ export function fuzzPipeline(runs: number, seed: number): FuzzOutput {
       const dst = macKey(f, 0);
       if (dst !== macKey(VM_MAC, 0) && dst !== macKey(BCAST, 0))
         throw new Error('a frame for another MAC reached the VM');
+    }
+    for (const f of s.io.take(PEER)) {
+      sent.peer++;
+      if (macKey(f, 0) !== macKey(PEER_MAC, 0))
+        throw new Error('a frame for another MAC reached the peer VM');
+      if (macKey(f, 6) === macKey(EXT_MAC, 0)) throw new Error('the first VM reached the peer it may not');
     }
   };
   const side = (port: Port, portId: number, salt: number) =>

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Udhcpc } from '../lib/clients.js';
-import { SOFTNET, softnetForVm } from '../lib/softnet.js';
+import { SOFTNET, softnetForVm, withControl } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 
 describe('command line', () => {
@@ -39,12 +39,11 @@ describe('command line', () => {
   for (const [name, args, flag] of cases) {
     test(`${name}: one line naming ${flag}, exit 2`, async () => {
       const ns = await topo.netns(`c${cases.findIndex((c) => c[0] === name)}`);
-      const r = await topo.status(ns, process.execPath, [
-        SOFTNET,
-        ...args,
-        '--state-dir',
-        `${topo.dir}/state`,
-      ]);
+      const r = await topo.status(
+        ns,
+        process.execPath,
+        withControl(topo, [SOFTNET, ...args, '--state-dir', `${topo.dir}/state`]),
+      );
       assert.equal(r.code, 2);
       const lines = r.stderr.trimEnd().split('\n');
       assert.equal(lines.length, 1, r.stderr);
@@ -57,6 +56,7 @@ describe('command line', () => {
     const a = await topo.netns('a');
     const b = await topo.netns('b');
     await softnetForVm(topo, host, a, '52:54:00:00:00:0a');
+    // Another control socket: another engine, which must not take the first one's host link.
     const r = await topo.status(host, process.execPath, [
       SOFTNET,
       '--vm-netns',
@@ -64,12 +64,43 @@ describe('command line', () => {
       '--vm-mac-address',
       '52:54:00:00:00:0b',
       '--state-dir',
-      `${topo.dir}/state`,
+      `${topo.dir}/state2`,
+      '--control-socket',
+      `${topo.dir}/other.sock`,
     ]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^softnet: --host-link: host link softnet0 is in use by another softnet.*\n$/);
     const lease = await new Udhcpc(topo, a).once();
     await topo.exec(a, 'ping', ['-c', '1', '-W', '2', '192.168.64.1']);
     assert.match(lease.ip, /^192\.168\.64\./);
+  });
+
+  test('a VM handed to an engine whose network differs from its flags: one line naming the flag, exit 2', async () => {
+    const host = await topo.netns('host2');
+    const a = await topo.netns('a2');
+    const b = await topo.netns('b2');
+    const state = `${topo.dir}/state3`;
+    const first = await softnetForVm(topo, host, a, '52:54:00:00:00:1a', [
+      '--state-dir',
+      state,
+      '--control-socket',
+      `${topo.dir}/c3.sock`,
+    ]);
+    const r = await topo.status(host, process.execPath, [
+      SOFTNET,
+      '--vm-netns',
+      `/run/netns/${b}`,
+      '--vm-mac-address',
+      '52:54:00:00:00:1b',
+      '--subnet',
+      '10.99.0.0/24',
+      '--state-dir',
+      state,
+      '--control-socket',
+      `${topo.dir}/c3.sock`,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^softnet: --subnet: network default runs with "192\.168\.64\.0\/24".*\n$/);
+    assert.equal(first.child.exitCode, null, 'the engine goes on');
   });
 });

@@ -27,7 +27,7 @@ import {
   WORLD,
   WORLD_NET,
 } from '../lib/lan.js';
-import { SOFTNET, type Softnet } from '../lib/softnet.js';
+import { SOFTNET, type Softnet, withControl } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 import { until } from '../lib/world.js';
 
@@ -117,17 +117,23 @@ describe('a VM attacks the host and the VM next to it', () => {
       `VM B after:\n  ${now.vmB.join('\n  ')}`,
       tail(a.softnet, 10),
     ].join('\n');
-    assert.ok(now.host.includes(`${a.ip} dev ${VM_A.hostLink} lladdr ${VM_A.mac}`), ctx);
-    assert.ok(now.host.includes(`${b.ip} dev ${VM_B.hostLink} lladdr ${VM_B.mac}`), ctx);
+    assert.ok(now.host.includes(`${a.ip} dev ${VM_A.hostLink} lladdr ${a.extMac}`), ctx);
+    assert.ok(now.host.includes(`${b.ip} dev ${VM_B.hostLink} lladdr ${b.extMac}`), ctx);
     assert.ok(now.host.includes(`${LAN_ROUTER} dev ${UPLINK} lladdr ${lan.lanMac}`), ctx);
     assert.ok(now.vmB.includes(`${VM_B.gateway} dev eth0 lladdr ${b.gatewayMac}`), ctx);
     assert.deepEqual(
-      host.filter((n) => n.lladdr === VM_A.mac).map((n) => `${n.dst} dev ${n.dev}`),
+      host.filter((n) => n.lladdr === a.extMac).map((n) => `${n.dst} dev ${n.dev}`),
       [`${a.ip} dev ${VM_A.hostLink}`],
       ctx,
     );
+    // The guests' own MACs never reach the host, and nothing of A reaches B's table.
     assert.deepEqual(
-      vmB.filter((n) => n.lladdr === VM_A.mac),
+      host.filter((n) => n.lladdr === VM_A.mac || n.lladdr === VM_B.mac),
+      [],
+      ctx,
+    );
+    assert.deepEqual(
+      vmB.filter((n) => n.lladdr === VM_A.mac || n.lladdr === a.extMac),
       [],
       ctx,
     );
@@ -334,13 +340,14 @@ describe('a VM attacks the host and the VM next to it', () => {
       new RegExp(`who-has ${esc(gw)} (\\(\\S+\\) )?tell`),
       new RegExp(`Reply ${esc(gw)} is-at`),
       new RegExp(`Reply ${esc(b.ip)} is-at ${esc(VM_A.mac)}`),
+      new RegExp(`Reply ${esc(b.ip)} is-at ${esc(a.extMac)}`),
     ];
     const banned: Record<keyof typeof seen, Array<string | RegExp>> = {
-      // A's own frames reach the host link (no MAC translation yet); its forged addresses must not.
-      'the host link': [...everywhere, from(UNLEASED), from(b.ip)],
+      // A's own frames reach the host link from its external MAC, never its own; its forged addresses never.
+      'the host link': [...everywhere, VM_A.mac, from(UNLEASED), from(b.ip)],
       // Nothing of A's own, MAC or address, leaves untranslated.
       'the uplink': [...everywhere, VM_A.mac, from(a.ip), from(UNLEASED)],
-      "VM B's NIC": [...everywhere, VM_A.mac, from(a.ip), from(HOST_UPLINK_IP), from(gw)],
+      "VM B's NIC": [...everywhere, VM_A.mac, a.extMac, from(a.ip), from(HOST_UPLINK_IP), from(gw)],
     };
     for (const [where, text] of Object.entries(seen) as Array<[keyof typeof seen, string]>) {
       for (const pat of banned[where]) {
@@ -667,21 +674,25 @@ describe("two VMs' softnets on one uplink", () => {
     timeout: 60_000,
   }, async () => {
     const c = await topo.netns('vmc');
-    const r = await topo.status(lan.host, process.execPath, [
-      SOFTNET,
-      '--vm-netns',
-      `/run/netns/${c}`,
-      '--vm-mac-address',
-      '52:54:00:5e:00:0c',
-      '--host-link',
-      'softnet2',
-      '--subnet',
-      '192.168.66.0/24',
-      '--uplink',
-      UPLINK,
-      '--state-dir',
-      `${topo.dir}/state-c`,
-    ]);
+    const r = await topo.status(
+      lan.host,
+      process.execPath,
+      withControl(topo, [
+        SOFTNET,
+        '--vm-netns',
+        `/run/netns/${c}`,
+        '--vm-mac-address',
+        '52:54:00:5e:00:0c',
+        '--host-link',
+        'softnet2',
+        '--subnet',
+        '192.168.66.0/24',
+        '--uplink',
+        UPLINK,
+        '--state-dir',
+        `${topo.dir}/state-c`,
+      ]),
+    );
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^softnet: --nat-ports: ports 61000-64999 on lan0 are used by softnet pid \d+/);
     const tables = (await topo.exec(lan.host, 'nft', ['list', 'tables'])).stdout;

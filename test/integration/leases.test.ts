@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Udhcpc } from '../lib/clients.js';
-import { SOFTNET, softnetForVm } from '../lib/softnet.js';
+import { SOFTNET, softnetForVm, withControl } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 
 const esc = (ip: string) => ip.replace(/\./g, '\\.');
@@ -161,19 +161,23 @@ describe('--user and --group', () => {
     const vm = await topo.netns('v');
     const state = `${topo.dir}/state`;
     // Under a directory only root may enter, the dropped user could not write its leases: softnet says so.
-    const refused = await topo.status(host, process.execPath, [
-      SOFTNET,
-      '--vm-netns',
-      `/run/netns/${vm}`,
-      '--vm-mac-address',
-      '52:54:00:00:06:01',
-      '--state-dir',
-      state,
-      '--user',
-      'nobody',
-      '--group',
-      'nogroup',
-    ]);
+    const refused = await topo.status(
+      host,
+      process.execPath,
+      withControl(topo, [
+        SOFTNET,
+        '--vm-netns',
+        `/run/netns/${vm}`,
+        '--vm-mac-address',
+        '52:54:00:00:06:01',
+        '--state-dir',
+        state,
+        '--user',
+        'nobody',
+        '--group',
+        'nogroup',
+      ]),
+    );
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /^softnet: --state-dir: .*EACCES.*\n$/);
     chmodSync(topo.dir, 0o711);

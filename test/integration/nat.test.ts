@@ -457,7 +457,11 @@ c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
       await until('the first echo', async () => out.includes('before'), 20_000);
       // SIGKILL gets no last snapshot: wait for the periodic one (every 5 s while mappings change).
       if (signal === 'SIGKILL')
-        await until('a flow snapshot', async () => existsSync(`${state}/softnet0.flows.json`), 15_000);
+        await until(
+          'a flow snapshot',
+          async () => existsSync(`${state}/nat-${UPLINK}-61000-64999.flows.json`),
+          15_000,
+        );
       await softnet.stop(signal);
       softnet = await softnetForVm(topo, world.host, vm, MAC, args);
       await softnet.waitFor(/nat mappings restored count=1 /);

@@ -8,6 +8,7 @@ import { FlowTable } from '../../src/nat/flows.js';
 import { FragmentTable } from '../../src/nat/fragments.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
 import { native } from '../../src/native.js';
+import { fromUplink } from '../../src/pipeline/from-uplink.js';
 import { Pipeline, QUEUE_LEN } from '../../src/pipeline/pipeline.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
@@ -16,6 +17,7 @@ import { Port } from '../../src/ports/port.js';
 import { Logger } from '../../src/util/log.js';
 import { parseCidr } from '../../src/wire/addr.js';
 import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
+import { identity } from './attachments.js';
 import { dhcpFrame, dhcpReply } from './frames.js';
 
 /** The fake port numbers. */
@@ -77,42 +79,54 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
       }
     : null;
   const hostPort = new Port(PortId.HOST, 'host', QUEUE_LEN, none);
-  const seg = new NetworkSegment(
-    p,
-    cfg,
-    hostPort,
-    o.gatewayMac,
-    null,
-    policy,
-    nat,
-    new Logger('text', none),
-    {
-      hostLinkFailed: none,
-      vmGone: none,
-    },
-  );
+  const log = new Logger('text', none);
+  const seg = new NetworkSegment(p, cfg, hostPort, o.gatewayMac, null, nat, log, {
+    hostLinkFailed: none,
+    vmGone: none,
+  });
   let capture: Port | null = null;
   if (nat) {
+    const uplink = nat;
     capture = new Port(PortId.CAPTURE, 'capture', QUEUE_LEN, none);
     capture.big = true;
-    seg.attachUplink(capture, nat);
+    p.add(capture, { frame: (_port, off, len) => fromUplink(p, uplink, off, len), failed: none });
   }
-  const vmPort = new Port(PortId.VM, 'vm', QUEUE_LEN, none);
-  const att = seg.attach(vmPort, o.vmMac, 'vm');
+  const net = { io, p, cfg, policy, seg, hostPort, nat, capture };
+  const { port: vmPort, att } = addVm(net, PortId.VM, o.vmMac, 'vm', { policy });
+  return { ...net, vmPort, att };
+}
+
+/**
+ * Attaches one more VM on fake port `id`, with lease key `key`, and gets it a lease through DHCP; throws
+ * if it gets none. The VM's policy is the network's unless given.
+ */
+export function addVm(
+  net: Pick<InProcess, 'io' | 'p' | 'cfg' | 'policy' | 'seg'>,
+  id: number,
+  mac: Uint8Array,
+  key: string,
+  o: { policy?: DestinationPolicy; type?: number } = {},
+): { port: Port; att: Attachment } {
+  const { io, p, seg } = net;
+  const port = new Port(id, key, QUEUE_LEN, () => {});
+  const att = seg.attach(
+    port,
+    identity(mac, key, { gateway: net.cfg.gateway, policy: o.policy ?? net.policy, type: o.type }),
+  );
   const keep = io.keep;
   io.keep = true;
-  io.deliver(PortId.VM, dhcpFrame(o.vmMac, 1, DhcpType.DISCOVER));
-  p.drain(vmPort);
-  const y = dhcpReply(io.take(PortId.VM)[0])?.msg.yiaddr ?? 0;
+  io.deliver(id, dhcpFrame(mac, 1, DhcpType.DISCOVER));
+  p.drain(port);
+  const y = dhcpReply(io.take(id)[0])?.msg.yiaddr ?? 0;
   io.deliver(
-    PortId.VM,
-    dhcpFrame(o.vmMac, 2, DhcpType.REQUEST, [
+    id,
+    dhcpFrame(mac, 2, DhcpType.REQUEST, [
       [DhcpOption.REQUESTED_IP, [y >>> 24, (y >>> 16) & 255, (y >>> 8) & 255, y & 255]],
     ]),
   );
-  p.drain(vmPort);
-  const ack = dhcpReply(io.take(PortId.VM)[0]);
+  p.drain(port);
+  const ack = dhcpReply(io.take(id)[0]);
   io.keep = keep;
-  if (ack?.msg.type !== DhcpType.ACK || att.ip === 0) throw new Error('the in-process VM got no lease');
-  return { io, p, cfg, policy, seg, hostPort, vmPort, att, nat, capture };
+  if (ack?.msg.type !== DhcpType.ACK || att.ip === 0) throw new Error(`in-process VM ${key} got no lease`);
+  return { port, att };
 }

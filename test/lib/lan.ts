@@ -62,13 +62,15 @@ export const VM_B: VmSpec = {
   gateway: '192.168.65.1',
 };
 
-/** A running VM: its namespace, its softnet, its leased address and its gateway's MAC. */
+/** A running VM: its namespace, its softnet, its leased address, its gateway's MAC and its external MAC. */
 export interface Vm {
   spec: VmSpec;
   ns: string;
   softnet: Softnet;
   ip: string;
   gatewayMac: string;
+  /** The MAC the host knows the VM by (softnet's MAC translation). */
+  extMac: string;
 }
 
 /** The host and LAN namespaces and their servers. Construct, register cleanup() in an after hook, then start(). */
@@ -136,12 +138,12 @@ export class Lan {
   async vm(spec: VmSpec, args: string[]): Promise<Vm> {
     const ns = await this.topo.netns(spec.name);
     await acceptUnsolicitedArp(this.topo, ns);
-    const vm: Vm = { spec, ns, softnet: undefined as unknown as Softnet, ip: '', gatewayMac: '' };
+    const vm: Vm = { spec, ns, softnet: undefined as unknown as Softnet, ip: '', gatewayMac: '', extMac: '' };
     await this.attach(vm, args);
     return vm;
   }
 
-  /** Stops the VM's softnet and starts another with `args` (same state directory, so the same lease). */
+  /** Stops the VM's softnet and starts another with `args` (the same engine state, so the same lease). */
   async restart(vm: Vm, args: string[]): Promise<void> {
     await vm.softnet.stop('SIGTERM');
     await this.attach(vm, args);
@@ -155,11 +157,12 @@ export class Lan {
       '--subnet',
       spec.subnet,
       '--state-dir',
-      join(this.topo.dir, `state-${spec.name}`),
+      join(this.topo.dir, 'state'),
       ...args,
     ]);
     const started = await vm.softnet.waitFor(/softnet: started .*gateway_mac=(\S+)/);
     vm.gatewayMac = started[1];
+    vm.extMac = await vm.softnet.externalMac();
     const lease = await vmOnline(this.topo, vm.ns);
     if (lease.router !== spec.gateway) throw new Error(`lease names router ${lease.router}`);
     vm.ip = lease.ip;

@@ -53,6 +53,11 @@ export class Softnet {
     }
   }
 
+  /** The external MAC softnet gave its VM (the one the host sees), from its `started` line. */
+  async externalMac(): Promise<string> {
+    return (await this.waitFor(/ started .*external_mac=(\S+)/))[1];
+  }
+
   /** Asks for the counters (SIGUSR1) and returns them. */
   async counters(): Promise<Record<string, Record<string, number>>> {
     const from = this.lines.length;
@@ -70,9 +75,29 @@ export class Softnet {
   }
 }
 
-/** Starts softnet with `args` inside namespace `ns`; `fds` become the child's fds 3, 4, ... */
+/**
+ * Starts softnet with `args` inside namespace `ns`; `fds` become the child's fds 3, 4, ... Unless `args`
+ * name one, the control socket is the topology's own, so the softnets of one test share one engine and
+ * never meet another test's.
+ */
 export function startSoftnet(topo: Topology, ns: string, args: string[], fds: number[] = []): Softnet {
-  return new Softnet(topo.spawn(ns, process.execPath, [SOFTNET, ...args], fds));
+  return new Softnet(topo.spawn(ns, process.execPath, [SOFTNET, ...withControl(topo, args)], fds));
+}
+
+/**
+ * `args` with a control socket unless they name one: the one of the state directory they name (one engine
+ * per state directory), else the topology's. Never the machine's default under /run.
+ */
+export function withControl(topo: Topology, args: string[]): string[] {
+  if (args.some((a) => a.startsWith('--control-socket'))) return args;
+  const i = args.indexOf('--state-dir');
+  const state = i >= 0 ? args[i + 1] : args.find((a) => a.startsWith('--state-dir='))?.slice(12);
+  return [...args, '--control-socket', state ? `${state}/control.sock` : controlSocket(topo)];
+}
+
+/** The control socket of a topology's engine. */
+export function controlSocket(topo: Topology): string {
+  return `${topo.dir}/control.sock`;
 }
 
 /** Starts softnet for a VM namespace, with a fresh state directory unless one is given; waits until it serves. */

@@ -23,18 +23,25 @@ function refuses(argv: string[], flag: string, re?: RegExp): void {
 
 test('defaults: shared network on 192.168.64.0/24, 600 s leases, softnet0, MTU 1500', () => {
   const o = parseVmArgs(BASE);
-  assert.deepEqual(o.vm, { kind: 'fd', fd: 3 });
-  assert.deepEqual(o.mac, Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56));
-  assert.equal(o.netType, 'shared');
-  assert.deepEqual(o.subnet, { addr: 0xc0a84000, prefix: 24, mask: 0xffffff00 });
-  assert.equal(o.leaseTime, 600);
-  assert.equal(o.hostLink, 'softnet0');
+  assert.deepEqual(o.source, { kind: 'fd', fd: 3 });
+  assert.equal(o.vm.mac, '52:54:00:12:34:56');
+  assert.equal(o.vm.type, 'shared');
+  assert.equal(o.vm.name, null);
+  assert.equal(o.vm.externalMac, null);
+  assert.deepEqual(o.vm.expose, []);
+  assert.equal(o.vm.port, 'fd3');
+  assert.equal(o.network.name, 'default');
+  assert.equal(o.network.cidr, '192.168.64.0/24');
+  assert.equal(o.network.leaseTime, 600);
+  assert.equal(o.network.hostLink, 'softnet0');
   assert.equal(o.stateDir, '/var/lib/softnet');
+  assert.equal(o.controlSocket, '/run/softnet/control.sock');
   assert.equal(o.user, null);
   assert.equal(o.group, null);
-  assert.equal(o.mtu, 1500);
-  assert.equal(o.domain, null);
-  assert.deepEqual(o.routes, []);
+  assert.equal(o.network.mtu, 1500);
+  assert.equal(o.network.domain, null);
+  assert.deepEqual(o.network.routes, []);
+  assert.deepEqual(o.given, []);
   assert.equal(o.logFormat, 'text');
 });
 
@@ -58,26 +65,24 @@ test('every option given, in the --flag=value form and the two-word form', () =>
     '--dhcp-route=10.0.0.0/8,172.16.0.0/12',
     '--log-format=json',
   ]);
-  assert.deepEqual(o.vm, { kind: 'tap', name: 'tap-vm1' });
-  assert.deepEqual(o.mac, Uint8Array.of(0x02, 0xab, 0xcd, 0, 0, 1));
-  assert.equal(o.netType, 'host');
-  assert.deepEqual(o.subnet, { addr: 0x0a140000, prefix: 16, mask: 0xffff0000 });
-  assert.equal(o.leaseTime, 120);
-  assert.equal(o.hostLink, 'br-softnet');
+  assert.deepEqual(o.source, { kind: 'tap', name: 'tap-vm1' });
+  assert.equal(o.vm.mac, '02:ab:cd:00:00:01');
+  assert.equal(o.vm.type, 'host');
+  assert.equal(o.network.cidr, '10.20.0.0/16');
+  assert.equal(o.network.leaseTime, 120);
+  assert.equal(o.network.hostLink, 'br-softnet');
   assert.equal(o.stateDir, '/tmp/softnet state');
   assert.equal(o.user, 'nobody');
   assert.equal(o.group, 'nogroup');
-  assert.equal(o.mtu, 1400);
-  assert.equal(o.domain, 'vm.example.com');
-  assert.deepEqual(o.routes, [
-    { addr: 0x0a000000, prefix: 8, mask: 0xff000000 },
-    { addr: 0xac100000, prefix: 12, mask: 0xfff00000 },
-  ]);
+  assert.equal(o.network.mtu, 1400);
+  assert.equal(o.network.domain, 'vm.example.com');
+  assert.deepEqual(o.network.routes, ['10.0.0.0/8', '172.16.0.0/12']);
+  assert.deepEqual(o.given.sort(), ['cidr', 'domain', 'hostLink', 'leaseTime', 'mtu', 'routes']);
   assert.equal(o.logFormat, 'json');
 });
 
 test('a value may contain "=" and may look like a flag in the two-word form', () => {
-  assert.deepEqual(parseVmArgs(['--vm-socket=/run/a=b.sock', BASE[2], BASE[3]]).vm, {
+  assert.deepEqual(parseVmArgs(['--vm-socket=/run/a=b.sock', BASE[2], BASE[3]]).source, {
     kind: 'socket',
     path: '/run/a=b.sock',
   });
@@ -85,27 +90,27 @@ test('a value may contain "=" and may look like a flag in the two-word form', ()
 });
 
 test('VM port kinds: netns with its default and explicit interface, socket', () => {
-  assert.deepEqual(parseVmArgs(['--vm-netns', '/run/netns/vm1', BASE[2], BASE[3]]).vm, {
+  assert.deepEqual(parseVmArgs(['--vm-netns', '/run/netns/vm1', BASE[2], BASE[3]]).source, {
     kind: 'netns',
     path: '/run/netns/vm1',
     ifname: 'eth0',
   });
-  assert.deepEqual(parseVmArgs(['--vm-netns=/run/netns/vm1', '--vm-ifname=ens3', BASE[2], BASE[3]]).vm, {
+  assert.deepEqual(parseVmArgs(['--vm-netns=/run/netns/vm1', '--vm-ifname=ens3', BASE[2], BASE[3]]).source, {
     kind: 'netns',
     path: '/run/netns/vm1',
     ifname: 'ens3',
   });
-  assert.deepEqual(parseVmArgs(['--vm-socket', '/tmp/q.sock', BASE[2], BASE[3]]).vm, {
+  assert.deepEqual(parseVmArgs(['--vm-socket', '/tmp/q.sock', BASE[2], BASE[3]]).source, {
     kind: 'socket',
     path: '/tmp/q.sock',
   });
 });
 
 test('aliases: --bootpd-lease-time is --lease-time, --vm-net-type nat is shared', () => {
-  assert.equal(parseVmArgs([...BASE, '--bootpd-lease-time', '90']).leaseTime, 90);
-  assert.equal(parseVmArgs([...BASE, '--bootpd-lease-time=3600']).leaseTime, 3600);
-  assert.equal(parseVmArgs([...BASE, '--vm-net-type', 'nat']).netType, 'shared');
-  assert.equal(parseVmArgs([...BASE, '--vm-net-type=shared']).netType, 'shared');
+  assert.equal(parseVmArgs([...BASE, '--bootpd-lease-time', '90']).network.leaseTime, 90);
+  assert.equal(parseVmArgs([...BASE, '--bootpd-lease-time=3600']).network.leaseTime, 3600);
+  assert.equal(parseVmArgs([...BASE, '--vm-net-type', 'nat']).vm.type, 'shared');
+  assert.equal(parseVmArgs([...BASE, '--vm-net-type=shared']).vm.type, 'shared');
 });
 
 test('an unknown flag, or a stray argument, is named', () => {
@@ -168,15 +173,24 @@ test('a missing, malformed, multicast or all-zero MAC', () => {
     refuses(['--vm-fd', '3', '--vm-mac-address', mac], '--vm-mac-address', /not a unicast MAC/);
   }
   // Dashes and single hex digits are accepted.
-  assert.deepEqual(
-    parseVmArgs(['--vm-fd', '3', '--vm-mac-address', '2-0-0-a-b-c']).mac,
-    Uint8Array.of(2, 0, 0, 0xa, 0xb, 0xc),
-  );
+  assert.equal(parseVmArgs(['--vm-fd', '3', '--vm-mac-address', '2-0-0-a-B-c']).vm.mac, '02:00:00:0a:0b:0c');
 });
 
-test('a bad network type', () => {
-  refuses([...BASE, '--vm-net-type', 'bridge'], '--vm-net-type', /shared/);
+test('a bad network type, and bridge without its interface', () => {
+  refuses([...BASE, '--vm-net-type', 'wifi'], '--vm-net-type', /shared/);
   refuses([...BASE, '--vm-net-type=NAT'], '--vm-net-type');
+  refuses([...BASE, '--vm-net-type', 'bridge'], '--vm-net-type', /--bridge-interface/);
+  refuses(
+    [...BASE, '--bridge-interface', 'eth1'],
+    '--bridge-interface',
+    /only goes with --vm-net-type bridge/,
+  );
+  refuses([...BASE, '--vm-net-type', 'bridge', '--bridge-interface', 'bad name'], '--bridge-interface');
+  const o = parseVmArgs([...BASE, '--vm-net-type', 'bridge', '--bridge-interface', 'eth1']);
+  assert.equal(o.vm.type, 'bridge');
+  assert.equal(o.network.type, 'bridge');
+  assert.equal(o.network.bridgeInterface, 'eth1');
+  assert.equal(parseVmArgs([...BASE, '--vm-net-type', 'disconnected']).vm.type, 'disconnected');
 });
 
 test('a bad subnet', () => {
@@ -195,15 +209,17 @@ test('a bad subnet', () => {
   }
   refuses([...BASE, '--subnet', '10.0.0.0/8'], '--subnet', /\/16 to \/29/);
   refuses([...BASE, '--subnet', '10.0.0.0/30'], '--subnet', /\/16 to \/29/);
-  assert.equal(parseVmArgs([...BASE, '--subnet', '10.0.0.0/29']).subnet.prefix, 29);
+  assert.equal(parseVmArgs([...BASE, '--subnet', '10.0.0.0/29']).network.cidr, '10.0.0.0/29');
+  // Host bits are dropped: the subnet is its network address.
+  assert.equal(parseVmArgs([...BASE, '--subnet', '10.0.0.77/24']).network.cidr, '10.0.0.0/24');
 });
 
 test('a bad lease time', () => {
   for (const t of ['0', '9', '-60', '60s', '1e3', '', '2147483648']) {
     refuses([...BASE, '--lease-time', t], '--lease-time', /whole number/);
   }
-  assert.equal(parseVmArgs([...BASE, '--lease-time', '10']).leaseTime, 10);
-  assert.equal(parseVmArgs([...BASE, '--lease-time', '2147483647']).leaseTime, 2147483647);
+  assert.equal(parseVmArgs([...BASE, '--lease-time', '10']).network.leaseTime, 10);
+  assert.equal(parseVmArgs([...BASE, '--lease-time', '2147483647']).network.leaseTime, 2147483647);
 });
 
 test('a bad MTU, host link name, state dir or log format', () => {
@@ -221,19 +237,17 @@ test('bad DHCP routes: not a network, or more than 32', () => {
   const many = Array.from({ length: 33 }, (_, i) => `10.${i}.0.0/16`).join(',');
   refuses([...BASE, '--dhcp-route', many], '--dhcp-route', /at most 32/);
   assert.equal(
-    parseVmArgs([...BASE, '--dhcp-route', many.split(',').slice(0, 32).join(',')]).routes.length,
+    parseVmArgs([...BASE, '--dhcp-route', many.split(',').slice(0, 32).join(',')]).network.routes.length,
     32,
   );
-  assert.deepEqual(parseVmArgs([...BASE, '--dhcp-route', '10.1.2.3']).routes, [
-    { addr: 0x0a010203, prefix: 32, mask: 0xffffffff },
-  ]);
+  assert.deepEqual(parseVmArgs([...BASE, '--dhcp-route', '10.1.2.3']).network.routes, ['10.1.2.3/32']);
 });
 
 test('bad domains are refused', () => {
   for (const d of ['', '-lead', '.lead', 'has space', 'under_score', 'x'.repeat(254)]) {
     refuses([...BASE, '--domain', d], '--domain', /not a domain name/);
   }
-  assert.equal(parseVmArgs([...BASE, '--domain', 'vm.example.com.']).domain, 'vm.example.com.');
+  assert.equal(parseVmArgs([...BASE, '--domain', 'vm.example.com.']).network.domain, 'vm.example.com.');
 });
 
 // Regression: the old --domain pattern nested a quantifier over a group that could match nothing, so a name
@@ -265,4 +279,72 @@ test('--user and --group go together', () => {
 
 test('the first bad flag is reported: parsing stops at an unknown flag before checking values', () => {
   refuses(['--vm-fd', 'x', '--nope', BASE[2], BASE[3]], '--nope');
+});
+
+test('VM identity and rules: name, external MAC, allow/block with @host, reject', () => {
+  const o = parseVmArgs([
+    ...BASE,
+    '--vm-name=ci-7',
+    '--vm-external-mac',
+    '02:00:00:00:00:07',
+    '--allow=10.0.0.0/8,@host',
+    '--block',
+    '0.0.0.0/0',
+    '--reject',
+  ]);
+  assert.equal(o.vm.name, 'ci-7');
+  assert.equal(o.vm.externalMac, '02:00:00:00:00:07');
+  assert.deepEqual(o.vm.allow, ['10.0.0.0/8', '@host']);
+  assert.deepEqual(o.vm.block, ['0.0.0.0/0']);
+  assert.equal(o.vm.reject, true);
+  refuses([...BASE, '--vm-name', 'has space'], '--vm-name', /not a VM name/);
+  refuses([...BASE, '--vm-external-mac', '01:00:00:00:00:01'], '--vm-external-mac', /unicast/);
+  refuses([...BASE, '--allow', '10.0.0.0/33'], '--allow', /CIDR or @host/);
+  refuses([...BASE, '--block', '@gateway'], '--block', /CIDR or @host/);
+});
+
+test('port forwards: [BIND:]EXT:INT[/tcp|/udp]', () => {
+  const o = parseVmArgs([...BASE, '--expose', '2222:22,127.0.0.1:8080:80/tcp,5353:53/udp']);
+  assert.deepEqual(o.vm.expose, ['2222:22', '127.0.0.1:8080:80/tcp', '5353:53/udp']);
+  for (const bad of ['22', '2222:', ':22', '70000:22', '2222:0', '1.2.3:22:22', '2222:22/sctp', 'a:b']) {
+    refuses([...BASE, '--expose', bad], '--expose', /EXT:INT/);
+  }
+  refuses([...BASE, '--expose', '2222:22,2222:23'], '--expose', /given twice/);
+  // The same host port for TCP and for UDP are two forwards.
+  assert.equal(parseVmArgs([...BASE, '--expose', '53:53/tcp,53:53/udp']).vm.expose.length, 2);
+});
+
+test('a named network, a DHCP range, reservations and the control socket', () => {
+  const o = parseVmArgs([
+    ...BASE,
+    '--network',
+    'ci',
+    '--subnet',
+    '10.9.0.0/24',
+    '--dhcp-range',
+    '10.9.0.100-10.9.0.150',
+    '--dhcp-host',
+    '52:54:00:00:00:01=10.9.0.5,52:54:00:00:00:02=10.9.0.6',
+    '--control-socket',
+    '/tmp/ctl.sock',
+  ]);
+  assert.equal(o.network.name, 'ci');
+  assert.equal(o.network.hostLink, 'sn-ci');
+  assert.equal(o.network.dhcpRange, '10.9.0.100-10.9.0.150');
+  assert.deepEqual(o.network.reservations, {
+    '52:54:00:00:00:01': '10.9.0.5',
+    '52:54:00:00:00:02': '10.9.0.6',
+  });
+  assert.deepEqual(o.given.sort(), ['cidr', 'dhcpRange', 'name', 'reservations']);
+  assert.equal(o.controlSocket, '/tmp/ctl.sock');
+  refuses([...BASE, '--dhcp-range', '192.168.64.1-192.168.64.9'], '--dhcp-range', /after its gateway/);
+  refuses([...BASE, '--dhcp-range', '192.168.64.9-192.168.64.3'], '--dhcp-range');
+  refuses([...BASE, '--dhcp-host', '52:54:00:00:00:01'], '--dhcp-host', /MAC=IP/);
+  refuses([...BASE, '--dhcp-host', '52:54:00:00:00:01=10.0.0.5'], '--dhcp-host', /after its gateway/);
+  refuses(
+    [...BASE, '--dhcp-host', '52:54:00:00:00:01=192.168.64.5,52:54:00:00:00:02=192.168.64.5'],
+    '--dhcp-host',
+    /reserved for/,
+  );
+  refuses([...BASE, '--network', 'bad/name'], '--network', /network name/);
 });

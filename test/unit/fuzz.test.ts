@@ -10,7 +10,10 @@ test('20000 fuzzed frames from each side of the pipeline: no crash, no escape', 
   const sent = fuzzPipeline(20_000, 4787);
   t.diagnostic(`frames that left: ${JSON.stringify(sent)}`);
   // The fuzzer must get frames through, or the properties above were checked on nothing.
-  assert.ok(sent.hostLink > 100 && sent.uplink > 100 && sent.vm > 100, JSON.stringify(sent));
+  assert.ok(
+    sent.hostLink > 100 && sent.uplink > 100 && sent.vm > 100 && sent.peer > 10,
+    JSON.stringify(sent),
+  );
 });
 
 test('20000 fuzzed DHCP messages through the decoder and the server: no crash', () => {

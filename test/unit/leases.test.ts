@@ -22,29 +22,29 @@ describe('LeaseTable in memory (no store)', () => {
   });
 
   test('choose gives the lowest free address of the pool', () => {
-    assert.equal(t.choose('a', 0, T0), START);
+    assert.equal(t.choose('a', 'm-a', 0, T0), START);
     t.offer('a', 'm-a', START, T0 + HOLD);
-    assert.equal(t.choose('b', 0, T0), START + 1);
+    assert.equal(t.choose('b', 'm-b', 0, T0), START + 1);
     t.offer('b', 'm-b', START + 1, T0 + HOLD);
     t.release('a');
-    assert.equal(t.choose('c', 0, T0), START); // a hole is filled first
+    assert.equal(t.choose('c', 'm-c', 0, T0), START); // a hole is filled first
   });
 
   test('choose gives a key the address it holds, offered or bound, whatever it asks for', () => {
     t.offer('a', 'm-a', START + 5, T0 + HOLD);
-    assert.equal(t.choose('a', 0, T0), START + 5);
-    assert.equal(t.choose('a', START + 9, T0), START + 5);
+    assert.equal(t.choose('a', 'm-a', 0, T0), START + 5);
+    assert.equal(t.choose('a', 'm-a', START + 9, T0), START + 5);
     t.bind('a', 'm-a', START + 5, T0 + LEASE);
-    assert.equal(t.choose('a', 0, T0 + HOLD * 2), START + 5);
+    assert.equal(t.choose('a', 'm-a', 0, T0 + HOLD * 2), START + 5);
   });
 
   test('choose gives the requested address if it is free, else the lowest free', () => {
-    assert.equal(t.choose('a', START + 20, T0), START + 20);
+    assert.equal(t.choose('a', 'm-a', START + 20, T0), START + 20);
     t.bind('b', 'm-b', START + 20, T0 + LEASE);
-    assert.equal(t.choose('a', START + 20, T0), START); // held by b
-    assert.equal(t.choose('a', ip('192.168.64.1'), T0), START); // the gateway is not in the pool
-    assert.equal(t.choose('a', ip('192.168.64.255'), T0), START); // nor broadcast
-    assert.equal(t.choose('a', ip('10.0.0.5'), T0), START); // nor another network
+    assert.equal(t.choose('a', 'm-a', START + 20, T0), START); // held by b
+    assert.equal(t.choose('a', 'm-a', ip('192.168.64.1'), T0), START); // the gateway is not in the pool
+    assert.equal(t.choose('a', 'm-a', ip('192.168.64.255'), T0), START); // nor broadcast
+    assert.equal(t.choose('a', 'm-a', ip('10.0.0.5'), T0), START); // nor another network
   });
 
   test('offer holds the address for the hold time only', () => {
@@ -54,10 +54,10 @@ describe('LeaseTable in memory (no store)', () => {
     assert.equal(l.ip, START);
     assert.equal(l.mac, 'm-a');
     assert.equal(t.holder(START)?.key, 'a');
-    assert.equal(t.available('b', START, T0 + HOLD - 1), false);
-    assert.equal(t.available('a', START, T0 + HOLD - 1), true);
-    assert.equal(t.available('b', START, T0 + HOLD), true); // the hold has run out
-    assert.equal(t.choose('b', 0, T0 + HOLD), START);
+    assert.equal(t.available('b', 'm-b', START, T0 + HOLD - 1), false);
+    assert.equal(t.available('a', 'm-a', START, T0 + HOLD - 1), true);
+    assert.equal(t.available('b', 'm-b', START, T0 + HOLD), true); // the hold has run out
+    assert.equal(t.choose('b', 'm-b', 0, T0 + HOLD), START);
   });
 
   test('bind, then renew; a second bind of the same address is a renewal', () => {
@@ -81,7 +81,7 @@ describe('LeaseTable in memory (no store)', () => {
 
   test('a bound key that DISCOVERs again keeps its binding', () => {
     t.bind('a', 'm-a', START, T0 + LEASE);
-    t.offer('a', 'm-a', t.choose('a', 0, T0 + 1000), T0 + 1000 + HOLD);
+    t.offer('a', 'm-a', t.choose('a', 'm-a', 0, T0 + 1000), T0 + 1000 + HOLD);
     assert.equal(t.get('a')!.state, 'bound');
     assert.equal(t.get('a')!.expires, T0 + LEASE);
   });
@@ -92,7 +92,7 @@ describe('LeaseTable in memory (no store)', () => {
     assert.equal(gone?.ip, START);
     assert.equal(t.get('a'), undefined);
     assert.equal(t.holder(START), undefined);
-    assert.equal(t.choose('b', 0, T0), START);
+    assert.equal(t.choose('b', 'm-b', 0, T0), START);
     assert.equal(t.release('a'), undefined);
     assert.equal(t.release('nobody'), undefined);
   });
@@ -101,21 +101,21 @@ describe('LeaseTable in memory (no store)', () => {
     t.offer('a', 'm-a', START, T0 + HOLD);
     t.decline('a', START, T0 + LEASE);
     assert.equal(t.get('a'), undefined);
-    assert.equal(t.available('a', START, T0), false);
-    assert.equal(t.available('b', START, T0 + LEASE - 1), false);
-    assert.equal(t.choose('a', START, T0), START + 1);
-    assert.equal(t.choose('b', 0, T0), START + 1);
+    assert.equal(t.available('a', 'm-a', START, T0), false);
+    assert.equal(t.available('b', 'm-b', START, T0 + LEASE - 1), false);
+    assert.equal(t.choose('a', 'm-a', START, T0), START + 1);
+    assert.equal(t.choose('b', 'm-b', 0, T0), START + 1);
     // After the quarantine the address is free again, with or without expire() having run.
-    assert.equal(t.available('b', START, T0 + LEASE), true);
+    assert.equal(t.available('b', 'm-b', START, T0 + LEASE), true);
     t.expire(T0 + LEASE);
-    assert.equal(t.choose('b', 0, T0 + LEASE), START);
+    assert.equal(t.choose('b', 'm-b', 0, T0 + LEASE), START);
   });
 
   test('decline of an address outside the pool changes nothing', () => {
     t.bind('a', 'm-a', START, T0 + LEASE);
     t.decline('a', ip('192.168.64.1'), T0 + LEASE);
     assert.equal(t.get('a')?.ip, START);
-    assert.equal(t.available('b', START + 1, T0), true);
+    assert.equal(t.available('b', 'm-b', START + 1, T0), true);
   });
 
   test('expire removes ended offers and bindings and returns the bound ones only', () => {
@@ -140,8 +140,8 @@ describe('LeaseTable in memory (no store)', () => {
   test('an expired lease is still returned by get until expire() runs, but its address is free', () => {
     t.bind('a', 'm-a', START, T0 + 1000);
     assert.equal(t.get('a')?.ip, START);
-    assert.equal(t.available('b', START, T0 + 1000), true);
-    assert.equal(t.choose('b', 0, T0 + 1000), START);
+    assert.equal(t.available('b', 'm-b', START, T0 + 1000), true);
+    assert.equal(t.choose('b', 'm-b', 0, T0 + 1000), START);
     t.bind('b', 'm-b', START, T0 + 1000 + LEASE);
     assert.equal(t.get('a'), undefined); // taken over
     assert.equal(t.holder(START)?.key, 'b');
@@ -150,31 +150,35 @@ describe('LeaseTable in memory (no store)', () => {
   test('pool exhaustion: choose returns 0, and an address comes back when a hold runs out', () => {
     const small = new LeaseTable(START, START + 4, null, T0);
     for (let i = 0; i < 5; i++) {
-      const a = small.choose(`k${i}`, 0, T0);
+      const a = small.choose(`k${i}`, 'm', 0, T0);
       assert.equal(a, START + i);
       small.offer(`k${i}`, `m${i}`, a, T0 + HOLD + i);
     }
-    assert.equal(small.choose('late', 0, T0), 0);
-    assert.equal(small.choose('late', START + 2, T0), 0);
-    assert.equal(small.choose('late', 0, T0 + HOLD), START); // k0's hold ended
+    assert.equal(small.choose('late', 'm-late', 0, T0), 0);
+    assert.equal(small.choose('late', 'm-late', START + 2, T0), 0);
+    assert.equal(small.choose('late', 'm-late', 0, T0 + HOLD), START); // k0's hold ended
   });
 
   test('a pool of one address', () => {
     const one = new LeaseTable(START, START, null, T0);
-    assert.equal(one.choose('a', 0, T0), START);
+    assert.equal(one.choose('a', 'm-a', 0, T0), START);
     one.bind('a', 'm-a', START, T0 + LEASE);
-    assert.equal(one.choose('b', 0, T0), 0);
+    assert.equal(one.choose('b', 'm-b', 0, T0), 0);
   });
 
   // Regression: offer() used to return early for a just-expired bound lease, so the hold reserved nothing.
   test('an OFFER to a key whose bound lease just ran out holds the address for the hold time', () => {
     t.bind('a', 'm-a', START, T0 + 1000);
     const now = T0 + 2000; // a's lease ended, expire() has not run yet
-    const offered = t.choose('a', 0, now);
+    const offered = t.choose('a', 'm-a', 0, now);
     assert.equal(offered, START);
     t.offer('a', 'm-a', offered, now + HOLD);
-    assert.equal(t.available('b', START, now + 1), false, 'the offered address is free for another key');
-    assert.notEqual(t.choose('b', 0, now + 1), START);
+    assert.equal(
+      t.available('b', 'm-b', START, now + 1),
+      false,
+      'the offered address is free for another key',
+    );
+    assert.notEqual(t.choose('b', 'm-b', 0, now + 1), START);
   });
 });
 
@@ -248,10 +252,10 @@ describe('LeaseTable over a LeaseStore', () => {
     assert.equal(l?.ip, START);
     assert.equal(l?.expires, T0 + LEASE);
     assert.equal(l?.hostname, 'vm-a');
-    assert.equal(t2.available('b', START, T0 + 1000), false);
-    assert.notEqual(t2.choose('b', START, T0 + 1000), START);
-    assert.equal(t2.choose('b', 0, T0 + 1000), START + 1);
-    assert.equal(t2.choose('a', 0, T0 + 1000), START);
+    assert.equal(t2.available('b', 'm-b', START, T0 + 1000), false);
+    assert.notEqual(t2.choose('b', 'm-b', START, T0 + 1000), START);
+    assert.equal(t2.choose('b', 'm-b', 0, T0 + 1000), START + 1);
+    assert.equal(t2.choose('a', 'm-a', 0, T0 + 1000), START);
   });
 
   test('expired leases are not loaded', () => {
@@ -261,7 +265,7 @@ describe('LeaseTable over a LeaseStore', () => {
     const t2 = new LeaseTable(START, END, store, T0 + 1000);
     assert.equal(t2.get('a'), undefined);
     assert.equal(t2.get('b')?.ip, START + 1);
-    assert.equal(t2.choose('c', 0, T0 + 1000), START);
+    assert.equal(t2.choose('c', 'm-c', 0, T0 + 1000), START);
   });
 
   test('offers are not kept across a restart', () => {
@@ -270,7 +274,7 @@ describe('LeaseTable over a LeaseStore', () => {
     t1.offer('b', 'm-b', START + 1, T0 + HOLD);
     const t2 = new LeaseTable(START, END, store, T0);
     assert.equal(t2.get('b'), undefined);
-    assert.equal(t2.choose('c', 0, T0), START + 1);
+    assert.equal(t2.choose('c', 'm-c', 0, T0), START + 1);
   });
 
   test('a hand-written file: entries outside the pool or duplicated are skipped', () => {

@@ -23,6 +23,7 @@ function owner(ip = 0xc0a84002 + owners): NatOwner {
   return {
     ip,
     mac: Uint8Array.of(0x52, 0x54, 0, 0, 0, owners & 0xff),
+    gatewayMac: Uint8Array.of(2, 0, 0, 0, 0, 1),
     port: { id: 100 + owners, closed: false } as unknown as Port,
     natIndex: new Map(),
     natCount: new Int32Array(3),

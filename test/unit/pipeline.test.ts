@@ -14,12 +14,14 @@ import { DhcpType } from '../../src/wire/dhcp.js';
 import { EtherType } from '../../src/wire/ethernet.js';
 import { IcmpType } from '../../src/wire/icmp.js';
 import { IpProto } from '../../src/wire/ipv4.js';
+import { externalMacOf } from '../lib/attachments.js';
 import { arpFrame, dhcpFrame, ipFrame } from '../lib/frames.js';
 import { inProcessNetwork } from '../lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:00:00:01')!;
 const OTHER_MAC = parseMac('52:54:00:00:00:99')!;
 const GW_MAC = parseMac('02:00:00:00:00:fe')!;
+const EXT_MAC = externalMacOf(VM_MAC);
 const GATEWAY = 0xc0a84001;
 const HOST = 1;
 const VM = 2;
@@ -64,21 +66,31 @@ describe('pipeline with a fake port', () => {
     assert.equal(checksum(reply, 34, reply.length - 34), 0);
   });
 
-  test('other traffic to the gateway goes to the host link unchanged', () => {
+  test('other traffic to the gateway goes to the host link from the VM external MAC, otherwise unchanged', () => {
     const f = ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP);
     fromVm(f);
-    assert.deepEqual(io.take(HOST), [f]);
+    const expected = Uint8Array.from(f);
+    expected.set(EXT_MAC, 6);
+    assert.deepEqual(io.take(HOST), [expected]);
   });
 
-  test('the host ARPs for the VM and softnet answers with the VM MAC; traffic to it reaches the VM', () => {
+  test('the host ARPs for the VM and gets its external MAC; traffic to that MAC reaches the VM at its own', () => {
     io.deliver(HOST, arpFrame(GW_MAC, GATEWAY, vmIp));
     p.drain(seg.hostLink);
     const [reply] = io.take(HOST);
-    assert.deepEqual([...reply.subarray(22, 28)], [...VM_MAC]);
-    const f = ipFrame(GW_MAC, VM_MAC, GATEWAY, vmIp, IpProto.UDP);
+    assert.deepEqual([...reply.subarray(22, 28)], [...EXT_MAC]);
+    assert.deepEqual([...reply.subarray(6, 12)], [...EXT_MAC]);
+    const f = ipFrame(GW_MAC, EXT_MAC, GATEWAY, vmIp, IpProto.UDP);
     io.deliver(HOST, f);
     p.drain(seg.hostLink);
-    assert.deepEqual(io.take(VM), [f]);
+    const expected = Uint8Array.from(f);
+    expected.set(VM_MAC, 0);
+    assert.deepEqual(io.take(VM), [expected]);
+    // The VM's internal MAC means nothing on the host link.
+    io.deliver(HOST, ipFrame(GW_MAC, VM_MAC, GATEWAY, vmIp, IpProto.UDP));
+    p.drain(seg.hostLink);
+    assert.deepEqual(io.take(VM), []);
+    assert.equal(drops()['host-dst-not-a-vm'], 1);
   });
 
   const bad: Array<[string, () => Uint8Array, string]> = [

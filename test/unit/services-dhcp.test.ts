@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import { Attachment } from '../../src/engine/attachment.js';
+import type { Attachment } from '../../src/engine/attachment.js';
 import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
 import { Port } from '../../src/ports/port.js';
 import {
@@ -17,7 +17,7 @@ import {
 import { LeaseTable } from '../../src/services/leases.js';
 import { Drop } from '../../src/stats/drops.js';
 import { Logger } from '../../src/util/log.js';
-import { parseCidr } from '../../src/wire/addr.js';
+import { formatMac, parseCidr } from '../../src/wire/addr.js';
 import { checksum } from '../../src/wire/checksum.js';
 import {
   BROADCAST_FLAG,
@@ -30,6 +30,7 @@ import {
 import { ETH_HEADER_LEN } from '../../src/wire/ethernet.js';
 import * as ipv4 from '../../src/wire/ipv4.js';
 import * as udp from '../../src/wire/udp.js';
+import { attachment } from '../lib/attachments.js';
 
 const hex = (s: string) =>
   Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!, (h) => Number.parseInt(h, 16));
@@ -141,12 +142,13 @@ function setup(cidr = '192.168.64.0/24', domain: string | null = 'vm.test', rout
   const leases = new LeaseTable(net.poolStart, net.poolEnd, null, T0);
   const logs: string[] = [];
   const assigned: Array<[string, number]> = [];
-  const server = new DhcpServer(net, leases, new Logger('text', (l) => logs.push(l)), (att, a) => {
+  const server = new DhcpServer(net, leases, (att, a) => {
     att.ip = a;
     assigned.push([att.key, a]);
   });
-  const a = new Attachment(new Port(2, 'vm-a', 4, () => {}), MAC_A, 'key-a');
-  const b = new Attachment(new Port(3, 'vm-b', 4, () => {}), MAC_B, 'key-b');
+  const log = new Logger('text', (l) => logs.push(l));
+  const a = attachment(new Port(2, 'vm-a', 4, () => {}), MAC_A, 'key-a', log);
+  const b = attachment(new Port(3, 'vm-b', 4, () => {}), MAC_B, 'key-b', log);
   return { net, leases, server, logs, assigned, a, b };
 }
 
@@ -294,7 +296,7 @@ describe('DhcpServer', () => {
     );
     assert.equal(r, Drop.DHCP_OTHER_SERVER);
     assert.equal(s.leases.get('key-a'), undefined);
-    assert.equal(s.leases.available('key-b', offer.reply.yiaddr, T0), true);
+    assert.equal(s.leases.available('key-b', formatMac(MAC_B), offer.reply.yiaddr, T0), true);
     assert.deepEqual(s.assigned, []);
   });
 
@@ -357,7 +359,7 @@ describe('DhcpServer', () => {
     assert.equal(s.leases.get('key-a'), undefined);
     assert.equal(s.a.ip, 0);
     assert.deepEqual(s.assigned.at(-1), ['key-a', 0]);
-    assert.equal(s.leases.choose('key-b', 0, T0), y);
+    assert.equal(s.leases.choose('key-b', formatMac(MAC_B), 0, T0), y);
   });
 
   test('RELEASE of an address the VM does not hold -> DHCP_NO_BINDING, nothing changes', () => {
@@ -379,12 +381,12 @@ describe('DhcpServer', () => {
     const y = offer.reply.yiaddr;
     assert.equal(s.server.handle(message(DhcpType.DECLINE, { options: [requested(y)] }), s.a, T0), Drop.NONE);
     assert.equal(s.leases.get('key-a'), undefined);
-    assert.equal(s.leases.available('key-b', y, T0 + 599_999), false);
+    assert.equal(s.leases.available('key-b', formatMac(MAC_B), y, T0 + 599_999), false);
     const again = outcome(s.server.handle(message(DhcpType.DISCOVER), s.a, T0));
     assert.equal(again.reply.yiaddr, y + 1);
     const other = outcome(s.server.handle(message(DhcpType.DISCOVER, { chaddr: MAC_B }), s.b, T0));
     assert.notEqual(other.reply.yiaddr, y);
-    assert.equal(s.leases.available('key-b', y, T0 + 600_000), true); // one lease time later
+    assert.equal(s.leases.available('key-b', formatMac(MAC_B), y, T0 + 600_000), true); // one lease time later
   });
 
   test('DECLINE of the bound address takes the address away from the VM', () => {
@@ -457,7 +459,7 @@ describe('DhcpServer', () => {
     assert.equal(small.net.poolEnd, ip('192.168.64.6'));
     for (let i = 0; i < 5; i++) {
       const mac = Uint8Array.of(0x52, 0x54, 0, 0, 1, i);
-      const att = new Attachment(new Port(10 + i, `vm${i}`, 4, () => {}), mac, `k${i}`);
+      const att = attachment(new Port(10 + i, `vm${i}`, 4, () => {}), mac, `k${i}`, small.a.log);
       bindVia(small, att);
     }
     const r = small.server.handle(message(DhcpType.DISCOVER), small.a, T0);

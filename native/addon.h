@@ -1,0 +1,83 @@
+/* Helpers shared by the addon's files: argument checks and errors as N-API values. */
+#ifndef SOFTNET_ADDON_H
+#define SOFTNET_ADDON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#define CHECK(call)                                                                                        \
+  do {                                                                                                     \
+    if ((call) != napi_ok) {                                                                               \
+      napi_throw_error(env, NULL, "napi call failed: " #call);                                             \
+      return NULL;                                                                                         \
+    }                                                                                                      \
+  } while (0)
+
+static inline const char *errname(int err) {
+  const char *n = strerrorname_np(err);
+  return n ? n : "EUNKNOWN";
+}
+
+/* Throws an Error with code = errno name and a message naming what failed. */
+static inline napi_value throw_errno(napi_env env, int err, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%.180s: %.60s", what, strerror(err));
+  napi_throw_error(env, errname(err), msg);
+  return NULL;
+}
+
+static inline napi_value make_int(napi_env env, int64_t v) {
+  napi_value out;
+  napi_create_int64(env, v, &out);
+  return out;
+}
+
+static inline int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return -1;
+  }
+  return 0;
+}
+
+static inline int get_i32(napi_env env, napi_value v, int32_t *out) {
+  if (napi_get_value_int32(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a number");
+    return -1;
+  }
+  return 0;
+}
+
+static inline int get_string(napi_env env, napi_value v, char *buf, size_t len) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok || n >= len - 1) {
+    napi_throw_type_error(env, NULL, "expected a short string");
+    return -1;
+  }
+  return 0;
+}
+
+/* A Uint32Array argument as a pointer and its element count. */
+static inline uint32_t *get_u32array(napi_env env, napi_value v, size_t *count) {
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint32_array) {
+    napi_throw_type_error(env, NULL, "expected a Uint32Array");
+    return NULL;
+  }
+  *count = len;
+  return data;
+}
+
+/* Registers the control-plane functions (control.c) on the addon's exports. */
+napi_status control_register(napi_env env, napi_value exports);
+
+#endif

@@ -1,0 +1,157 @@
+// The operator's commands: `softnet network ...` and `softnet show VM`. Each asks the engine at the
+// control socket one question and prints the answer as a table, or as JSON with --json.
+
+import { connectEngine } from '../control/client.js';
+import { ControlError, type Message } from '../control/protocol.js';
+import { UsageError } from '../engine/errors.js';
+import { ADD_FLAG } from '../engine/service.js';
+import { engineSettings } from './args.js';
+import { type FlagSet, parseFlags } from './flags.js';
+
+const ADD_FLAGS = Object.values(ADD_FLAG).filter((f) => f.startsWith('--') && f !== '--dhcp-host');
+
+/** Lines of a table: a header and rows, each column as wide as its widest cell. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+const text = (v: unknown) => (v === null || v === undefined || v === '' ? '-' : String(v));
+
+/** Asks the engine at `path` one request; rejects with ControlError when it refuses or is not there. */
+async function ask(path: string, op: string, args: Message = {}): Promise<Message> {
+  const ch = connectEngine(path, { message() {}, closed() {} });
+  if (!ch) throw new ControlError(`no softnet engine runs at ${path}`);
+  try {
+    return await ch.request(op, args);
+  } finally {
+    ch.close();
+  }
+}
+
+function print(json: boolean, data: unknown, render: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : render());
+}
+
+/** Runs `softnet network SUB ...` or `softnet show VM`; resolves when printed. */
+export async function runCommand(argv: string[]): Promise<void> {
+  const [cmd, sub, ...rest] = argv;
+  if (cmd === 'show') return show([sub, ...rest].filter((x) => x !== undefined));
+  const common: FlagSet = { values: new Set(['--control-socket']), bools: new Set(['--json']) };
+  switch (sub) {
+    case 'ls':
+    case 'list': {
+      const g = parseFlags(rest, common);
+      const r = await ask(engineSettings(g.values).controlSocket, 'network.ls');
+      const nets = r.networks as Message[];
+      return print(g.values.has('--json'), nets, () =>
+        table(
+          ['NAME', 'TYPE', 'CIDR', 'GATEWAY', 'DHCP RANGE', 'HOST LINK', 'UPLINK', 'VMS'],
+          nets.map((n) => [
+            text(n.name),
+            text(n.type),
+            text(n.cidr),
+            text(n.gateway),
+            text(n.dhcpRange),
+            text(n.hostLink),
+            n.uplink ? `${n.uplink} ${n.natAddress} ${n.natPorts}` : '-',
+            text(n.vms),
+          ]),
+        ),
+      );
+    }
+    case 'list-attached': {
+      const g = parseFlags(rest, { ...common, words: 1 });
+      if (g.words.length !== 1) throw new UsageError('NAME', 'list-attached needs a network name');
+      const r = await ask(engineSettings(g.values).controlSocket, 'network.attached', { name: g.words[0] });
+      const vms = r.vms as Message[];
+      return print(g.values.has('--json'), vms, () =>
+        table(
+          ['VM', 'INTERNAL MAC', 'EXTERNAL MAC', 'IP', 'LEASE EXPIRY', 'HOST DEVICE'],
+          vms.map((v) => [
+            text(v.vm),
+            text(v.mac),
+            text(v.externalMac),
+            text(v.ip),
+            text(v.leaseExpires),
+            text(v.hostDevice),
+          ]),
+        ),
+      );
+    }
+    case 'add': {
+      const g = parseFlags(rest, {
+        values: new Set([...ADD_FLAGS, '--control-socket']),
+        bools: new Set(['--json']),
+        words: 1,
+      });
+      if (g.words.length !== 1) throw new UsageError('NAME', 'network add needs a name');
+      if (!g.values.has('--cidr')) throw new UsageError('--cidr', 'is required');
+      const spec: Message = { name: g.words[0] };
+      for (const [field, flag] of Object.entries(ADD_FLAG)) {
+        const v = g.values.get(flag);
+        if (v !== undefined) spec[field] = v;
+      }
+      const net = await ask(engineSettings(g.values).controlSocket, 'network.add', { spec });
+      return print(
+        g.values.has('--json'),
+        net,
+        () => `network ${text(net.name)} added: ${text(net.cidr)} on ${text(net.hostLink)}\n`,
+      );
+    }
+    case 'rm':
+    case 'remove': {
+      const g = parseFlags(rest, { ...common, words: 1 });
+      if (g.words.length !== 1) throw new UsageError('NAME', 'network rm needs a name');
+      await ask(engineSettings(g.values).controlSocket, 'network.rm', { name: g.words[0] });
+      return print(g.values.has('--json'), { removed: g.words[0] }, () => `network ${g.words[0]} removed\n`);
+    }
+    case 'reserve': {
+      const g = parseFlags(rest, { ...common, words: 3 });
+      if (g.words.length !== 3) throw new UsageError('NAME', 'network reserve needs NAME MAC IP');
+      const [name, mac, ip] = g.words;
+      await ask(engineSettings(g.values).controlSocket, 'network.reserve', { name, mac, ip });
+      return print(
+        g.values.has('--json'),
+        { network: name, mac, ip },
+        () => `${ip} reserved for ${mac} on ${name}\n`,
+      );
+    }
+    default:
+      throw new UsageError('network', `'${String(sub)}' is not one of add, ls, rm, list-attached, reserve`);
+  }
+}
+
+async function show(argv: string[]): Promise<void> {
+  const g = parseFlags(argv, { values: new Set(['--control-socket']), bools: new Set(['--json']), words: 1 });
+  if (g.words.length !== 1) throw new UsageError('VM', 'show needs a VM (its name, MAC or address)');
+  const v = await ask(engineSettings(g.values).controlSocket, 'show', { vm: g.words[0] });
+  print(g.values.has('--json'), v, () => {
+    const c = v.counters as Record<string, number>;
+    const rows: Array<[string, string]> = [
+      ['vm', text(v.vm)],
+      ['network', text(v.network)],
+      ['type', text(v.type)],
+      ['ip', text(v.ip)],
+      ['lease expires', text(v.leaseExpires)],
+      ['internal mac', text(v.mac)],
+      ['external mac', text(v.externalMac)],
+      ['host device', text(v.hostDevice)],
+      ['port', text(v.port)],
+      ['forwards', (v.forwards as string[]).join(', ') || '-'],
+      ['allow', (v.allow as string[]).join(', ') || '-'],
+      ['block', (v.block as string[]).join(', ') || '-'],
+      ['nat mappings', text(v.natMappings)],
+      ['frames from vm', `${c.rx_frames} (${c.rx_bytes} bytes)`],
+      ['frames to vm', `${c.tx_frames} (${c.tx_bytes} bytes, ${c.tx_drops} dropped)`],
+      ['per-vm process', text(v.pid)],
+      ['attached since', text(v.since)],
+    ];
+    return rows.map(([k, val]) => `${`${k}:`.padEnd(16)}${val}\n`).join('');
+  });
+}

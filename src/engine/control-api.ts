@@ -1,0 +1,174 @@
+// What the engine answers on its control socket. Every request is checked as untrusted input: a bad one
+// gets an error reply naming what is wrong (and the per-VM flag, where there is one), never a crash.
+
+import type { Channel, ChannelHandlers } from '../control/channel.js';
+import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
+import { native } from '../native.js';
+import type { Logger } from '../util/log.js';
+import { formatIpv4 } from '../wire/addr.js';
+import type { Engine, LiveVm } from './engine.js';
+import { portStats } from './engine.js';
+import { UsageError } from './errors.js';
+import type { LiveNetwork } from './live-network.js';
+import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
+import { checkVmSpec, VM_FLAG, type VmSpec } from './vm-spec.js';
+
+/** What only a service does: networks that persist. */
+export interface NetworkAdmin {
+  add(spec: Record<string, unknown>): Promise<LiveNetwork>;
+  remove(name: string): void;
+  reserve(name: string, mac: string, ip: string): void;
+}
+
+/** A network as listings show it. */
+export function networkInfo(net: LiveNetwork): Message {
+  const cfg = net.seg.cfg;
+  return {
+    name: net.spec.name,
+    type: net.spec.type,
+    cidr: net.spec.cidr,
+    gateway: formatIpv4(cfg.gateway),
+    dhcpRange: `${formatIpv4(cfg.poolStart)}-${formatIpv4(cfg.poolEnd)}`,
+    hostLink: net.spec.hostLink,
+    gatewayMac: [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':'),
+    leaseTime: cfg.leaseTime,
+    uplink: net.uplink ? net.uplink.name : null,
+    natAddress: net.uplink ? formatIpv4(net.uplink.nat.addr) : null,
+    natPorts: net.uplink ? net.uplink.natPorts : null,
+    reservations: net.spec.reservations,
+    vms: net.seg.attachments.size,
+    declared: net.declared,
+  };
+}
+
+/** A VM as listings and `softnet show` show it. */
+export function vmInfo(live: LiveVm): Message {
+  const att = live.att;
+  const lease = live.net.seg.leases.get(att.key);
+  return {
+    vm: live.record.name,
+    key: att.key,
+    network: live.net.spec.name,
+    type: live.vm.type,
+    mac: live.vm.mac,
+    externalMac: live.record.extMac,
+    ip: att.ip === 0 ? null : formatIpv4(att.ip),
+    leaseExpires: lease && lease.state === 'bound' ? new Date(lease.expires).toISOString() : null,
+    hostDevice: live.net.spec.hostLink,
+    port: att.port.name,
+    forwards: live.vm.expose,
+    allow: live.vm.allow,
+    block: live.vm.block,
+    pid: live.record.pid,
+    since: live.record.since,
+    counters: portStats(att.port),
+    natMappings: att.natIndex.size,
+  };
+}
+
+function fieldErrors<T>(flags: Record<string, string>, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof FieldError) throw new UsageError(flags[e.field] ?? `--${e.field}`, e.message);
+    throw e;
+  }
+}
+
+/** Turns an error into what the reply carries: a UsageError keeps its flag. */
+function replyError(e: unknown): Error {
+  if (e instanceof UsageError) return new ControlError(e.detail, e.flag);
+  if (e instanceof ControlError) return e;
+  return new ControlError(e instanceof Error ? e.message : String(e));
+}
+
+/** The handlers of the engine's control connections. */
+export function controlHandlers(engine: Engine, admin: NetworkAdmin | null, log: Logger): ChannelHandlers {
+  const handle = async (ch: Channel, msg: Message, fd: number): Promise<Message> => {
+    const op = msg.op;
+    if (op !== 'attach' && fd >= 0) native.closeFd(fd);
+    switch (op) {
+      case 'hello':
+        return {
+          pid: process.pid,
+          service: engine.opts.service,
+          networks: engine.networks.size,
+          vms: engine.vms.size,
+        };
+      case 'attach':
+        return attach(engine, ch, msg, fd);
+      case 'detach': {
+        const live = engine.vms.get(str(msg, 'key'));
+        if (!live || live.owner.channel !== ch) throw new ControlError('no such VM of this connection');
+        engine.detach(live, msg.free === true, msg.free === true ? 'vm-gone' : 'per-vm-process-stopped');
+        return {};
+      }
+      case 'network.ls':
+        return { networks: [...engine.networks.values()].map(networkInfo) };
+      case 'network.attached': {
+        const net = engine.networks.get(str(msg, 'name'));
+        if (!net) throw new ControlError(`no network ${str(msg, 'name')}`);
+        return { vms: [...engine.vms.values()].filter((v) => v.net === net).map(vmInfo) };
+      }
+      case 'show': {
+        const live = engine.find(str(msg, 'vm'));
+        if (!live) throw new ControlError(`no VM ${str(msg, 'vm')} is attached`);
+        return vmInfo(live);
+      }
+      case 'counters':
+        return { counters: engine.counters() };
+      case 'network.add':
+      case 'network.rm':
+      case 'network.reserve': {
+        if (!admin) throw new ControlError(`${op} needs the softnet service (softnet serve)`);
+        if (op === 'network.add') return networkInfo(await admin.add(obj(msg, 'spec')));
+        if (op === 'network.rm') admin.remove(str(msg, 'name'));
+        else admin.reserve(str(msg, 'name'), str(msg, 'mac'), str(msg, 'ip'));
+        return {};
+      }
+      default:
+        throw new ControlError(`unknown request '${String(op)}'`);
+    }
+  };
+  return {
+    message(ch, msg, fd) {
+      if (typeof msg.id !== 'number' || typeof msg.op !== 'string') {
+        if (fd >= 0) native.closeFd(fd);
+        log.warn('control message ignored', { why: 'not a request' });
+        return;
+      }
+      handle(ch, msg, fd).then(
+        (result) => ch.reply(msg, result),
+        (e) => ch.reply(msg, replyError(e)),
+      );
+    },
+    malformed(_ch, why) {
+      log.warn('control message ignored', { why });
+    },
+    closed(ch) {
+      engine.channelClosed(ch);
+    },
+  };
+}
+
+async function attach(engine: Engine, ch: Channel, msg: Message, fd: number): Promise<Message> {
+  if (fd < 0) throw new ControlError('attach needs the VM port fd passed along');
+  let network: NetworkSpec;
+  let vm: VmSpec;
+  let given: string[];
+  try {
+    network = fieldErrors(NETWORK_FLAG, () => checkNetworkSpec(obj(msg, 'network')));
+    vm = fieldErrors(VM_FLAG, () => checkVmSpec(obj(msg, 'vm')));
+    given = Array.isArray(msg.given) ? msg.given.filter((g): g is string => typeof g === 'string') : [];
+  } catch (e) {
+    native.closeFd(fd);
+    throw e;
+  }
+  const pid = native.peerCred(ch.fd).pid;
+  const live = await engine.attach({ network, given, vm, resume: optStr(msg, 'resume'), pid }, fd, {
+    channel: ch,
+    gone: (reason) => ch.send({ event: 'detached', key: live.att.key, reason }),
+    event: (level, event, fields) => ch.send({ event: 'log', level, name: event, fields }),
+  });
+  return { vm: vmInfo(live), network: networkInfo(live.net), engine: process.pid };
+}

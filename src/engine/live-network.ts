@@ -1,0 +1,93 @@
+// A network the engine runs: its host link TAP carrying the gateway address, DNS at the gateway, and the
+// segment that decides its frames. Opened when it is declared (the service) or first asked for (a VM).
+
+import { join } from 'node:path';
+import { HostLinkBusy, openHostLink } from '../ports/host-link.js';
+import type { Port } from '../ports/port.js';
+import { DnsForwarder, resolversFrom } from '../services/dns.js';
+import type { Logger } from '../util/log.js';
+import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { UsageError } from './errors.js';
+import { networkConfig } from './network.js';
+import type { NetworkSpec } from './network-spec.js';
+import { openPort } from './ports.js';
+import { NetworkSegment, type SegmentEvents } from './segment.js';
+import type { LiveUplink } from './uplinks.js';
+
+/** One running network. */
+export class LiveNetwork {
+  private constructor(
+    readonly spec: NetworkSpec,
+    readonly seg: NetworkSegment,
+    readonly uplink: LiveUplink | null,
+    private dns: DnsForwarder | null,
+    /** Declared networks stay without VMs; one a VM brought along closes with its last VM. */
+    readonly declared: boolean,
+  ) {}
+
+  /**
+   * Opens `spec`'s host link and segment; `watch` starts readiness callbacks on a port. Throws UsageError
+   * naming the flag when the host link cannot be had.
+   */
+  static async open(
+    p: ConstructorParameters<typeof NetworkSegment>[0],
+    spec: NetworkSpec,
+    uplink: LiveUplink | null,
+    stateDir: string,
+    declared: boolean,
+    log: Logger,
+    events: SegmentEvents,
+    watch: (port: Port) => void,
+  ): Promise<LiveNetwork> {
+    const cfg = networkConfig(spec);
+    let link: ReturnType<typeof openHostLink>;
+    try {
+      link = openHostLink(spec.hostLink, cfg.gateway, cfg.prefix, spec.mtu);
+    } catch (e) {
+      const why =
+        e instanceof HostLinkBusy ? e.message : `host link ${spec.hostLink}: ${(e as Error).message}`;
+      throw new UsageError('--host-link', why);
+    }
+    const hostPort = openPort(link.spec);
+    let seg: NetworkSegment;
+    try {
+      seg = new NetworkSegment(
+        p,
+        cfg,
+        hostPort,
+        link.mac,
+        join(stateDir, `${spec.hostLink}.leases.json`),
+        uplink?.nat ?? null,
+        log,
+        events,
+      );
+    } catch (e) {
+      hostPort.close();
+      throw new UsageError('--state-dir', (e as Error).message);
+    }
+    for (const [mac, ip] of Object.entries(spec.reservations)) seg.leases.reserve(mac, parseIpv4(ip)!);
+    let dns: DnsForwarder | null = null;
+    try {
+      dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), log);
+    } catch (e) {
+      log.warn('dns at the gateway unavailable', {
+        network: spec.name,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+    watch(hostPort);
+    return new LiveNetwork(spec, seg, uplink, dns, declared);
+  }
+
+  /** The host link's TAP name. */
+  get hostLink(): string {
+    return this.spec.hostLink;
+  }
+
+  /** Closes the host link and every attachment (leases stay on disk) and stops DNS. */
+  close(): void {
+    this.seg.close();
+    this.dns?.close();
+    this.dns = null;
+  }
+}
