@@ -109,6 +109,9 @@ export async function runDemo(_argv: string[]): Promise<void> {
         VM_MAC,
         '--state-dir',
         join(dir, 'state'),
+        // Its own engine: never a softnet service this machine may be running.
+        '--control-socket',
+        join(dir, 'control.sock'),
         '--uplink',
         'sndemo0',
         // The demo's world uses a documentation range, which the default policy treats as non-global.
