@@ -29,6 +29,8 @@ export type VmSource =
 export interface EngineSettings {
   stateDir: string;
   controlSocket: string;
+  /** Seconds a new engine waits for the VMs an earlier one served to come back. */
+  reattachGrace: number;
   user: string | null;
   group: string | null;
   logFormat: LogFormat;
@@ -67,6 +69,7 @@ const VM_FLAGS: FlagSet = {
     '--dhcp-host',
     '--state-dir',
     '--control-socket',
+    '--reattach-grace',
     '--user',
     '--group',
     '--log-format',
@@ -104,6 +107,7 @@ export function engineSettings(values: Map<string, string>): EngineSettings {
   return {
     stateDir: pathValue('--state-dir', values.get('--state-dir') ?? '/var/lib/softnet'),
     controlSocket: pathValue('--control-socket', values.get('--control-socket') ?? DEFAULT_CONTROL_SOCKET),
+    reattachGrace: integer('--reattach-grace', values.get('--reattach-grace') ?? '30', 0, 86400),
     user,
     group,
     logFormat,
@@ -228,8 +232,10 @@ export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PAT
                [--allow CIDR|@host,...] [--block CIDR|@host,...] [--reject]
                [--expose [BIND:]EXT:INT[/tcp|/udp],...]
                [--uplink IFACE] [--nat-ports A-B] [--nat-flows-per-vm N]
-               [--state-dir DIR] [--control-socket PATH] [--user USER --group GROUP] [--log-format text|json]
+               [--state-dir DIR] [--control-socket PATH] [--reattach-grace SECONDS]
+               [--user USER --group GROUP] [--log-format text|json]
        softnet serve [--config FILE] [--control-socket PATH] [--control-group GROUP] [--state-dir DIR]
+               [--reattach-grace SECONDS]
                [--metrics ADDR:PORT] [--user USER --group GROUP] [--log-format text|json] [network flags]
        softnet network add NAME --cidr CIDR [--dhcp-range A-B] [--type shared|host|bridge] [...]
        softnet network ls | rm NAME | list-attached NAME | reserve NAME MAC IP   [--json]

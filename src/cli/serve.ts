@@ -16,6 +16,7 @@ const SERVE_FLAGS: FlagSet = {
     '--config',
     '--control-socket',
     '--control-group',
+    '--reattach-grace',
     '--state-dir',
     '--metrics',
     '--user',
@@ -58,7 +59,13 @@ export async function runServe(argv: string[]): Promise<void> {
   if (lock < 0)
     throw new UsageError('--control-socket', `another softnet engine runs at ${settings.controlSocket}`);
   const engine = new Engine(
-    { stateDir: settings.stateDir, controlSocket: settings.controlSocket, controlGid, service: true },
+    {
+      stateDir: settings.stateDir,
+      controlSocket: settings.controlSocket,
+      controlGid,
+      service: true,
+      graceMs: settings.reattachGrace * 1000,
+    },
     log,
     (code) => process.exit(code),
   );

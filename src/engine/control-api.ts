@@ -170,5 +170,10 @@ async function attach(engine: Engine, ch: Channel, msg: Message, fd: number): Pr
     gone: (reason) => ch.send({ event: 'detached', key: live.att.key, reason }),
     event: (level, event, fields) => ch.send({ event: 'log', level, name: event, fields }),
   });
-  return { vm: vmInfo(live), network: networkInfo(live.net), engine: process.pid };
+  return {
+    vm: vmInfo(live),
+    network: networkInfo(live.net),
+    engine: process.pid,
+    service: engine.opts.service,
+  };
 }

@@ -17,7 +17,7 @@
  *   process's connection drops without asking (the VM tool died: the lease is freed).
  * - stop() closes everything but keeps leases, NAT mappings and attachment records, so a successor engine
  *   (a restarted service, or a per-VM process taking over) lets every VM that comes back resume with the
- *   same key, address, external MAC and flows. A record whose VM is not back within GRACE_MS is freed.
+ *   same key, address, external MAC and flows. A record whose VM is not back within the grace is freed.
  * - Everything runs on the event loop: the addon reports readiness, and a one-second tick ends leases,
  *   idle mappings and records past their grace, and snapshots the mappings.
  */
@@ -47,9 +47,6 @@ import { dropPrivileges } from './privileges.js';
 import { LiveUplink } from './uplinks.js';
 import type { VmSpec } from './vm-spec.js';
 
-/** How long a remembered VM may take to come back to a new engine before what it held is freed. */
-export const GRACE_MS = 30_000;
-
 /** How the engine runs. */
 export interface EngineOptions {
   stateDir: string;
@@ -58,6 +55,8 @@ export interface EngineOptions {
   controlGid: number | null;
   /** A service stays when its last VM goes; the per-VM form's engine does not. */
   service: boolean;
+  /** How long a remembered VM may take to come back to this engine before what it held is freed. */
+  graceMs: number;
 }
 
 /** A VM's attach request. */
@@ -123,7 +122,7 @@ export class Engine {
       throw new UsageError('--state-dir', `${opts.stateDir} is in use by another softnet engine`);
     this.store = new AttachmentStore(join(opts.stateDir, 'attachments.json'));
     const records = flagged('--state-dir', () => this.store.load());
-    const deadline = Date.now() + GRACE_MS;
+    const deadline = Date.now() + opts.graceMs;
     for (const record of records) this.awaited.set(record.key, { record, deadline });
   }
 
@@ -148,16 +147,16 @@ export class Engine {
   /** Opens a declared network (one that stays without VMs); throws UsageError naming the flag at fault. */
   async declare(spec: NetworkSpec): Promise<LiveNetwork> {
     const existing = this.networks.get(spec.name);
-    if (existing) throw new UsageError('--network', `network ${spec.name} exists already`);
+    if (existing) throw new UsageError('NAME', `network ${spec.name} exists already`);
     return this.open(spec, true);
   }
 
   /** Closes network `name`; refuses while VMs are attached to it. */
   remove(name: string): void {
     const net = this.networks.get(name);
-    if (!net) throw new UsageError('--network', `no network ${name}`);
+    if (!net) throw new UsageError('NAME', `no network ${name}`);
     if (net.seg.attachments.size > 0)
-      throw new UsageError('--network', `network ${name} has ${net.seg.attachments.size} VMs attached`);
+      throw new UsageError('NAME', `network ${name} has ${net.seg.attachments.size} VMs attached`);
     this.closeNetwork(net);
   }
 

@@ -2,7 +2,7 @@
 // segment that decides its frames. Opened when it is declared (the service) or first asked for (a VM).
 
 import { join } from 'node:path';
-import { HostLinkBusy, openHostLink } from '../ports/host-link.js';
+import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js';
 import type { Port } from '../ports/port.js';
 import { DnsForwarder, resolversFrom } from '../services/dns.js';
 import type { Logger } from '../util/log.js';
@@ -42,7 +42,13 @@ export class LiveNetwork {
     const cfg = networkConfig(spec);
     let link: ReturnType<typeof openHostLink>;
     try {
-      link = openHostLink(spec.hostLink, cfg.gateway, cfg.prefix, spec.mtu);
+      link = openHostLink(
+        spec.hostLink,
+        gatewayMacFor(spec.hostLink, spec.cidr),
+        cfg.gateway,
+        cfg.prefix,
+        spec.mtu,
+      );
     } catch (e) {
       const why =
         e instanceof HostLinkBusy ? e.message : `host link ${spec.hostLink}: ${(e as Error).message}`;

@@ -13,7 +13,9 @@
  *   stops it: the other VMs' per-VM processes see their connections close and one of them takes over.
  * - When the engine it handed its VM to goes away (a restart, SIGKILL included, or that engine's own VM
  *   left), it hands the VM again, to another engine or to one it becomes, under the same key: the VM keeps
- *   its address, external MAC and NAT flows.
+ *   its address, external MAC and NAT flows. When that engine was a service, it waits for the service to
+ *   come back (its supervisor restarts it) for SERVICE_WAIT_MS before it runs an engine itself: the
+ *   service's networks, not this command line's, are the ones its VM was given.
  * - A first hand-off that the engine refuses (a flag whose value cannot be used) is a usage error: one
  *   line naming the flag, exit 2, exactly as when this process runs the engine itself.
  */
@@ -37,6 +39,8 @@ import { flagged, UsageError } from './errors.js';
 
 /** How long a per-VM process keeps trying to reach or become an engine before it gives up. */
 const HANDOFF_TIMEOUT_MS = 30_000;
+/** How long a VM handed to a service waits for it to come back before this process runs an engine itself. */
+const SERVICE_WAIT_MS = 60_000;
 const RETRY_MS = 100;
 
 /** One VM's per-VM process. */
@@ -47,6 +51,8 @@ export class Supervisor {
   private engine: Engine | null = null;
   private own: LiveVm | null = null;
   private stopping = false;
+  /** Whether the engine the VM was last handed to is a service (see SERVICE_WAIT_MS). */
+  private toService = false;
   private netnsIno: number | null = null;
   private timer: NodeJS.Timeout | null = null;
 
@@ -103,7 +109,8 @@ export class Supervisor {
    */
   private async serve(): Promise<Record<string, string | number | undefined>> {
     const path = this.opts.controlSocket;
-    const deadline = Date.now() + HANDOFF_TIMEOUT_MS;
+    const start = Date.now();
+    const deadline = start + HANDOFF_TIMEOUT_MS + (this.toService ? SERVICE_WAIT_MS : 0);
     for (;;) {
       const ch = connectEngine(path, {
         message: (_c, msg) => this.event(msg),
@@ -114,13 +121,14 @@ export class Supervisor {
           const reply = await ch.request('attach', this.request(), this.fd);
           this.channel = ch;
           this.key = String((reply.vm as Message).key);
-          return started(reply, `pid ${String(reply.engine)}`);
+          this.toService = reply.service === true;
+          return started(reply, String(reply.engine));
         } catch (e) {
           ch.close();
           if (e instanceof ControlError && e.flag !== null) throw new UsageError(e.flag, e.message);
           if (!(e instanceof ControlError)) throw e;
         }
-      } else {
+      } else if (!this.toService || Date.now() - start > SERVICE_WAIT_MS) {
         const lock = flagged('--control-socket', () => takeEngineLock(path));
         if (lock >= 0) return this.host();
       }
@@ -144,7 +152,13 @@ export class Supervisor {
     const o = this.opts;
     const held = this.log.held();
     const engine = new Engine(
-      { stateDir: o.stateDir, controlSocket: o.controlSocket, controlGid: null, service: false },
+      {
+        stateDir: o.stateDir,
+        controlSocket: o.controlSocket,
+        controlGid: null,
+        service: false,
+        graceMs: o.reattachGrace * 1000,
+      },
       held.log,
       this.exit,
     );
@@ -161,6 +175,7 @@ export class Supervisor {
       );
       this.own = live;
       this.key = live.att.key;
+      this.toService = false;
       engine.listen(controlHandlers(engine, null, this.log));
       if (o.user !== null && o.group !== null) engine.dropTo(o.user, o.group);
       held.release();

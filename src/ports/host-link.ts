@@ -1,6 +1,7 @@
 // The host link: a TAP in softnet's namespace that carries the gateway address, so the host reaches each
 // VM as an L2 neighbour and the VMs reach host services at the gateway.
 
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { native, PortMode } from '../native.js';
 import type { PortSpec } from './port.js';
@@ -14,11 +15,30 @@ export interface HostLink {
 /** Thrown when another engine holds the host link. */
 export class HostLinkBusy extends Error {}
 
-/** Creates TAP `name`, turns off IPv6 on it, gives it `gateway/prefix` and brings it up. */
-export function openHostLink(name: string, gateway: number, prefix: number, mtu: number): HostLink {
+/**
+ * The gateway's MAC on host link `name` for subnet `cidr`: locally administered, and the same for every
+ * engine that opens that link, so a VM's neighbour entry for its gateway stays right when another engine
+ * takes over (the kernel would pick a new random one each time).
+ */
+export function gatewayMacFor(name: string, cidr: string): Uint8Array {
+  const mac = Uint8Array.from(
+    createHash('sha256').update(`softnet gateway ${name} ${cidr}`).digest().subarray(0, 6),
+  );
+  mac[0] = (mac[0] & 0xfc) | 0x02;
+  return mac;
+}
+
+/** Creates TAP `name` with MAC `mac`, turns off IPv6 on it, gives it `gateway/prefix` and brings it up. */
+export function openHostLink(
+  name: string,
+  mac: Uint8Array,
+  gateway: number,
+  prefix: number,
+  mtu: number,
+): HostLink {
   let tap: { fd: number; name: string };
   try {
-    tap = native.tapOpen(name, null, null, mtu, false);
+    tap = native.tapOpen(name, null, mac, mtu, false);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EBUSY') {
       throw new HostLinkBusy(`host link ${name} is in use by another softnet (or is not a TAP device)`);

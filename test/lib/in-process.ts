@@ -105,14 +105,12 @@ export function addVm(
   id: number,
   mac: Uint8Array,
   key: string,
-  o: { policy?: DestinationPolicy; type?: number } = {},
+  o: { policy?: DestinationPolicy; type?: number; extMac?: Uint8Array } = {},
 ): { port: Port; att: Attachment } {
   const { io, p, seg } = net;
   const port = new Port(id, key, QUEUE_LEN, () => {});
-  const att = seg.attach(
-    port,
-    identity(mac, key, { gateway: net.cfg.gateway, policy: o.policy ?? net.policy, type: o.type }),
-  );
+  const id0 = identity(mac, key, { gateway: net.cfg.gateway, policy: o.policy ?? net.policy, type: o.type });
+  const att = seg.attach(port, o.extMac ? { ...id0, extMac: o.extMac } : id0);
   const keep = io.keep;
   io.keep = true;
   io.deliver(id, dhcpFrame(mac, 1, DhcpType.DISCOVER));

@@ -95,9 +95,9 @@ export function withControl(topo: Topology, args: string[]): string[] {
   return [...args, '--control-socket', state ? `${state}/control.sock` : controlSocket(topo)];
 }
 
-/** The control socket of a topology's engine. */
+/** The control socket of a topology's engine: the one of the state directory softnetForVm gives by default. */
 export function controlSocket(topo: Topology): string {
-  return `${topo.dir}/control.sock`;
+  return `${topo.dir}/state/control.sock`;
 }
 
 /** Starts softnet for a VM namespace, with a fresh state directory unless one is given; waits until it serves. */
@@ -113,4 +113,13 @@ export async function softnetForVm(
   const s = startSoftnet(topo, hostNs, args);
   await s.waitFor(/softnet: started /);
   return s;
+}
+
+/** Runs `softnet ARGS` (an operator command) in `ns` against the topology's engine; its output and status. */
+export async function softnetCommand(
+  topo: Topology,
+  ns: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return topo.status(ns, process.execPath, withControl(topo, [SOFTNET, ...args]), 20_000);
 }
