@@ -103,6 +103,8 @@ export class Engine {
   readonly vms = new Map<string, LiveVm>();
   private readonly byAtt = new Map<Attachment, LiveVm>();
   private readonly awaited = new Map<string, Awaited>();
+  /** Networks being opened for a VM, by `name NAME` or `link HOSTLINK`. */
+  private readonly opening = new Map<string, Promise<LiveNetwork>>();
   private readonly store: AttachmentStore;
   private control: ControlServer | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -247,7 +249,14 @@ export class Engine {
       : [...this.networks.values()].find((n) => n.hostLink === want.hostLink);
     if (net === undefined) {
       if (!byName && this.networks.has(want.name)) want.name = want.hostLink;
-      net = await this.open(want, false);
+      // VMs arriving together for a network not open yet wait for the one opening it.
+      const key = byName ? `name ${want.name}` : `link ${want.hostLink}`;
+      let opening = this.opening.get(key);
+      if (!opening) {
+        opening = this.open(want, false).finally(() => this.opening.delete(key));
+        this.opening.set(key, opening);
+      }
+      net = await opening;
     }
     for (const field of req.given) {
       if (field === 'name' || field === 'reservations') continue;
@@ -278,7 +287,9 @@ export class Engine {
     let portOwned = false;
     try {
       const mode = portMode(fd);
-      const net = await this.networkFor(req);
+      let net = await this.networkFor(req);
+      // A network a VM brought along closes with its last VM: one that closed while this VM waited is opened again.
+      while (this.networks.get(net.spec.name) !== net) net = await this.networkFor(req);
       const vm = req.vm;
       const key = this.keyFor(req);
       const awaited = this.awaited.get(key);

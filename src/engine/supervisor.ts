@@ -71,7 +71,7 @@ export class Supervisor {
     process.on('SIGUSR1', () => this.logCounters());
     const first = await this.serve();
     this.log.info('started', first);
-    this.timer = setInterval(() => this.tick(), 1000);
+    if (this.opts.source.kind === 'netns') this.timer = setInterval(() => this.tick(), 1000);
   }
 
   /** Opens the VM's side; for --vm-socket, waits for QEMU to connect. */
@@ -247,7 +247,7 @@ export class Supervisor {
     this.exit(code);
   }
 
-  /** Once a second: a VM whose namespace was deleted has gone. */
+  /** Once a second, for a VM in a namespace: one whose namespace was deleted has gone. */
   private tick(): void {
     const src = this.opts.source;
     if (src.kind !== 'netns' || this.netnsIno === null || !namespaceGone(src.path, this.netnsIno)) return;

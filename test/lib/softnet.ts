@@ -107,11 +107,12 @@ export async function softnetForVm(
   vmNs: string,
   mac: string,
   extra: string[] = [],
+  waitMs = 20_000,
 ): Promise<Softnet> {
   const args = ['--vm-netns', `/run/netns/${vmNs}`, '--vm-mac-address', mac, ...extra];
   if (!extra.includes('--state-dir')) args.push('--state-dir', `${topo.dir}/state`);
   const s = startSoftnet(topo, hostNs, args);
-  await s.waitFor(/softnet: started /);
+  await s.waitFor(/softnet: started /, waitMs);
   return s;
 }
 
