@@ -285,9 +285,10 @@ export class Engine {
   /** Attaches a VM whose port is `fd` (the engine owns it from now on); throws UsageError naming the flag at fault. */
   async attach(req: AttachRequest, fd: number, owner: VmOwner): Promise<LiveVm> {
     let portOwned = false;
+    let net: LiveNetwork | null = null;
     try {
       const mode = portMode(fd);
-      let net = await this.networkFor(req);
+      net = await this.networkFor(req);
       // A network a VM brought along closes with its last VM: one that closed while this VM waited is opened again.
       while (this.networks.get(net.spec.name) !== net) net = await this.networkFor(req);
       const vm = req.vm;
@@ -347,6 +348,8 @@ export class Engine {
       return live;
     } catch (e) {
       if (!portOwned) native.closeFd(fd);
+      if (net && !net.declared && net.seg.attachments.size === 0 && this.networks.get(net.spec.name) === net)
+        this.closeNetwork(net);
       throw e;
     }
   }

@@ -3,9 +3,13 @@
 // a VM whose tool died, and ten clones of one MAC side by side.
 
 import assert from 'node:assert/strict';
+import { closeSync, openSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { connectEngine } from '../../src/control/client.js';
+import { ControlError, type Message } from '../../src/control/protocol.js';
+import { native } from '../../src/native.js';
 import { type Neighbour, neighbours } from '../lib/lan.js';
-import { type Softnet, softnetCommand, softnetForVm } from '../lib/softnet.js';
+import { controlSocket, type Softnet, softnetCommand, softnetForVm } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 import {
   capture,
@@ -95,6 +99,45 @@ describe('per-VM processes share one engine', () => {
     const none = await softnetCommand(topo, world.host, ['show', '10.9.9.9']);
     assert.equal(none.code, 1);
     assert.match(none.stderr, /^softnet: no VM 10\.9\.9\.9 is attached\n$/);
+  });
+
+  test('bad requests on the control socket are refused one by one, and the engine goes on', async () => {
+    const ch = connectEngine(controlSocket(topo), { message() {}, closed() {} })!;
+    const refusal = async (op: string, args: Message, fd = -1) => {
+      try {
+        await ch.request(op, args, fd);
+      } catch (e) {
+        if (e instanceof ControlError) return `${e.flag ?? ''} ${e.message}`;
+        throw e;
+      }
+      return 'accepted';
+    };
+    const vm = { mac: '52:54:00:e0:00:99', port: 'bad' };
+    const network = { cidr: '192.168.64.0/24' };
+    assert.match(await refusal('attach', { vm, network }), /needs the VM port fd/);
+    const file = openSync(`${topo.dir}/not-a-port`, 'w');
+    assert.match(await refusal('attach', { vm, network }, file), /^--vm-fd fd \d+ is neither/);
+    closeSync(file);
+    const [mine, theirs] = native.socketpair('dgram');
+    assert.match(
+      await refusal('attach', { vm, network: { cidr: '300.1.2.0/24' } }, theirs),
+      /^--subnet '300\.1\.2\.0\/24' is not an IPv4 CIDR/,
+    );
+    assert.match(await refusal('attach', { vm: { mac: 'zz' }, network }, theirs), /^--vm-mac-address 'zz'/);
+    assert.match(
+      await refusal('attach', { vm: { ...vm, shell: 'rm -rf /' }, network }, theirs),
+      /^--shell is not a VM setting/,
+    );
+    assert.match(await refusal('frobnicate', {}), /unknown request 'frobnicate'/);
+    assert.match(await refusal('show', {}), /'vm' must be a string/);
+    assert.match(
+      await refusal('network.add', { spec: { name: 'x', cidr: '10.1.0.0/24' } }),
+      /needs the softnet service/,
+    );
+    native.closeFd(mine);
+    native.closeFd(theirs);
+    ch.close();
+    assert.equal(await pings(topo, vms.a.ns, GATEWAY), 2, 'the engine still serves');
   });
 
   test('VMs of one engine do not reach each other unless their rules allow it', {
