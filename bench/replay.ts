@@ -7,6 +7,7 @@
 // node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/replay.js [options]
 
 import { cpus, loadavg } from 'node:os';
+import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { formatIpv4, formatMac, parseMac } from '../src/wire/addr.js';
@@ -137,7 +138,9 @@ writeResults(
     'seconds a run': seconds,
     'warm-up over fds (s)': warmup,
     allow: allow.join(','),
-    captures: captures.map((c) => `${c.name} (${c.frames.length} frames, ${c.path})`),
+    captures: captures.map(
+      (c) => `${c.name} (${c.frames.length} frames, ${relative(process.cwd(), c.path)})`,
+    ),
   },
   rows,
 );

@@ -14,7 +14,10 @@ import type { Capture } from './capture.js';
 /** Bytes of a TCP or UDP header up to and including its checksum, which rewrite() updates. */
 const L4_NEEDED = { [IpProto.TCP]: 18, [IpProto.UDP]: 8 } as Record<number, number>;
 
-/** Rewrites `cap`'s VM and gateway addresses to `vmIp` and `gatewayIp` in place; returns frames changed. */
+/**
+ * Rewrites `cap`'s VM and gateway addresses to `vmIp` and `gatewayIp` in its frames and in `cap` itself;
+ * returns how many frames changed.
+ */
 export function retarget(cap: Capture, vmIp: number, gatewayIp: number): number {
   const fromVm = cap.vmIp !== 0 && cap.vmIp !== vmIp;
   const toGateway = cap.gatewayIp !== 0 && cap.gatewayIp !== gatewayIp;
@@ -57,6 +60,8 @@ export function retarget(cap: Capture, vmIp: number, gatewayIp: number): number 
     }
     if (did) changed++;
   }
+  if (fromVm) cap.vmIp = vmIp;
+  if (toGateway) cap.gatewayIp = gatewayIp;
   return changed;
 }
 

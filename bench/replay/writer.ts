@@ -33,29 +33,29 @@ const frames = readPcapFile(values.pcap).records.map((r) => r.data);
 // no offload.
 const head = values.tap === undefined ? 0 : VNET_HDR_LEN;
 const n = frames.length;
-// The frames, then one batch of slots for what comes back.
-const arena = new ArrayBuffer((n + BATCH) * STRIDE);
-const rxLens = new Uint32Array(BATCH);
+// The frames one after the other (each behind its header), then one batch of slots for what comes back.
+const rxBase = frames.reduce((sum, f) => sum + head + f.length, 0);
+const arena = new ArrayBuffer(rxBase + BATCH * STRIDE);
 const u8 = new Uint8Array(arena);
-// The frames' offsets and lengths twice over, so a batch that starts at any frame is one contiguous window.
-const offs = new Uint32Array(n + BATCH);
-const lens = new Uint32Array(n + BATCH);
-for (let i = 0; i < n + BATCH; i++) {
-  const f = frames[i % n];
-  if (i < n) u8.set(f, i * STRIDE + head);
-  offs[i] = (i % n) * STRIDE;
-  lens[i] = f.length + head;
-}
-const windows = Array.from({ length: n }, (_, i) => [
-  offs.subarray(i, i + BATCH),
-  lens.subarray(i, i + BATCH),
-]);
+const offs = new Uint32Array(n);
+const lens = new Uint32Array(n);
+let packed = 0;
+frames.forEach((f, i) => {
+  u8.set(f, packed + head);
+  offs[i] = packed;
+  lens[i] = head + f.length;
+  packed += lens[i];
+});
+// The batch being sent: the next BATCH frames from wherever the last send stopped, around the end.
+const batchOffs = new Uint32Array(BATCH);
+const batchLens = new Uint32Array(BATCH);
+const rxLens = new Uint32Array(BATCH);
 native.setArena(arena);
 const fd = values.tap === undefined ? Number(values.fd) : native.packetSocket(values.tap, KEEP_NOTHING);
 const port = native.portOpen(fd, PortMode.DGRAM);
 /** Reads and drops what softnet sent back, until a batch comes short: the socket is empty. */
 function discardAnswers(): void {
-  while (native.recv(port, n * STRIDE, STRIDE, BATCH, rxLens) === BATCH) {
+  while (native.recv(port, rxBase, STRIDE, BATCH, rxLens) === BATCH) {
     // Nothing to do with them: a batch read is a batch dropped.
   }
 }
@@ -64,8 +64,11 @@ const end = performance.now() + Number(values.seconds) * 1000;
 let sent = 0;
 let at = 0;
 while (performance.now() < end) {
-  const [o, l] = windows[at];
-  const took = native.send(port, o, l, BATCH);
+  for (let i = 0, k = at; i < BATCH; i++, k = k + 1 === n ? 0 : k + 1) {
+    batchOffs[i] = offs[k];
+    batchLens[i] = lens[k];
+  }
+  const took = native.send(port, batchOffs, batchLens, BATCH);
   // The reader closed its end: the run is over.
   if (took < 0) break;
   sent += took;
