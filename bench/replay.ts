@@ -79,6 +79,14 @@ if (modes.some((m) => m !== 'in-process') && process.getuid?.() !== 0) {
   process.exit(2);
 }
 
+// An interrupted run still removes its namespaces: the exit handlers (test/lib/topology.ts's) run on exit().
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
+  process.once(sig, () => process.exit(code));
+}
+
 let captures: Capture[];
 try {
   captures = (o.pcap ?? FIXTURES).map((path) => loadCapture(path, vmMac));
