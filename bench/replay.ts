@@ -7,7 +7,7 @@
 // node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/replay.js [options]
 
 import { cpus, loadavg } from 'node:os';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { formatIpv4, formatMac, parseMac } from '../src/wire/addr.js';
@@ -33,6 +33,15 @@ const USAGE = `usage: replay.js [--pcap FILE]... [--vm-mac MAC] [--allow CIDR,..
   --modes    which to run (default all; socketpair and tap need root)
   --out      where replay.json and replay.md go (default bench/results)`;
 
+/** parseArgs, or the usage and exit status 2 for an unknown option or a missing value. */
+function parseOrExit<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    process.stderr.write(`replay: ${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
 const { values: o } = parseOrExit({
   options: {
     pcap: { type: 'string', multiple: true },
@@ -45,15 +54,6 @@ const { values: o } = parseOrExit({
     help: { type: 'boolean' },
   },
 });
-/** parseArgs, or the usage and exit status 2 for an unknown option or a missing value. */
-function parseOrExit<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (e) {
-    process.stderr.write(`replay: ${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
-    process.exit(2);
-  }
-}
 if (o.help) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
@@ -152,4 +152,4 @@ writeResults(
   },
   rows,
 );
-out.write(`wrote ${o.out}replay.json and replay.md\n`);
+out.write(`wrote ${join(o.out, 'replay.json')} and replay.md\n`);
