@@ -96,9 +96,10 @@ try {
   process.exit(2);
 }
 const out = process.stdout;
+const loadAtStart = loadavg()[0].toFixed(2);
 out.write(
   `softnet replay bench: node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ` +
-    `load average ${loadavg()[0].toFixed(2)}; ${seconds} s a run\n`,
+    `load average ${loadAtStart}; ${seconds} s a run\n`,
 );
 if (!gc) out.write('(node runs without --expose-gc: bytes allocated a frame are not measured)\n');
 for (const c of captures) {
@@ -142,7 +143,7 @@ writeResults(
     date: new Date().toISOString(),
     node: process.version,
     cpu: `${cpus().length} x ${cpus()[0]?.model ?? '?'}`,
-    'load average at start': loadavg()[0].toFixed(2),
+    'load average at start': loadAtStart,
     'seconds a run': seconds,
     'warm-up over fds (s)': warmup,
     allow: allow.join(','),
