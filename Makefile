@@ -9,7 +9,7 @@ SHELL := /bin/bash
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
 	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean
+.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean bench-fixtures bench-replay
 
 demo: deps build
 	./bin/softnet demo
@@ -48,6 +48,17 @@ integration: build
 
 bench: deps build
 	node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
+
+# The replay bench (bench/REPLAY.md): the fixtures, or REPLAY_ARGS='--pcap FILE ...', through the pipeline
+# in-process and over a socketpair and a TAP in throwaway namespaces; writes bench/results/replay.{json,md}.
+REPLAY_ARGS ?=
+bench-replay: deps build
+	node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/replay.js $(REPLAY_ARGS)
+
+# Regenerates the replay bench's pcaps (bench/fixtures/*.pcap) from a scripted run of the real softnet in
+# throwaway namespaces.
+bench-fixtures: deps build
+	node dist/bench/fixtures/capture.js
 
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build

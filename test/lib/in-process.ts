@@ -34,6 +34,11 @@ export interface InProcessOptions {
   routes?: Route[];
   /** NAT to an uplink address, with this port range and per-VM share. */
   nat?: { addr: number; lo: number; hi: number; perVm: number; mtu?: number };
+  /**
+   * The I/O to run on, a new FakeIo by default; the replay bench passes subclasses that play a capture or
+   * hand the ports to real fds once the VM has its lease.
+   */
+  io?: FakeIo;
 }
 
 /** The network, its ports, and the VM with its lease. */
@@ -52,7 +57,7 @@ export interface InProcess {
 
 /** Builds 192.168.64.0/24 with one VM and gets it a lease; throws if it gets none. */
 export function inProcessNetwork(o: InProcessOptions): InProcess {
-  const io = new FakeIo();
+  const io = o.io ?? new FakeIo();
   const p = new Pipeline(io);
   io.setArena(p.arena);
   // The uplink's aggregates are cut by the addon, in the arena it was given.
