@@ -159,7 +159,9 @@ async function attach(engine: Engine, ch: Channel, msg: Message, fd: number): Pr
   try {
     network = fieldErrors(NETWORK_FLAG, () => checkNetworkSpec(obj(msg, 'network')));
     vm = fieldErrors(VM_FLAG, () => checkVmSpec(obj(msg, 'vm')));
-    given = Array.isArray(msg.given) ? msg.given.filter((g): g is string => Object.hasOwn(NETWORK_FLAG, g)) : [];
+    given = Array.isArray(msg.given)
+      ? msg.given.filter((g): g is string => Object.hasOwn(NETWORK_FLAG, g))
+      : [];
   } catch (e) {
     native.closeFd(fd);
     throw e;
