@@ -39,7 +39,8 @@ export class ControlServer {
     this.fd = native.ctlListen(path);
     try {
       chmodSync(path, 0o660);
-      if (gid !== null) chownSync(path, 0, gid);
+      // Only the group: an engine started as a service user (not root) may give its socket to its own group.
+      if (gid !== null) chownSync(path, -1, gid);
     } catch (e) {
       native.closeFd(this.fd);
       throw e;
