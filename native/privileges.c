@@ -1,6 +1,7 @@
 /*
- * Privileges: dropping root for a user that keeps a few capabilities. No libcap: two raw system calls
- * (capset, prctl) do what the engine needs, and libcap would add a build and run dependency for them.
+ * Privileges: dropping root for a user that keeps a few capabilities, and handing this process over to
+ * sudo. No libcap: two raw system calls (capset, prctl) do what the engine needs, and libcap would add a
+ * build and run dependency for them.
  *
  * Credentials are per thread in Linux. glibc's setgroups/setresgid/setresuid change every thread of the
  * process; the capability calls change only the calling thread. They are all made on the main thread,
@@ -8,10 +9,12 @@
  * keeps the capabilities, Node's helper threads that exist already lose them all with root, and threads
  * made later inherit the main thread's.
  */
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <grp.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "addon.h"
@@ -52,9 +55,44 @@ static napi_value drop_privileges(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * execvp(file, args, keep): replaces this process with `file` (looked up in PATH) and `args`, handing it the
+ * fds below `keep`; returns only by throwing. Node marks the fds it inherited close-on-exec, stdio included.
+ */
+static napi_value exec_vp(napi_env env, napi_callback_info info) {
+  napi_value argv[3], item;
+  char file[256];
+  uint32_t n;
+  int32_t keep;
+  if (get_args(env, info, 3, argv) < 0 || get_string(env, argv[0], file, sizeof file) < 0 ||
+      get_i32(env, argv[2], &keep) < 0)
+    return NULL;
+  CHECK(napi_get_array_length(env, argv[1], &n));
+  char **args = calloc(n + 1, sizeof *args);
+  if (!args) return throw_errno(env, ENOMEM, "execvp");
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len;
+    if (napi_get_element(env, argv[1], i, &item) != napi_ok ||
+        napi_get_value_string_utf8(env, item, NULL, 0, &len) != napi_ok || !(args[i] = malloc(len + 1)) ||
+        napi_get_value_string_utf8(env, item, args[i], len + 1, &len) != napi_ok) {
+      for (uint32_t j = 0; j <= i; j++) free(args[j]);
+      free(args);
+      napi_throw_type_error(env, NULL, "args must be strings");
+      return NULL;
+    }
+  }
+  for (int fd = 0; fd < keep; fd++) fcntl(fd, F_SETFD, 0);
+  execvp(file, args);
+  int e = errno;
+  for (uint32_t i = 0; i < n; i++) free(args[i]);
+  free(args);
+  return throw_errno(env, e, file);
+}
+
 napi_status privileges_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"dropPrivileges", NULL, drop_privileges, NULL, NULL, NULL, napi_default, NULL},
+      {"execvp", NULL, exec_vp, NULL, NULL, NULL, napi_default, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -20,6 +20,9 @@ export const KEPT_CAPS = bits(Object.values(KEPT));
 /** Also ambient: a program run without file capabilities gets only these, and `nft` needs NET_ADMIN. */
 export const AMBIENT_CAPS = bits([KEPT.cap_net_admin]);
 
+/** What opening a network takes. */
+const NEEDED_CAPS = bits([KEPT.cap_net_admin, KEPT.cap_net_raw]);
+
 /** The kept capabilities' names, for the log. */
 export const KEPT_NAMES = Object.keys(KEPT).join(',');
 
@@ -45,4 +48,11 @@ export function dropPrivileges(
   const gid = lookup('/etc/group', group);
   prepare(uid, gid);
   native.dropPrivileges(uid, gid, KEPT_CAPS, AMBIENT_CAPS);
+}
+
+/** Whether this process can open networks: root, or given NET_ADMIN and NET_RAW (a systemd unit's AmbientCapabilities). */
+export function canOpenNetworks(): boolean {
+  if (process.geteuid!() === 0) return true;
+  const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return eff !== null && (Number.parseInt(eff[1].slice(-8), 16) & NEEDED_CAPS) === NEEDED_CAPS;
 }
