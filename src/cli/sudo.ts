@@ -23,6 +23,7 @@ const REFUSED: Record<string, string> = {
   '--state-dir': 'root would write and chown where you say; softnet keeps its own',
   '--control-socket': 'root would unlink and bind where you say; softnet keeps its own',
   '--config': 'root would read what you say; give the service its config as root',
+  '--control-group': 'its members would control the engine without sudo; the service sets it as root',
   '--vm-tap': 'root would take the device you name; pass its fd with --vm-fd',
   '--vm-netns': 'root would enter the namespace you name; pass the TAP fd with --vm-fd',
   '--vm-socket': 'root would unlink and bind where you say; pass the socket with --vm-fd',
