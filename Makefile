@@ -5,11 +5,13 @@ SHELL := /bin/bash
 # Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl;
 # the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig; the attackers of the
 # isolation tests: arpspoof (dsniff), arping, scapy, nmap; QEMU and cpio for the real guest (its kernel and
-# busybox-static are downloaded by the test, not installed).
+# busybox-static are downloaded by the test, not installed); sudo and systemd (for systemd-analyze, not
+# run as init) for the privileges tests and the checks of packaging/.
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
-	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio
+	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio \
+	sudo systemd
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean bench-fixtures bench-replay
+.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz install clean bench-fixtures bench-replay
 
 demo: deps build
 	./bin/softnet demo
@@ -63,6 +65,30 @@ bench-fixtures: deps build
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build
 	node dist/test/fuzz/run.js 350000
+
+# softnet under PREFIX: its code in PREFIX/lib/softnet (production npm packages only), the command in
+# PREFIX/bin, this document in PREFIX/share/doc/softnet; and the files of packaging/ with their paths
+# rewritten for PREFIX: the sudoers drop-in (checked with visudo first), the systemd unit and the sysusers
+# entry that makes its user. DESTDIR stages it all elsewhere. Nothing is enabled or started; the launchd
+# plist is macOS's, copied by hand (PRIVILEGES.md).
+PREFIX ?= /usr/local
+LIBDIR = $(DESTDIR)$(PREFIX)/lib/softnet
+REWRITE = sed -e 's|/usr/local/bin/softnet|$(PREFIX)/bin/softnet|g' -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|g'
+
+install: build
+	install -d $(LIBDIR)/bin $(LIBDIR)/dist $(LIBDIR)/native/build/Release $(DESTDIR)$(PREFIX)/bin
+	cp -R dist/src $(LIBDIR)/dist/
+	install -m 0644 package.json package-lock.json $(LIBDIR)/
+	install -m 0755 bin/softnet bin/vmtool $(LIBDIR)/bin/
+	install -m 0755 native/build/Release/softnet.node $(LIBDIR)/native/build/Release/
+	npm ci --omit=dev --no-audit --no-fund --prefix $(LIBDIR)
+	ln -sfn ../lib/softnet/bin/softnet $(DESTDIR)$(PREFIX)/bin/softnet
+	install -D -m 0644 PRIVILEGES.md $(DESTDIR)$(PREFIX)/share/doc/softnet/PRIVILEGES.md
+	mkdir -p $(DESTDIR)/etc/sudoers.d $(DESTDIR)/etc/systemd/system
+	$(REWRITE) packaging/sudoers/softnet | visudo -cqf -
+	$(REWRITE) packaging/sudoers/softnet | install -m 0440 /dev/stdin $(DESTDIR)/etc/sudoers.d/softnet
+	$(REWRITE) packaging/systemd/softnet.service | install -m 0644 /dev/stdin $(DESTDIR)/etc/systemd/system/softnet.service
+	install -D -m 0644 packaging/systemd/softnet.sysusers $(DESTDIR)/usr/lib/sysusers.d/softnet.conf
 
 clean:
 	rm -rf dist native/build node_modules

@@ -80,4 +80,7 @@ static inline uint32_t *get_u32array(napi_env env, napi_value v, size_t *count) 
 /* Registers the control-plane functions (control.c) on the addon's exports. */
 napi_status control_register(napi_env env, napi_value exports);
 
+/* Registers dropping privileges and exec (privileges.c). */
+napi_status privileges_register(napi_env env, napi_value exports);
+
 #endif

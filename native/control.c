@@ -183,12 +183,15 @@ static napi_value ctl_recv(napi_env env, napi_callback_info info) {
   return make_int(env, n);
 }
 
-/* lockFile(path) -> fd holding an exclusive flock on path (made if missing), or -1 if another process holds it. */
+/*
+ * lockFile(path) -> fd holding an exclusive flock on path (made if missing), or -1 if another process holds
+ * it. Never through a symbolic link: its directory may belong to the user an engine dropped to.
+ */
 static napi_value lock_file(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   char path[4096];
   if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], path, sizeof path) < 0) return NULL;
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return throw_errno(env, errno, path);
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     int e = errno;

@@ -1002,6 +1002,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(control_register(env, exports));
+  CHECK(privileges_register(env, exports));
   CHECK(napi_create_string_utf8(env, "softnet:io", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_object(env, &resource));
   CHECK(napi_async_init(env, resource, name, &async_ctx));

@@ -34,6 +34,8 @@ export interface EngineSettings {
   user: string | null;
   group: string | null;
   logFormat: LogFormat;
+  /** The flags the command line gave, under their main spelling. */
+  flagsGiven: ReadonlySet<string>;
 }
 
 /** Everything the per-VM form was asked to do. */
@@ -111,6 +113,7 @@ export function engineSettings(values: Map<string, string>): EngineSettings {
     user,
     group,
     logFormat,
+    flagsGiven: new Set(values.keys()),
   };
 }
 

@@ -10,6 +10,7 @@ import { Service } from '../engine/service.js';
 import { Logger } from '../util/log.js';
 import { engineSettings, networkFromFlags } from './args.js';
 import { type FlagSet, parseFlags, pathValue } from './flags.js';
+import { ensurePrivileged } from './sudo.js';
 
 const SERVE_FLAGS: FlagSet = {
   values: new Set([
@@ -54,6 +55,7 @@ export async function runServe(argv: string[]): Promise<void> {
   const group = g.values.get('--control-group');
   const controlGid = group === undefined ? null : groupId('--control-group', group);
   const config = g.values.has('--config') ? pathValue('--config', g.values.get('--config')!) : null;
+  ensurePrivileged(['serve', ...argv], settings, null);
   const log = new Logger(settings.logFormat);
   const lock = flagged('--control-socket', () => takeEngineLock(settings.controlSocket));
   if (lock < 0)

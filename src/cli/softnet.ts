@@ -2,18 +2,21 @@
 
 import { ControlError } from '../control/protocol.js';
 import { UsageError } from '../engine/errors.js';
+import { canOpenNetworks } from '../engine/privileges.js';
 import { Supervisor } from '../engine/supervisor.js';
 import { Logger } from '../util/log.js';
 import { parseVmArgs, USAGE } from './args.js';
+import { ensurePrivileged, NotPrivileged, PROBE_FLAG } from './sudo.js';
 
 function main(argv: string[]): void {
   const cmd = argv[0];
+  if (argv.at(-1) === PROBE_FLAG) process.exit(canOpenNetworks() ? 0 : 1);
   if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
   const failed = (e: unknown) => {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof NotPrivileged) {
       process.stderr.write(`softnet: ${e.message}\n`);
       process.exit(2);
     }
@@ -37,6 +40,7 @@ function main(argv: string[]): void {
   }
   try {
     const opts = parseVmArgs(argv);
+    ensurePrivileged(argv, opts, opts.source.kind === 'fd' ? opts.source.fd : null);
     new Supervisor(opts, new Logger(opts.logFormat), (code) => process.exit(code)).start().catch(failed);
   } catch (e) {
     failed(e);

@@ -5,7 +5,7 @@
 // the lock when that process dies, SIGKILL included, so a successor can take over at once, unlink the
 // stale socket file and bind a new one. Nobody unlinks a socket without holding the lock.
 
-import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
+import { lchownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { native, PortMode } from '../native.js';
 import { Channel, type ChannelHandlers } from './channel.js';
@@ -36,10 +36,17 @@ export class ControlServer {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    this.fd = native.ctlListen(path);
+    // The mode comes with bind, and the group is set on the path itself, never through a link put there
+    // after: the directory may belong to a service user while a root engine binds in it.
+    const umask = process.umask(0o117);
     try {
-      chmodSync(path, 0o660);
-      if (gid !== null) chownSync(path, 0, gid);
+      this.fd = native.ctlListen(path);
+    } finally {
+      process.umask(umask);
+    }
+    try {
+      // Only the group: an engine started as a service user (not root) may give its socket to its own group.
+      if (gid !== null) lchownSync(path, -1, gid);
     } catch (e) {
       native.closeFd(this.fd);
       throw e;

@@ -2,8 +2,8 @@
 // them: it gives each VM that comes back its key, name and external MAC again, and frees what a VM that
 // does not come back held. Written atomically after every attach and detach.
 
-import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile } from '../util/json-file.js';
 
 /** One attached VM as it is remembered. */
 export interface VmRecord {
@@ -42,7 +42,7 @@ export class AttachmentStore {
   load(): VmRecord[] {
     let text: string;
     try {
-      text = readFileSync(this.path, 'utf8');
+      text = readStateFile(this.path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;

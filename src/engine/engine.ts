@@ -22,7 +22,7 @@
  *   idle mappings and records past their grace, and snapshots the mappings.
  */
 
-import { chownSync, mkdirSync } from 'node:fs';
+import { accessSync, chownSync, constants, mkdirSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Channel } from '../control/channel.js';
@@ -43,7 +43,7 @@ import { flagged, UsageError } from './errors.js';
 import { LiveNetwork } from './live-network.js';
 import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
 import { openPort } from './ports.js';
-import { dropPrivileges } from './privileges.js';
+import { dropPrivileges, KEPT_NAMES } from './privileges.js';
 import { LiveUplink } from './uplinks.js';
 import type { VmSpec } from './vm-spec.js';
 
@@ -142,6 +142,13 @@ export class Engine {
     flagged('--user', () =>
       dropPrivileges(user, group, (uid, gid) => chownSync(this.opts.stateDir, uid, gid)),
     );
+    this.log.info('privileges dropped', { user, group, capabilities: KEPT_NAMES });
+    // Host links made from now on open /dev/net/tun as this user: udev makes it 0666, a bare /dev may not.
+    try {
+      accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
+    } catch {
+      this.log.warn('/dev/net/tun is closed to this user: networks opened from now on will fail', { user });
+    }
     for (const net of this.networks.values()) flagged('--state-dir', () => net.seg.leases.persist());
     flagged('--state-dir', () => this.saveRecords());
   }

@@ -15,8 +15,8 @@
  *   connections survive its softnet being restarted. Saved mappings not yet claimed are kept the same way.
  */
 
-import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile } from '../util/json-file.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import type { FlowTable, Mapping, NatOwner } from './flows.js';
 
@@ -39,7 +39,7 @@ export class FlowStore {
   ) {
     let data: { addr?: string; mappings?: SavedMapping[] } = {};
     try {
-      data = JSON.parse(readFileSync(path, 'utf8'));
+      data = JSON.parse(readStateFile(path));
     } catch {}
     if (data.addr !== formatIpv4(addr) || !Array.isArray(data.mappings)) return;
     for (const m of data.mappings) {

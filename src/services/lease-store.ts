@@ -1,7 +1,7 @@
 // The lease file under --state-dir: the bound leases, rewritten whole and atomically after each change.
 
-import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { readStateFile } from '../util/json-file.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 
 /** A bound lease as it is kept on disk and in the lease table. */
@@ -29,7 +29,7 @@ export class LeaseStore {
   load(): StoredLease[] {
     let text: string;
     try {
-      text = readFileSync(this.path, 'utf8');
+      text = readStateFile(this.path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;

@@ -1,6 +1,8 @@
-// Writing a state file so that a crash at any moment leaves either the old content or the new, never half.
+// Writing a state file so that a crash at any moment leaves either the old content or the new, never half,
+// and never through a symbolic link: the state directory belongs to the user an engine dropped to, and
+// the next engine writes in it as root.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** Replaces `path` with `text`: temp file, fsync, rename, fsync of the directory. */
@@ -8,7 +10,9 @@ export function writeFileAtomic(path: string, text: string): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
+  // A temp file a killed engine of the same pid left goes; O_EXCL then refuses whatever is put in its place.
+  rmSync(tmp, { force: true });
+  const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeFileSync(fd, text);
     fsyncSync(fd);
