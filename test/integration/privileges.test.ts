@@ -151,7 +151,7 @@ describe('--user and --group: the engine keeps what opens networks', () => {
       '62000-62999',
       ...nat,
     ]);
-    await second.waitFor(new RegExp(` started .*host_link=softnet1 .*engine="pid ${pid}"$`));
+    await second.waitFor(new RegExp(` started .*host_link=softnet1 .*engine=${pid}$`));
     const lease = await vmOnline(topo, vm2);
     assert.match(lease.ip, /^192\.168\.65\./);
     const seen = await peerSeen(topo, vm2);
