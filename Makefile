@@ -9,7 +9,10 @@ SHELL := /bin/bash
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
 	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz clean
+# What the peers and scale benches compare softnet with: pasta (in passt) and slirp4netns.
+BENCH_DEB_PACKAGES := passt slirp4netns
+
+.PHONY: demo test deps debs build lint typecheck unit integration bench bench-peers fuzz clean
 
 demo: deps build
 	./bin/softnet demo
@@ -48,6 +51,11 @@ integration: build
 
 bench: deps build
 	node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
+
+# softnet against the kernel's path, pasta and slirp4netns in namespaces; results in bench/results/.
+bench-peers: deps build
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
+	node dist/bench/peers.js
 
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build
