@@ -12,7 +12,7 @@ DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftabl
 # What the peers and scale benches compare softnet with: pasta (in passt) and slirp4netns.
 BENCH_DEB_PACKAGES := passt slirp4netns
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench bench-peers fuzz clean
+.PHONY: demo test deps debs build lint typecheck unit integration bench bench-peers bench-scale fuzz clean
 
 demo: deps build
 	./bin/softnet demo
@@ -56,6 +56,11 @@ bench: deps build
 bench-peers: deps build
 	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
 	node dist/bench/peers.js
+
+# Throughput per VM with 1, 2, 4 and 8 VMs active, and softnet's CPU with 100 idle VMs attached.
+bench-scale: deps build
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
+	node dist/bench/scale.js
 
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build
