@@ -11,6 +11,7 @@ import { reachesServer, until, whileRunning } from './peer.js';
 import { type Topology, UPLINK, WORLD_NET } from './topology.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/softnet.js', import.meta.url));
+const STARTUP_MS = 60_000;
 
 /** What differs between softnets that run side by side in one host namespace. */
 export interface SoftnetSlot {
@@ -80,7 +81,8 @@ export async function attachSoftnet(
   const output = () => lines.join('\n');
   const detach = async () => {
     await lab.stop(child);
-    if (child.exitCode !== 0) {
+    // SIGTERM itself ends a softnet that had not yet set up its handler; anything else is worth a line.
+    if (child.exitCode !== 0 && child.signalCode !== 'SIGTERM') {
       process.stderr.write(`bench: softnet for ${vm} exited ${child.exitCode ?? child.signalCode}\n`);
     }
   };
@@ -89,8 +91,11 @@ export async function attachSoftnet(
       child,
       'softnet',
       output,
-      until('softnet logs "softnet: started"', async () =>
-        lines.some((l) => l.startsWith('softnet: started ')),
+      // Generous: with dozens of softnets starting on two busy cores, one start can take many seconds.
+      until(
+        'softnet logs "softnet: started"',
+        async () => lines.some((l) => l.startsWith('softnet: started ')),
+        STARTUP_MS,
       ),
     );
     await whileRunning(child, 'softnet', output, dhcp(topo, vm));
