@@ -11,7 +11,11 @@ DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftabl
 	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio \
 	sudo systemd
 
-.PHONY: demo test deps debs build lint typecheck unit integration bench fuzz install clean bench-fixtures bench-replay
+# What the peers and scale benches compare softnet with: pasta (in passt) and slirp4netns.
+BENCH_DEB_PACKAGES := passt slirp4netns
+
+.PHONY: demo test deps debs build lint typecheck unit integration bench bench-peers bench-scale bench-fixtures \
+	bench-replay fuzz install clean
 
 demo: deps build
 	./bin/softnet demo
@@ -61,6 +65,16 @@ bench-replay: deps build
 # throwaway namespaces.
 bench-fixtures: deps build
 	node dist/bench/fixtures/capture.js
+
+# softnet against the kernel's path, pasta and slirp4netns in namespaces; results in bench/results/.
+bench-peers: deps build
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
+	node dist/bench/peers.js
+
+# Throughput per VM with 1, 2, 4 and 8 VMs active, and softnet's CPU with 100 idle VMs attached.
+bench-scale: deps build
+	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
+	node dist/bench/scale.js
 
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build

@@ -1,0 +1,155 @@
+// The four measurements, each run from inside the VM namespace against the world's server, and the
+// parsing of what iperf3 and ping report.
+
+import { SERVER, type Topology } from './topology.js';
+
+/** The metrics of one peer in one round; a metric that could not be measured is absent. */
+export interface Metrics {
+  /** iperf3 TCP VM -> world, bits a second the receiver got. */
+  tcpUp?: number;
+  /** iperf3 TCP world -> VM (-R), bits a second the receiver got. */
+  tcpDown?: number;
+  /** iperf3 UDP, 64-byte payloads VM -> world, datagrams a second the world received. */
+  udpPps?: number;
+  /** The same test's datagrams a second the VM's iperf3 got sent: shows whether the sender or the path limited it. */
+  udpSentPps?: number;
+  /** ping VM -> server, mean round trip in microseconds. */
+  pingUs?: number;
+}
+
+export type Metric = keyof Metrics;
+
+/** How the measurements run. */
+export interface MeasureOptions {
+  /** iperf3 test length, seconds. */
+  seconds: number;
+  /** Echo requests per ping run. */
+  pings: number;
+  /** Seconds between echo requests. */
+  pingInterval: number;
+}
+
+interface IperfSum {
+  seconds: number;
+  bits_per_second: number;
+  packets?: number;
+  lost_packets?: number;
+}
+
+interface IperfReport {
+  error?: string;
+  end?: { sum_sent?: IperfSum; sum_received?: IperfSum };
+}
+
+async function iperf(
+  topo: Topology,
+  vm: string,
+  port: number,
+  seconds: number,
+  extra: string[],
+): Promise<{ sent: IperfSum; received: IperfSum }> {
+  const args = ['-c', SERVER, '-p', String(port), '-t', String(seconds), '--connect-timeout', '3000', '-J'];
+  let stdout = '';
+  try {
+    stdout = (await topo.lab.exec(vm, 'iperf3', [...args, ...extra], (seconds + 20) * 1000)).stdout;
+  } catch (e) {
+    // iperf3 exits non-zero on failure but still prints its JSON with the reason.
+    stdout = (e as { stdout?: string }).stdout ?? '';
+    if (!stdout) throw e;
+  }
+  const report = JSON.parse(stdout) as IperfReport;
+  const sent = report.end?.sum_sent;
+  const received = report.end?.sum_received;
+  if (report.error || !sent || !received) {
+    throw new Error(`iperf3 ${extra.join(' ')}: ${report.error ?? 'no sender and receiver sums'}`);
+  }
+  return { sent, received };
+}
+
+/** TCP throughput in bits a second as the receiving side counted it; `reverse` is world -> VM. */
+export async function tcpThroughput(
+  topo: Topology,
+  vm: string,
+  port: number,
+  seconds: number,
+  reverse: boolean,
+): Promise<number> {
+  const { received } = await iperf(topo, vm, port, seconds, reverse ? ['-R'] : []);
+  return received.bits_per_second;
+}
+
+/** 64-byte UDP datagrams a second the world received, and the VM sent, while the VM sent as fast as it could. */
+export async function udpRate(
+  topo: Topology,
+  vm: string,
+  port: number,
+  seconds: number,
+): Promise<{ received: number; sent: number }> {
+  const { sent, received } = await iperf(topo, vm, port, seconds, ['-u', '-l', '64', '-b', '0']);
+  if (sent.packets === undefined || received.packets === undefined || received.lost_packets === undefined) {
+    throw new Error('iperf3 -u: no packet counts');
+  }
+  return {
+    received: (received.packets - received.lost_packets) / received.seconds,
+    sent: sent.packets / sent.seconds,
+  };
+}
+
+/** Mean ping round trip in microseconds; fails if any request goes unanswered. */
+export async function pingRtt(topo: Topology, vm: string, count: number, interval: number): Promise<number> {
+  const args = ['-n', '-q', '-c', String(count), '-i', String(interval), '-W', '1', SERVER];
+  let stdout: string;
+  try {
+    stdout = (await topo.lab.exec(vm, 'ping', args, (count * interval + 10) * 1000)).stdout;
+  } catch (e) {
+    // ping exits 1 when a reply is missing; its summary says how many.
+    const lost = /(\d+) received/.exec((e as { stdout?: string }).stdout ?? '');
+    throw new Error(lost ? `ping: ${lost[1]} of ${count} answered` : String(e));
+  }
+  const m = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(stdout);
+  if (!m) throw new Error(`ping printed no round-trip summary:\n${stdout}`);
+  return Number(m[1]) * 1000;
+}
+
+/** The MTU of the interface `vm` reaches the server through, as the VM's kernel has it. */
+export async function vmMtu(topo: Topology, vm: string): Promise<number> {
+  const route = await topo.lab.exec(vm, 'ip', ['-o', '-4', 'route', 'get', SERVER], 5000);
+  const dev = /\bdev (\S+)/.exec(route.stdout)?.[1];
+  if (!dev) throw new Error(`no route to ${SERVER}: ${route.stdout}`);
+  const link = await topo.lab.exec(vm, 'ip', ['-o', 'link', 'show', 'dev', dev], 5000);
+  const mtu = /\bmtu (\d+)/.exec(link.stdout)?.[1];
+  if (!mtu) throw new Error(`no mtu for ${dev}: ${link.stdout}`);
+  return Number(mtu);
+}
+
+/** Runs every measurement once; a failed one is reported in `errors` and left out of the metrics. */
+export async function measureAll(
+  topo: Topology,
+  vm: string,
+  opts: MeasureOptions,
+): Promise<{ metrics: Metrics; errors: string[] }> {
+  const port = topo.iperfPort(0);
+  const steps: Array<[string, () => Promise<Metrics>]> = [
+    ['tcpUp', async () => ({ tcpUp: await tcpThroughput(topo, vm, port, opts.seconds, false) })],
+    ['tcpDown', async () => ({ tcpDown: await tcpThroughput(topo, vm, port, opts.seconds, true) })],
+    [
+      'udpPps',
+      async () => {
+        const { received, sent } = await udpRate(topo, vm, port, opts.seconds);
+        return { udpPps: received, udpSentPps: sent };
+      },
+    ],
+    ['pingUs', async () => ({ pingUs: await pingRtt(topo, vm, opts.pings, opts.pingInterval) })],
+  ];
+  const metrics: Metrics = {};
+  const errors: string[] = [];
+  for (const [name, step] of steps) {
+    try {
+      await topo.ensureServers();
+      Object.assign(metrics, await step());
+    } catch (e) {
+      errors.push(`${name}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    }
+  }
+  return { metrics, errors };
+}

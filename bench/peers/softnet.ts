@@ -1,0 +1,141 @@
+// softnet in its per-VM form: one process in the host namespace makes the VM's NIC (a TAP named eth0) in
+// the VM namespace, answers its DHCP and NATs its traffic to the uplink. busybox udhcpc in the VM takes
+// the lease, as a guest would.
+
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Attachment, Peer } from './peer.js';
+import { reachesServer, until, whileRunning } from './peer.js';
+import { type Topology, UPLINK, WORLD_NET } from './topology.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli/softnet.js', import.meta.url));
+const STARTUP_MS = 60_000;
+
+/** What differs between softnets that run side by side in one host namespace. */
+export interface SoftnetSlot {
+  hostLink: string;
+  subnet: string;
+  natPorts: string;
+  mac: string;
+}
+
+/** The slot of a softnet that runs alone: softnet's own defaults. */
+export const DEFAULT_SLOT: SoftnetSlot = {
+  hostLink: 'softnet0',
+  subnet: '192.168.64.0/24',
+  natPorts: '61000-64999',
+  mac: '52:54:00:12:34:56',
+};
+
+/** A running softnet for one VM. */
+export interface SoftnetAttachment extends Attachment {
+  readonly child: ChildProcess;
+}
+
+/** The softnet command line for `vm` in `slot`, with its own state directory under `stateRoot`. */
+export function softnetArgs(vm: string, slot: SoftnetSlot, stateRoot: string): string[] {
+  const stateDir = join(stateRoot, `state-${slot.hostLink}`);
+  mkdirSync(stateDir, { recursive: true });
+  return [
+    CLI,
+    '--vm-netns',
+    `/run/netns/${vm}`,
+    '--vm-mac-address',
+    slot.mac,
+    '--host-link',
+    slot.hostLink,
+    '--subnet',
+    slot.subnet,
+    '--nat-ports',
+    slot.natPorts,
+    '--state-dir',
+    stateDir,
+    '--uplink',
+    UPLINK,
+    // softnet's default policy blocks documentation addresses, which the world uses.
+    '--allow',
+    WORLD_NET,
+  ];
+}
+
+/** Starts softnet for `vm`, lets udhcpc in the VM take a lease and waits until the VM reaches the server. */
+export async function attachSoftnet(
+  topo: Topology,
+  vm: string,
+  slot: SoftnetSlot,
+): Promise<SoftnetAttachment> {
+  const { lab, host } = topo;
+  const child = lab.spawn(host, process.execPath, softnetArgs(vm, slot, lab.dir));
+  const lines: string[] = [];
+  let partial = '';
+  child.stdout!.resume();
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    // Only the start-up lines are needed; a long run's lease and counter lines are not kept.
+    if (lines.length < 200) lines.push(...parts);
+  });
+  const output = () => lines.join('\n');
+  const detach = async () => {
+    await lab.stop(child);
+    // SIGTERM itself ends a softnet that had not yet set up its handler; anything else is worth a line.
+    if (child.exitCode !== 0 && child.signalCode !== 'SIGTERM') {
+      process.stderr.write(`bench: softnet for ${vm} exited ${child.exitCode ?? child.signalCode}\n`);
+    }
+  };
+  try {
+    await whileRunning(
+      child,
+      'softnet',
+      output,
+      // Generous: with dozens of softnets starting on two busy cores, one start can take many seconds.
+      until(
+        'softnet logs "softnet: started"',
+        async () => lines.some((l) => l.startsWith('softnet: started ')),
+        STARTUP_MS,
+      ),
+    );
+    await whileRunning(child, 'softnet', output, dhcp(topo, vm));
+    await whileRunning(child, 'softnet', output, reachesServer(topo, vm));
+  } catch (e) {
+    await detach();
+    throw e;
+  }
+  return { child, detach };
+}
+
+/** One lease with busybox udhcpc; its script sets the address and the default route, as a guest's would. */
+async function dhcp(topo: Topology, vm: string): Promise<void> {
+  const script = join(topo.lab.dir, 'udhcpc.sh');
+  if (!existsSync(script)) {
+    writeFileSync(
+      script,
+      `#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    ip route replace default via "$router" dev "$interface" ;;
+esac
+exit 0
+`,
+      { mode: 0o755 },
+    );
+  }
+  await topo.lab.exec(
+    vm,
+    'busybox',
+    ['udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '2', '-s', script],
+    20_000,
+  );
+}
+
+/** softnet with its default network, as one VM would run it. */
+export const softnet: Peer = {
+  name: 'softnet',
+  description: `node softnet.js --vm-netns <vm> --uplink ${UPLINK} --allow ${WORLD_NET} (per-VM form), udhcpc in the VM`,
+  attach: (topo, vm) => attachSoftnet(topo, vm, DEFAULT_SLOT),
+};
