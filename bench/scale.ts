@@ -3,7 +3,7 @@
 // are attached. Same topology as the peers bench. Today each VM has its own softnet process (the per-VM
 // form); bench/scale/deployment.ts is where one engine for many VMs would plug in.
 // Run as root: make bench-scale, or node dist/bench/scale.js [--rounds N] [--seconds S] [--active 1,2,4,8]
-// [--idle 100] [--idle-seconds 10] [--out DIR].
+// [--idle 100] [--idle-seconds 10] [--deployment engine|per-vm] [--out DIR].
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { Lab, sweepStale } from './peers/lab.js';
 import { tcpThroughput } from './peers/measure.js';
 import { median } from './peers/summary.js';
 import { Topology } from './peers/topology.js';
-import { type Deployment, PerVmProcesses } from './scale/deployment.js';
+import { type Deployment, EnginePerVm, OneEngine } from './scale/deployment.js';
 import {
   type ActiveStep,
   type AloneStep,
@@ -56,6 +56,7 @@ async function main(): Promise<void> {
       active: { type: 'string', default: '1,2,4,8' },
       idle: { type: 'string', default: '100' },
       'idle-seconds': { type: 'string', default: '10' },
+      deployment: { type: 'string', default: 'engine' },
       out: { type: 'string', default: fileURLToPath(new URL('../../bench/results/', import.meta.url)) },
     },
   });
@@ -75,10 +76,11 @@ async function main(): Promise<void> {
     idleVms >= maxActive &&
     idleVms <= 200 &&
     idleSeconds >= 1 &&
-    idleSeconds <= 60;
+    idleSeconds <= 60 &&
+    (values.deployment === 'engine' || values.deployment === 'per-vm');
   if (!valid) {
     throw new Error(
-      '--rounds 1-10, --seconds 1-60, --active counts 1-16, --idle from the largest active count to 200, --idle-seconds 1-60',
+      '--rounds 1-10, --seconds 1-60, --active counts 1-16, --idle from the largest active count to 200, --idle-seconds 1-60, --deployment engine|per-vm',
     );
   }
   if (process.getuid?.() !== 0) throw new Error('the scale bench makes namespaces: run it as root');
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
   if (stale.length) log(`removed namespaces a killed bench left: ${stale.join(' ')}`);
   const startedAt = new Date().toISOString();
   const loadAtStart = load1();
-  const deployment: Deployment = new PerVmProcesses();
+  const deployment: Deployment = values.deployment === 'per-vm' ? new EnginePerVm() : new OneEngine();
   const steps: ActiveStep[] = active.map((vms) => ({ vms, rounds: [], errors: [] }));
   const alone: AloneStep[] = [];
   const errors: string[] = [];

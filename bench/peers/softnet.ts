@@ -34,9 +34,12 @@ export interface SoftnetAttachment extends Attachment {
   readonly child: ChildProcess;
 }
 
-/** The softnet command line for `vm` in `slot`, with its own state directory under `stateRoot`. */
-export function softnetArgs(vm: string, slot: SoftnetSlot, stateRoot: string): string[] {
-  const stateDir = join(stateRoot, `state-${slot.hostLink}`);
+/**
+ * The softnet command line for `vm` in `slot`, with state directory `stateDir` and the engine's control
+ * socket there: per-VM processes that share a state directory share one engine, and no bench softnet ever
+ * meets a softnet service this machine may run.
+ */
+export function softnetArgs(vm: string, slot: SoftnetSlot, stateDir: string): string[] {
   mkdirSync(stateDir, { recursive: true });
   return [
     CLI,
@@ -52,6 +55,8 @@ export function softnetArgs(vm: string, slot: SoftnetSlot, stateRoot: string): s
     slot.natPorts,
     '--state-dir',
     stateDir,
+    '--control-socket',
+    join(stateDir, 'control.sock'),
     '--uplink',
     UPLINK,
     // softnet's default policy blocks documentation addresses, which the world uses.
@@ -60,14 +65,18 @@ export function softnetArgs(vm: string, slot: SoftnetSlot, stateRoot: string): s
   ];
 }
 
-/** Starts softnet for `vm`, lets udhcpc in the VM take a lease and waits until the VM reaches the server. */
+/**
+ * Starts softnet for `vm` with state directory `stateDir` (by default one of its own, so its own engine), lets
+ * udhcpc in the VM take a lease and waits until the VM reaches the server.
+ */
 export async function attachSoftnet(
   topo: Topology,
   vm: string,
   slot: SoftnetSlot,
+  stateDir = join(topo.lab.dir, `state-${slot.hostLink}`),
 ): Promise<SoftnetAttachment> {
   const { lab, host } = topo;
-  const child = lab.spawn(host, process.execPath, softnetArgs(vm, slot, lab.dir));
+  const child = lab.spawn(host, process.execPath, softnetArgs(vm, slot, stateDir));
   const lines: string[] = [];
   let partial = '';
   child.stdout!.resume();

@@ -1,9 +1,10 @@
-// How many VMs get softnet. Today there is only the per-VM form: one softnet process a VM, each with its
-// own host link, subnet, NAT port range and state directory, side by side in one host namespace. When one
-// engine serves many VMs, another Deployment that starts one process and attaches every VM to it is all
-// the scale bench needs; the measurements only see attach(), detach(), pids() and ranges().
+// How many VMs get softnet: one engine for all of them (the per-VM processes of VMs after the first hand
+// their VMs to the first one's engine, as on a host that runs many VMs), or, to compare, one engine per VM
+// (each with its own host link, subnet, NAT port range and state directory, side by side in one host
+// namespace). The measurements only see attach(), detach(), pids() and ranges().
 
-import { attachSoftnet, type SoftnetAttachment, type SoftnetSlot } from '../peers/softnet.js';
+import { join } from 'node:path';
+import { attachSoftnet, DEFAULT_SLOT, type SoftnetAttachment, type SoftnetSlot } from '../peers/softnet.js';
 import type { Topology } from '../peers/topology.js';
 
 /** softnet serving a growing set of VMs. */
@@ -34,19 +35,30 @@ export function slot(i: number): SoftnetSlot {
   };
 }
 
-/** One softnet process a VM (the per-VM form, as a VM tool starts it). */
-export class PerVmProcesses implements Deployment {
-  readonly description =
-    'one softnet process per VM (per-VM form: --vm-netns, own --host-link, --subnet, --nat-ports, --state-dir)';
-  private readonly attached: SoftnetAttachment[] = [];
-  private readonly slots: SoftnetSlot[] = [];
+/** The `i`-th VM on the one engine's default network: only its MAC differs. */
+function engineSlot(i: number): SoftnetSlot {
+  return { ...DEFAULT_SLOT, mac: slot(i).mac };
+}
+
+/** VMs attached one after another, each by its own per-VM process. */
+abstract class PerVmProcesses implements Deployment {
+  abstract readonly description: string;
+  protected readonly attached: SoftnetAttachment[] = [];
+  protected readonly slots: SoftnetSlot[] = [];
+
+  /** How the `i`-th VM's softnet starts. */
+  protected abstract start(
+    topo: Topology,
+    vm: string,
+    i: number,
+  ): { slot: SoftnetSlot; stateDir: string | undefined };
 
   async attach(topo: Topology, vms: string[], parallel: number): Promise<void> {
     for (let i = 0; i < vms.length; i += parallel) {
       const group = vms.slice(i, i + parallel).map((vm) => {
-        const s = slot(this.slots.length);
+        const { slot: s, stateDir } = this.start(topo, vm, this.slots.length);
         this.slots.push(s);
-        return attachSoftnet(topo, vm, s);
+        return attachSoftnet(topo, vm, s, stateDir);
       });
       const settled = await Promise.allSettled(group);
       for (const r of settled) if (r.status === 'fulfilled') this.attached.push(r.value);
@@ -68,6 +80,33 @@ export class PerVmProcesses implements Deployment {
   }
 
   ranges(): Array<[number, number]> {
-    return this.slots.map((s) => s.natPorts.split('-').map(Number) as [number, number]);
+    const ranges = new Set(this.slots.map((s) => s.natPorts));
+    return [...ranges].map((r) => r.split('-').map(Number) as [number, number]);
+  }
+}
+
+/** One engine: every VM on its default network, the first VM's per-VM process running it. */
+export class OneEngine extends PerVmProcesses {
+  readonly description =
+    "one engine: the first VM's per-VM process runs it, the others hand their VMs to it (one host link, one NAT guard, one capture socket)";
+
+  /** The first VM alone, so its process runs the engine and, detached last, never hands it over mid-run. */
+  override async attach(topo: Topology, vms: string[], parallel: number): Promise<void> {
+    if (this.attached.length === 0 && vms.length > 0) await super.attach(topo, vms.slice(0, 1), 1);
+    await super.attach(topo, this.attached.length > 0 && vms.length > 0 ? vms.slice(1) : vms, parallel);
+  }
+
+  protected start(topo: Topology, _vm: string, i: number) {
+    return { slot: engineSlot(i), stateDir: join(topo.lab.dir, 'state-engine') };
+  }
+}
+
+/** One engine per VM, each with its own host link, subnet, NAT port range and state directory. */
+export class EnginePerVm extends PerVmProcesses {
+  readonly description =
+    'one engine per VM (per-VM form with its own --host-link, --subnet, --nat-ports, --state-dir and control socket)';
+
+  protected start(_topo: Topology, _vm: string, i: number) {
+    return { slot: slot(i), stateDir: undefined };
   }
 }
