@@ -57,7 +57,7 @@ function lines(r: ScaleRecord): { head: string[]; table: string[][]; tail: strin
   const head = [
     `softnet scale bench, ${r.startedAt} on ${c.hostname}: ${c.cpus} CPUs (${c.cpuModel}), Linux ${c.kernel}, node ${c.node}`,
     `load average (1 min) ${r.load.atStart.toFixed(2)} at the start, ${r.load.atEnd.toFixed(2)} at the end`,
-    `deployment: ${r.deployment}. softnet has no multi-VM engine yet, so N VMs here are N softnet processes, not N VMs on one engine.`,
+    `deployment: ${r.deployment}`,
     `iperf3 TCP VM->world, ${r.seconds} s, every active VM at once to its own server; ${r.attachedWhileActive} VMs attached; median${r.rounds === 1 ? '' : 's'} of ${r.rounds} round${r.rounds === 1 ? '' : 's'}`,
   ];
   const table = [
