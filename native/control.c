@@ -8,6 +8,7 @@
  * an ordinary event (EAGAIN, a peer gone) rather than throwing.
  */
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -202,6 +203,30 @@ static napi_value lock_file(napi_env env, napi_callback_info info) {
   return make_int(env, fd);
 }
 
+/*
+ * netnsLock(name) -> fd holding the lock `name` of this network namespace, or -1 if another process holds
+ * it. The lock is an abstract unix socket address: abstract names belong to a network namespace, and the
+ * kernel frees one when its socket closes, also when its holder dies.
+ */
+static napi_value netns_lock(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], sun.sun_path + 1, sizeof sun.sun_path - 1) < 0)
+    return NULL;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sun.sun_path + 1));
+  if (bind(fd, (struct sockaddr *)&sun, len) < 0) {
+    int e = errno;
+    close(fd);
+    if (e == EADDRINUSE) return make_int(env, -1);
+    return throw_errno(env, e, "netnsLock");
+  }
+  return make_int(env, fd);
+}
+
 /* dupFd(fd) -> a close-on-exec duplicate. */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -222,6 +247,7 @@ napi_status control_register(napi_env env, napi_value exports) {
       {"peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL},
       {"lockFile", NULL, lock_file, NULL, NULL, NULL, napi_default, NULL},
       {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"netnsLock", NULL, netns_lock, NULL, NULL, NULL, napi_default, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -44,6 +44,7 @@ export interface Native {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   lockFile(path: string): number;
   dupFd(fd: number): number;
+  netnsLock(name: string): number;
   dropPrivileges(uid: number, gid: number, keep: number, ambient: number): void;
   execvp(file: string, args: string[], keep: number): never;
   gsoSegment(src: number, len: number, dst: number, stride: number, max: number, lens: Uint32Array): number;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { FlowStore } from '../nat/flow-store.js';
 import { FlowTable } from '../nat/flows.js';
 import { FragmentTable } from '../nat/fragments.js';
-import { NatGuard } from '../nat/guard.js';
+import { NatGuard, withGuardLock } from '../nat/guard.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
@@ -68,7 +68,9 @@ export class LiveUplink {
     try {
       capture = openPort(up.capture);
       capture.big = true;
-      const guard = flagged('--nat-ports', () => NatGuard.install(name, up.addr, lo, hi));
+      const guard = flagged('--nat-ports', () =>
+        withGuardLock(() => NatGuard.install(name, up.addr, lo, hi)),
+      );
       const nat: NatUplink = {
         flows: new FlowTable(lo, hi, perVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4))),
         fragments: new FragmentTable(),
@@ -133,6 +135,6 @@ export class LiveUplink {
       this.p.remove(port);
       port.close();
     }
-    this.guard.remove();
+    withGuardLock(() => this.guard.remove());
   }
 }

@@ -8,14 +8,41 @@
 // so a start finds what a killed softnet left on the same uplink, whatever range it used, and removes its
 // table and its reservation; a live softnet's guard is left alone, and a range that overlaps a live one's
 // is refused. Reservations are edited as port intervals, because the kernel merges touching ranges.
+//
+// Engines starting or stopping at the same time would each read, change and write back the reserved
+// ranges and lose one another's: every install and removal holds this network namespace's guard lock.
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { native } from '../native.js';
 import { formatIpv4 } from '../wire/addr.js';
 
 const RESERVED = '/proc/sys/net/ipv4/ip_local_reserved_ports';
 
 type Interval = [number, number];
+
+/** How long to wait for another engine's guard change before giving up. */
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * Runs `step` holding this network namespace's guard lock (see native netnsLock), waiting for another
+ * process that holds it; throws if it is not free within LOCK_WAIT_MS.
+ */
+export function withGuardLock<T>(step: () => T): T {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  let fd = native.netnsLock('softnet-nat-guard');
+  while (fd < 0) {
+    if (Date.now() > deadline)
+      throw new Error('another softnet is changing the NAT guards and does not finish');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    fd = native.netnsLock('softnet-nat-guard');
+  }
+  try {
+    return step();
+  } finally {
+    native.closeFd(fd);
+  }
+}
 
 function nft(script: string): void {
   execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });

@@ -31,6 +31,19 @@ describe('protocol', () => {
   });
 });
 
+describe('the network namespace lock', () => {
+  test('one holder at a time; free again when its socket closes', () => {
+    const name = `softnet-test-${process.pid}`;
+    const a = native.netnsLock(name);
+    assert.ok(a >= 0);
+    assert.equal(native.netnsLock(name), -1);
+    native.closeFd(a);
+    const b = native.netnsLock(name);
+    assert.ok(b >= 0, 'free after its holder closed it');
+    native.closeFd(b);
+  });
+});
+
 describe('channel and server', () => {
   const path = join(dir, 'c.sock');
   const received: Array<{ msg: Message; fd: number }> = [];
