@@ -25,6 +25,21 @@ export function macKey(u8: Uint8Array, at: number): number {
   );
 }
 
+/**
+ * Whether the MAC at u8[at] is `mac`. The per-frame compare: a boolean never needs a heap box, where a
+ * 48-bit macKey() returned from a call that V8 did not inline is a new heap number each time.
+ */
+export function sameMac(u8: Uint8Array, at: number, mac: Uint8Array): boolean {
+  return (
+    u8[at] === mac[0] &&
+    u8[at + 1] === mac[1] &&
+    u8[at + 2] === mac[2] &&
+    u8[at + 3] === mac[3] &&
+    u8[at + 4] === mac[4] &&
+    u8[at + 5] === mac[5]
+  );
+}
+
 /** Whether the MAC at u8[at] has the group bit set (broadcast or multicast). */
 export function isGroupMac(u8: Uint8Array, at: number): boolean {
   return (u8[at] & 1) === 1;
