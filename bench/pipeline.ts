@@ -64,7 +64,8 @@ const scenarios: Array<[string, Port, Uint8Array, number]> = [
   [
     'host -> vm UDP, 64 B (to the VM port)',
     hostLink,
-    ipFrame(HOST_MAC, VM_MAC, cfg.gateway, vmIp, IpProto.UDP),
+    // The host knows the VM by its external MAC (MAC translation).
+    ipFrame(HOST_MAC, net.att.extMac, cfg.gateway, vmIp, IpProto.UDP),
     2,
   ],
   [
