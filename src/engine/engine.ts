@@ -39,6 +39,7 @@ import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/a
 import { macKey } from '../wire/ethernet.js';
 import { type Attachment, AttType } from './attachment.js';
 import { AttachmentStore, type VmRecord } from './attachment-store.js';
+import { Captures } from './captures.js';
 import { flagged, UsageError } from './errors.js';
 import { LiveNetwork } from './live-network.js';
 import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
@@ -102,6 +103,7 @@ export class Engine {
   readonly networks = new Map<string, LiveNetwork>();
   private readonly uplinks = new Map<string, LiveUplink>();
   readonly vms = new Map<string, LiveVm>();
+  readonly captures = new Captures();
   private readonly byAtt = new Map<Attachment, LiveVm>();
   private readonly awaited = new Map<string, Awaited>();
   private readonly store: AttachmentStore;
@@ -420,6 +422,7 @@ export class Engine {
   }
 
   private forget(live: LiveVm): void {
+    this.captures.vmGone(live);
     this.byAtt.delete(live.att);
     this.vms.delete(live.att.key);
     if (!this.stopping) this.saveRecords();
@@ -427,8 +430,12 @@ export class Engine {
       this.closeNetwork(live.net);
   }
 
-  /** Detaches every VM that came by `ch` (its per-VM process is gone without a word: the tool died). */
+  /**
+   * A control connection closed: ends the captures it ran, and detaches every VM that came by it (its
+   * per-VM process is gone without a word: the tool died).
+   */
   channelClosed(ch: Channel): void {
+    this.captures.channelClosed(ch);
     if (this.stopping) return;
     for (const live of [...this.vms.values()]) {
       if (live.owner.channel === ch) this.detach(live, true, 'per-vm-process-gone');
@@ -527,6 +534,7 @@ export class Engine {
     if (others > 0)
       this.log.info('handing over', { vms: others, reason: 'their per-VM processes take over' });
     this.saveRecords();
+    this.captures.closeAll('engine-stopped');
     this.control?.close();
     for (const up of this.uplinks.values()) up.save(this.p.clock);
     for (const net of [...this.networks.values()]) this.closeNetwork(net);
