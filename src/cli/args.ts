@@ -234,5 +234,5 @@ export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PAT
        softnet network add NAME --cidr CIDR [--dhcp-range A-B] [--type shared|host|bridge] [...]
        softnet network ls | rm NAME | list-attached NAME | reserve NAME MAC IP   [--json]
        softnet show VM [--json]
-       softnet capture VM -w FILE [-c COUNT]
+       softnet capture VM -w FILE|- [-c COUNT] [--control-socket PATH]
        softnet demo`;

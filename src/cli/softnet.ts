@@ -31,6 +31,13 @@ function main(argv: string[]): void {
     import('./serve.js').then((m) => m.runServe(argv.slice(1))).catch(failed);
     return;
   }
+  if (cmd === 'capture') {
+    import('./capture.js')
+      .then((m) => m.runCapture(argv.slice(1)))
+      .then((code) => process.exit(code))
+      .catch(failed);
+    return;
+  }
   if (cmd === 'network' || cmd === 'show') {
     import('./commands.js').then((m) => m.runCommand(argv)).catch(failed);
     return;
