@@ -74,7 +74,8 @@ export async function runCapture(argv: string[]): Promise<number> {
       else finish({ reason: `writing failed: ${(e as Error).message}`, code: 1 });
       return;
     }
-    if (written === limit) finish({ reason: 'count', code: 0 });
+    // The engine says when it has sent them all, with its counts; should that word not come, end anyway.
+    if (written === limit) setTimeout(() => finish({ reason: 'count', code: 0 }), STOP_WAIT_MS).unref();
   };
   const ch: Channel | null = connectEngine(path, {
     message: (_c, msg) => {
