@@ -101,9 +101,12 @@ interface Awaited {
 export class Engine {
   readonly p = new Pipeline(native);
   readonly networks = new Map<string, LiveNetwork>();
-  private readonly uplinks = new Map<string, LiveUplink>();
+  /** NAT uplinks by interface and port range. */
+  readonly uplinks = new Map<string, LiveUplink>();
   readonly vms = new Map<string, LiveVm>();
   readonly captures = new Captures();
+  /** When the engine started, in ms since the epoch. */
+  readonly started = Date.now();
   private readonly byAtt = new Map<Attachment, LiveVm>();
   private readonly awaited = new Map<string, Awaited>();
   private readonly store: AttachmentStore;

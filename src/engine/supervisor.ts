@@ -34,6 +34,7 @@ import type { LogFields, Logger, LogLevel } from '../util/log.js';
 import { controlHandlers, networkInfo, vmInfo } from './control-api.js';
 import { Engine, type LiveVm } from './engine.js';
 import { flagged, UsageError } from './errors.js';
+import { startMetrics } from './metrics.js';
 
 /** How long a per-VM process keeps trying to reach or become an engine before it gives up. */
 const HANDOFF_TIMEOUT_MS = 30_000;
@@ -114,6 +115,8 @@ export class Supervisor {
           const reply = await ch.request('attach', this.request(), this.fd);
           this.channel = ch;
           this.key = String((reply.vm as Message).key);
+          if (this.opts.metrics !== null)
+            this.log.info('metrics not served here', { reason: 'another process runs the engine' });
           return started(reply, `pid ${String(reply.engine)}`);
         } catch (e) {
           ch.close();
@@ -162,6 +165,7 @@ export class Supervisor {
       this.own = live;
       this.key = live.att.key;
       engine.listen(controlHandlers(engine, null, this.log));
+      if (o.metrics !== null) await startMetrics(engine, o.metrics, held.log);
       if (o.user !== null && o.group !== null) engine.dropTo(o.user, o.group);
       held.release();
       return started({ vm: vmInfo(live), network: networkInfo(live.net) }, 'self');
