@@ -512,7 +512,7 @@ export class Engine {
 
   /** Logs the counters (SIGUSR1). */
   logCounters(): void {
-    this.log.info('counters', { counters: JSON.stringify(this.counters()) });
+    this.log.info('counters', { counters: this.counters() });
   }
 
   /**

@@ -254,11 +254,14 @@ export class Supervisor {
 
   private logCounters(): void {
     if (this.engine) {
-      this.log.info('counters', { counters: JSON.stringify(this.engine.counters()) });
+      this.log.info('counters', { counters: this.engine.counters() });
       return;
     }
     this.channel?.request('counters').then(
-      (r) => this.log.info('counters', { counters: JSON.stringify(r.counters) }),
+      (r) => {
+        if (typeof r.counters === 'object' && r.counters !== null)
+          this.log.info('counters', { counters: r.counters as LogFields });
+      },
       () => {},
     );
   }

@@ -12,45 +12,7 @@ import { parseMac } from '../../src/wire/addr.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { ipFrame } from '../lib/frames.js';
 import { inProcessNetwork } from '../lib/in-process.js';
-
-const SAMPLE =
-  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\[\\"n]|[^\\"\n])*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/;
-
-/**
- * Checks `text` against the format: every line a HELP, a TYPE or a sample; a family's HELP and TYPE
- * before its samples, once each; its samples together. Returns the samples by their full series name.
- */
-function parse(text: string): Map<string, number> {
-  assert.ok(text.endsWith('\n'));
-  const series = new Map<string, number>();
-  const types = new Map<string, string>();
-  const done = new Set<string>();
-  let current = '';
-  for (const line of text.slice(0, -1).split('\n')) {
-    const meta = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
-    if (meta) {
-      if (meta[2] !== current) {
-        assert.ok(!done.has(meta[2]), `family ${meta[2]} split`);
-        if (current) done.add(current);
-        current = meta[2];
-      }
-      if (meta[1] === 'TYPE') {
-        assert.ok(!types.has(meta[2]), `two TYPE lines for ${meta[2]}`);
-        assert.match(meta[3], /^(counter|gauge)$/);
-        types.set(meta[2], meta[3]);
-      }
-      continue;
-    }
-    const m = SAMPLE.exec(line);
-    assert.ok(m, `not a sample line: ${line}`);
-    assert.equal(m[1], current, `sample of ${m[1]} outside its family`);
-    assert.ok(types.has(current), `sample before TYPE: ${line}`);
-    const name = line.slice(0, line.lastIndexOf(' '));
-    assert.ok(!series.has(name), `series twice: ${name}`);
-    series.set(name, Number(line.slice(line.lastIndexOf(' ') + 1)));
-  }
-  return series;
-}
+import { parseExposition as parse } from '../lib/prometheus.js';
 
 describe('Prometheus text format', () => {
   test('label values escape backslash, double quote and newline; help escapes backslash and newline', () => {
