@@ -16,6 +16,7 @@
  *   its address, external MAC and NAT flows.
  * - A first hand-off that the engine refuses (a flag whose value cannot be used) is a usage error: one
  *   line naming the flag, exit 2, exactly as when this process runs the engine itself.
+ * - --metrics is served only while this process runs the engine; handed to another engine, it says so.
  */
 
 import { statSync, unlinkSync } from 'node:fs';
