@@ -2,6 +2,7 @@
 // where the VM's frames come from, what the VM asks (VmSpec), and the network it wants (NetworkSpec) —
 // plus how an engine this process may have to run itself is set up.
 
+import { isIPv6 } from 'node:net';
 import { DEFAULT_CONTROL_SOCKET } from '../control/server.js';
 import { UsageError } from '../engine/errors.js';
 import {
@@ -13,7 +14,9 @@ import {
   type NetworkSpec,
 } from '../engine/network-spec.js';
 import { checkVmSpec, VM_FLAG, type VmSpec } from '../engine/vm-spec.js';
+import type { MetricsAddress } from '../stats/metrics-http.js';
 import type { LogFormat } from '../util/log.js';
+import { parseIpv4 } from '../wire/addr.js';
 import { type FlagSet, parseFlags, pathValue } from './flags.js';
 
 export { UsageError };
@@ -36,6 +39,8 @@ export interface EngineSettings {
   logFormat: LogFormat;
   /** The flags the command line gave, under their main spelling. */
   flagsGiven: ReadonlySet<string>;
+  /** Where to serve metrics, when this process runs the engine. */
+  metrics: MetricsAddress | null;
 }
 
 /** Everything the per-VM form was asked to do. */
@@ -75,6 +80,7 @@ const VM_FLAGS: FlagSet = {
     '--user',
     '--group',
     '--log-format',
+    '--metrics',
     ...Object.keys(NETWORK_FIELDS),
   ]),
   bools: new Set(['--reject']),
@@ -114,7 +120,22 @@ export function engineSettings(values: Map<string, string>): EngineSettings {
     group,
     logFormat,
     flagsGiven: new Set(values.keys()),
+    metrics: values.has('--metrics') ? metricsAddress(values.get('--metrics')!) : null,
   };
+}
+
+/** The address of --metrics: ADDR:PORT, ADDR an IPv4 address, an IPv6 one in brackets, or empty for all. */
+export function metricsAddress(v: string): MetricsAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]*)):(\d{1,5})$/.exec(v);
+  const host = m ? (m[1] ?? (m[2] || '0.0.0.0')) : '';
+  if (!m || (m[1] !== undefined ? !isIPv6(host) : parseIpv4(host) === null))
+    throw new UsageError(
+      '--metrics',
+      `'${v}' is not ADDR:PORT (an IPv4 address, or [an IPv6 one], and a port)`,
+    );
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw new UsageError('--metrics', `port ${m[3]} is not from 1 to 65535`);
+  return { host, port };
 }
 
 /** The network the flags describe, and which of its fields they gave. */
@@ -237,11 +258,12 @@ export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PAT
                [--uplink IFACE] [--nat-ports A-B] [--nat-flows-per-vm N]
                [--state-dir DIR] [--control-socket PATH] [--reattach-grace SECONDS]
                [--user USER --group GROUP] [--log-format text|json]
+               [--metrics ADDR:PORT]   (served only while this process runs the engine itself)
        softnet serve [--config FILE] [--control-socket PATH] [--control-group GROUP] [--state-dir DIR]
                [--reattach-grace SECONDS]
                [--metrics ADDR:PORT] [--user USER --group GROUP] [--log-format text|json] [network flags]
        softnet network add NAME --cidr CIDR [--dhcp-range A-B] [--type shared|host|bridge] [...]
        softnet network ls | rm NAME | list-attached NAME | reserve NAME MAC IP   [--json]
        softnet show VM [--json]
-       softnet capture VM -w FILE [-c COUNT]
+       softnet capture VM -w FILE|- [-c COUNT] [--control-socket PATH]
        softnet demo`;

@@ -1,11 +1,12 @@
 // `softnet serve`: the service form. Takes the engine lock, opens its networks, listens on the control
-// socket, and stays until SIGTERM; SIGHUP reloads its config file.
+// socket (and on --metrics), and stays until SIGTERM; SIGHUP reloads its config file.
 
 import { readFileSync } from 'node:fs';
 import { takeEngineLock } from '../control/server.js';
 import { controlHandlers } from '../engine/control-api.js';
 import { Engine } from '../engine/engine.js';
 import { flagged, UsageError } from '../engine/errors.js';
+import { startMetrics } from '../engine/metrics.js';
 import { Service } from '../engine/service.js';
 import { Logger } from '../util/log.js';
 import { engineSettings, networkFromFlags } from './args.js';
@@ -56,7 +57,9 @@ export async function runServe(argv: string[]): Promise<void> {
   const controlGid = group === undefined ? null : groupId('--control-group', group);
   const config = g.values.has('--config') ? pathValue('--config', g.values.get('--config')!) : null;
   ensurePrivileged(['serve', ...argv], settings, null);
-  const log = new Logger(settings.logFormat);
+  // Set-up's lines are held, so a start that fails prints its one error line and nothing else.
+  const held = new Logger(settings.logFormat).held();
+  const log = held.log;
   const lock = flagged('--control-socket', () => takeEngineLock(settings.controlSocket));
   if (lock < 0)
     throw new UsageError('--control-socket', `another softnet engine runs at ${settings.controlSocket}`);
@@ -75,11 +78,14 @@ export async function runServe(argv: string[]): Promise<void> {
   try {
     await service.start();
     engine.listen(controlHandlers(engine, service, log));
+    // Before dropping privileges, which a port below 1024 needs.
+    if (settings.metrics !== null) await startMetrics(engine, settings.metrics, log);
     if (settings.user !== null && settings.group !== null) engine.dropTo(settings.user, settings.group);
   } catch (e) {
     engine.shutdown();
     throw e;
   }
+  held.release();
   process.on('SIGINT', () => engine.stop(0));
   process.on('SIGTERM', () => engine.stop(0));
   process.on('SIGUSR1', () => engine.logCounters());

@@ -15,15 +15,12 @@ function main(argv: string[]): void {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  const json = jsonLogs(argv);
+  const fatal = (e: unknown) => crash(e, json);
   const failed = (e: unknown) => {
-    if (e instanceof UsageError || e instanceof NotPrivileged) {
-      process.stderr.write(`softnet: ${e.message}\n`);
-      process.exit(2);
-    }
-    if (e instanceof ControlError) {
-      process.stderr.write(`softnet: ${e.flag ? `${e.flag}: ` : ''}${e.message}\n`);
-      process.exit(e.flag ? 2 : 1);
-    }
+    if (e instanceof UsageError) fail(2, e.flag, e.detail, json);
+    if (e instanceof NotPrivileged) fail(2, null, e.message, json);
+    if (e instanceof ControlError) fail(e.flag ? 2 : 1, e.flag, e.message, json);
     fatal(e);
   };
   if (cmd === 'demo') {
@@ -32,6 +29,13 @@ function main(argv: string[]): void {
   }
   if (cmd === 'serve') {
     import('./serve.js').then((m) => m.runServe(argv.slice(1))).catch(failed);
+    return;
+  }
+  if (cmd === 'capture') {
+    import('./capture.js')
+      .then((m) => m.runCapture(argv.slice(1)))
+      .then((code) => process.exit(code))
+      .catch(failed);
     return;
   }
   if (cmd === 'network' || cmd === 'show') {
@@ -47,8 +51,24 @@ function main(argv: string[]): void {
   }
 }
 
-function fatal(e: unknown): never {
-  process.stderr.write(`softnet: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+/** Whether the command line asks for JSON logs: read before it is parsed, so even its errors are JSON. */
+function jsonLogs(argv: string[]): boolean {
+  return argv.some((a, i) => a === '--log-format=json' || (a === '--log-format' && argv[i + 1] === 'json'));
+}
+
+/** Says why softnet cannot go on, in one line (naming `flag` when there is one), and exits with `code`. */
+function fail(code: number, flag: string | null, why: string, json: boolean): never {
+  if (json) new Logger('json').error('failed', { flag: flag ?? undefined, error: why });
+  else process.stderr.write(`softnet: ${flag ? `${flag}: ` : ''}${why}\n`);
+  process.exit(code);
+}
+
+/** An error nobody expected: its stack, in one JSON line or as text, and exit 1. */
+function crash(e: unknown, json: boolean): never {
+  const message = e instanceof Error ? e.message : String(e);
+  const stack = e instanceof Error ? e.stack : undefined;
+  if (json) new Logger('json').error('failed', { error: message, stack });
+  else process.stderr.write(`softnet: ${stack ?? message}\n`);
   process.exit(1);
 }
 

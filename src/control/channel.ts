@@ -4,8 +4,9 @@
 import { native, PortMode } from '../native.js';
 import { BINARY_TAG, ControlError, decode, encode, MAX_MESSAGE, type Message } from './protocol.js';
 
-/** Linux's EAGAIN and EMSGSIZE, as the addon returns them (negated). */
+/** Linux's EAGAIN, EPIPE and EMSGSIZE, as the addon returns them (negated). */
 const EAGAIN = 11;
+const EPIPE = 32;
 const EMSGSIZE = 90;
 
 /** What the owner of a channel does with what arrives. */
@@ -42,12 +43,13 @@ export class Channel {
     return this.sendBytes(encode(msg), passFd);
   }
 
-  /** Sends a binary message: BINARY_TAG, then `bytes`. */
-  sendBinary(bytes: Uint8Array): boolean {
-    const out = new Uint8Array(bytes.length + 1);
-    out[0] = BINARY_TAG;
-    out.set(bytes, 1);
-    return this.sendBytes(out, -1);
+  /**
+   * Sends a binary message, `bytes` starting with BINARY_TAG (written by the caller, so a large buffer is
+   * not copied); returns the bytes sent or -errno (-EAGAIN: the other end's buffer is full for now).
+   */
+  sendBinary(bytes: Uint8Array): number {
+    if (this.closed) return -EPIPE;
+    return native.ctlSend(this.fd, bytes, -1);
   }
 
   private sendBytes(bytes: Uint8Array, passFd: number): boolean {

@@ -3,7 +3,8 @@
 // A client sends requests `{v, id, op, ...}`; the engine answers each with `{v, id, ok: true, ...}` or
 // `{v, id, ok: false, error, flag?}` (flag: the command-line flag the error is about, so the per-VM form
 // can print its usual one line and exit 2). The engine also sends events `{v, event, ...}` without an id
-// (a VM was detached). A message whose first byte is 0 is binary, not JSON: a captured frame.
+// (a VM was detached, a capture ended). A message whose first byte is 0 is binary, not JSON: captured
+// frames (capture/records.ts).
 
 /** The protocol version this build speaks; a request of another version is refused. */
 export const PROTOCOL_VERSION = 1;

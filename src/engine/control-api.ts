@@ -1,6 +1,7 @@
 // What the engine answers on its control socket. Every request is checked as untrusted input: a bad one
 // gets an error reply naming what is wrong (and the per-VM flag, where there is one), never a crash.
 
+import { CAPTURE_FORMAT } from '../capture/records.js';
 import type { Channel, ChannelHandlers } from '../control/channel.js';
 import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
 import { native } from '../native.js';
@@ -66,6 +67,15 @@ export function vmInfo(live: LiveVm): Message {
   };
 }
 
+/** A capture request's frame limit: its `count`, or no limit. */
+function captureLimit(msg: Message): number {
+  const count = msg.count;
+  if (count === undefined || count === null) return Number.POSITIVE_INFINITY;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 0xffffffff)
+    throw new ControlError("'count' must be a whole number from 1 to 4294967295");
+  return count;
+}
+
 function fieldErrors<T>(flags: Record<string, string>, check: () => T): T {
   try {
     return check();
@@ -117,6 +127,17 @@ export function controlHandlers(engine: Engine, admin: NetworkAdmin | null, log:
       }
       case 'counters':
         return { counters: engine.counters() };
+      case 'capture': {
+        const live = engine.find(str(msg, 'vm'));
+        if (!live) throw new ControlError(`no VM ${str(msg, 'vm')} is attached`);
+        const id = engine.captures.start(live, ch, captureLimit(msg));
+        return { capture: id, format: CAPTURE_FORMAT, vm: vmInfo(live) };
+      }
+      case 'capture.stop': {
+        const id = msg.capture;
+        if (!Number.isInteger(id)) throw new ControlError("'capture' must be a capture id");
+        return { ...(await engine.captures.stop(id as number, ch)) };
+      }
       case 'network.add':
       case 'network.rm':
       case 'network.reserve': {

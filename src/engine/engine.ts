@@ -39,6 +39,7 @@ import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/a
 import { macKey } from '../wire/ethernet.js';
 import { type Attachment, AttType } from './attachment.js';
 import { AttachmentStore, type VmRecord } from './attachment-store.js';
+import { Captures } from './captures.js';
 import { flagged, UsageError } from './errors.js';
 import { LiveNetwork } from './live-network.js';
 import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
@@ -99,8 +100,12 @@ interface Awaited {
 export class Engine {
   readonly p = new Pipeline(native);
   readonly networks = new Map<string, LiveNetwork>();
-  private readonly uplinks = new Map<string, LiveUplink>();
+  /** NAT uplinks by interface and port range. */
+  readonly uplinks = new Map<string, LiveUplink>();
   readonly vms = new Map<string, LiveVm>();
+  readonly captures = new Captures();
+  /** When the engine started, in ms since the epoch. */
+  readonly started = Date.now();
   private readonly byAtt = new Map<Attachment, LiveVm>();
   private readonly awaited = new Map<string, Awaited>();
   /** Networks being opened for a VM, by `name NAME` or `link HOSTLINK`. */
@@ -440,6 +445,7 @@ export class Engine {
   }
 
   private forget(live: LiveVm): void {
+    this.captures.vmGone(live);
     this.byAtt.delete(live.att);
     this.vms.delete(live.att.key);
     if (!this.stopping) this.saveRecords();
@@ -447,8 +453,12 @@ export class Engine {
       this.closeNetwork(live.net);
   }
 
-  /** Detaches every VM that came by `ch` (its per-VM process is gone without a word: the tool died). */
+  /**
+   * A control connection closed: ends the captures it ran, and detaches every VM that came by it (its
+   * per-VM process is gone without a word: the tool died).
+   */
   channelClosed(ch: Channel): void {
+    this.captures.channelClosed(ch);
     if (this.stopping) return;
     for (const live of [...this.vms.values()]) {
       if (live.owner.channel === ch) this.detach(live, true, 'per-vm-process-gone');
@@ -522,7 +532,7 @@ export class Engine {
 
   /** Logs the counters (SIGUSR1). */
   logCounters(): void {
-    this.log.info('counters', { counters: JSON.stringify(this.counters()) });
+    this.log.info('counters', { counters: this.counters() });
   }
 
   /**
@@ -547,6 +557,7 @@ export class Engine {
     if (others > 0)
       this.log.info('handing over', { vms: others, reason: 'their per-VM processes take over' });
     this.saveRecords();
+    this.captures.closeAll('engine-stopped');
     this.control?.close();
     for (const up of this.uplinks.values()) up.save(this.p.clock);
     for (const net of [...this.networks.values()]) this.closeNetwork(net);

@@ -18,6 +18,7 @@
  *   service's networks, not this command line's, are the ones its VM was given.
  * - A first hand-off that the engine refuses (a flag whose value cannot be used) is a usage error: one
  *   line naming the flag, exit 2, exactly as when this process runs the engine itself.
+ * - --metrics is served only while this process runs the engine; handed to another engine, it says so.
  */
 
 import { statSync, unlinkSync } from 'node:fs';
@@ -36,6 +37,7 @@ import type { LogFields, Logger, LogLevel } from '../util/log.js';
 import { controlHandlers, networkInfo, vmInfo } from './control-api.js';
 import { Engine, type LiveVm } from './engine.js';
 import { flagged, UsageError } from './errors.js';
+import { startMetrics } from './metrics.js';
 
 /** How long a per-VM process keeps trying to reach or become an engine before it gives up. */
 const HANDOFF_TIMEOUT_MS = 30_000;
@@ -122,6 +124,8 @@ export class Supervisor {
           this.channel = ch;
           this.key = String((reply.vm as Message).key);
           this.toService = reply.service === true;
+          if (this.opts.metrics !== null)
+            this.log.info('metrics not served here', { reason: 'another process runs the engine' });
           return started(reply, String(reply.engine));
         } catch (e) {
           ch.close();
@@ -177,6 +181,7 @@ export class Supervisor {
       this.key = live.att.key;
       this.toService = false;
       engine.listen(controlHandlers(engine, null, this.log));
+      if (o.metrics !== null) await startMetrics(engine, o.metrics, held.log);
       if (o.user !== null && o.group !== null) engine.dropTo(o.user, o.group);
       held.release();
       return started({ vm: vmInfo(live), network: networkInfo(live.net) }, 'self');
@@ -265,11 +270,14 @@ export class Supervisor {
 
   private logCounters(): void {
     if (this.engine) {
-      this.log.info('counters', { counters: JSON.stringify(this.engine.counters()) });
+      this.log.info('counters', { counters: this.engine.counters() });
       return;
     }
     this.channel?.request('counters').then(
-      (r) => this.log.info('counters', { counters: JSON.stringify(r.counters) }),
+      (r) => {
+        if (typeof r.counters === 'object' && r.counters !== null)
+          this.log.info('counters', { counters: r.counters as LogFields });
+      },
       () => {},
     );
   }

@@ -204,6 +204,11 @@ export class FlowTable {
     return this.all.values();
   }
 
+  /** Mappings of protocol `proto` in use: the ports its pool has handed out. */
+  inUse(proto: number): number {
+    return this.hi - this.lo + 1 - this.pools[proto].available;
+  }
+
   /** Mappings in use. */
   get size(): number {
     return this.all.size;

@@ -86,7 +86,11 @@ interface Guarded {
 /** softnet's tables for an uplink, with the ranges and owners their names carry. */
 function guards(prefix: string): Guarded[] {
   const out: Guarded[] = [];
-  const listing = execFileSync('nft', ['list', 'tables', 'ip'], { encoding: 'utf8' });
+  // nft's complaints go into the error thrown, not onto softnet's stderr (one JSON object a line there).
+  const listing = execFileSync('nft', ['list', 'tables', 'ip'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const re = new RegExp(`^table ip (${prefix}_(\\d+)_(\\d+)_(\\d+))$`);
   for (const line of listing.split('\n')) {
     const m = re.exec(line.trim());

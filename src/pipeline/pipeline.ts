@@ -12,6 +12,8 @@
  *   from its receive slot (no copy), an answer from its own slot. Nothing is allocated per frame.
  * - Every queue is flushed before the next recv() reuses the slots, so a queued frame is never stale.
  * - A port's failure (its VM went away) is reported to the port's owner, never thrown.
+ * - A captured port (port.tap set) shows its tap each batch it receives, before any frame of it is decided,
+ *   and each batch sent to it, after the send: so a capture sees frames as the VM sent and got them.
  */
 
 import { type Port, PortStat } from '../ports/port.js';
@@ -149,6 +151,7 @@ export class Pipeline {
         this.owners[port.id]?.failed(port, sent);
         continue;
       }
+      if (port.tap !== null && sent > 0) port.tap.sent(this.u8, port.txOffs, port.txLens, sent);
       let bytes = 0;
       for (let j = 0; j < sent; j++) bytes += port.txLens[j];
       port.stats[PortStat.TX_FRAMES] += sent;
@@ -177,6 +180,8 @@ export class Pipeline {
         owner.failed(port, n);
         return false;
       }
+      // Before any frame is decided: answers are written over the frames they answer.
+      if (port.tap !== null && n > 0) port.tap.received(this.u8, base, stride, lens, n);
       let bytes = 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];

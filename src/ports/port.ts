@@ -4,6 +4,17 @@
 export const PortStat = { RX_FRAMES: 0, RX_BYTES: 1, TX_FRAMES: 2, TX_BYTES: 3, TX_DROPS: 4 } as const;
 export const PORT_STAT_NAMES = ['rx_frames', 'rx_bytes', 'tx_frames', 'tx_bytes', 'tx_drops'] as const;
 
+/**
+ * Sees the frames of a port someone captures (`softnet capture`, see capture/tap.ts). A port nobody
+ * captures has none, and the pipeline's only cost for that is one test per batch.
+ */
+export interface FrameTap {
+  /** Frames just received, in slots of `stride` bytes from `base`; read before they are decided (and changed). */
+  received(u8: Uint8Array, base: number, stride: number, lens: Uint32Array, count: number): void;
+  /** Frames just sent, at `offs` with `lens`. */
+  sent(u8: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): void;
+}
+
 /** How an fd is opened: its framing mode (PortMode) and a name for logs. */
 export interface PortSpec {
   fd: number;
@@ -22,6 +33,8 @@ export class Port {
   closed = false;
   /** Whether frames of up to 64 KiB arrive here (the uplink capture), so it reads into the big slots. */
   big = false;
+  /** Set while someone captures this port's frames. */
+  tap: FrameTap | null = null;
 
   constructor(
     /** The addon's port number (or a fake's). */

@@ -1,6 +1,9 @@
-// Logging: one line per event on stderr, as `key=value` text or as one JSON object a line.
+// Logging: one line per event on stderr, as `key=value` text or as one JSON object a line. A field may be
+// an object (the counters): nested in JSON, compact JSON as the value in text.
 
-export type LogFields = Record<string, string | number | boolean | null | undefined>;
+/** A field's value: undefined fields are left out. */
+export type LogValue = string | number | boolean | null | undefined | { readonly [key: string]: LogValue };
+export type LogFields = Readonly<Record<string, LogValue>>;
 export type LogFormat = 'text' | 'json';
 export type LogLevel = 'info' | 'warn' | 'error';
 
@@ -60,15 +63,27 @@ export class Logger {
   emit(level: LogLevel, event: string, fields: LogFields): void {
     this.listener?.(level, event, fields);
     if (this.format === 'json') {
-      this.write(`${JSON.stringify({ time: new Date().toISOString(), level, event, ...fields })}\n`);
+      const line: Record<string, LogValue> = { time: new Date().toISOString(), level, event };
+      // A field never hides what the line is (a VM's events come relayed from the engine).
+      for (const [k, v] of Object.entries(fields)) line[k in line ? `field_${k}` : k] = v;
+      this.write(`${JSON.stringify(line)}\n`);
       return;
     }
     let line = `softnet: ${level === 'info' ? '' : `${level}: `}${event}`;
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
-      const s = String(v);
-      line += ` ${k}=${/[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s}`;
+      line += ` ${k}=${textValue(v)}`;
     }
     this.write(`${line}\n`);
   }
+}
+
+/** A field's value in a text line: bare when it has no space, quote or '=' (an object: no space), else quoted. */
+function textValue(v: LogValue): string {
+  if (typeof v === 'object' && v !== null) {
+    const json = JSON.stringify(v);
+    return /\s/.test(json) ? JSON.stringify(json) : json;
+  }
+  const s = String(v);
+  return /[\s"=]/.test(s) || s === '' ? JSON.stringify(s) : s;
 }

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { buildGuest, type GuestImage, type GuestReport, guestAppend, parseConsole } from '../lib/guest.js';
+import { countersValue } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 import {
   GATEWAY,
@@ -138,7 +139,7 @@ function drops(r: VmRun): string {
   const m = r.log.match(/counters counters=(.*)$/m);
   if (!m) return '(no counters logged)';
   try {
-    return JSON.stringify(JSON.parse(JSON.parse(m[1])).drops);
+    return JSON.stringify(countersValue(m[1]).drops);
   } catch {
     return m[1];
   }

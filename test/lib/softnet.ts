@@ -63,7 +63,7 @@ export class Softnet {
     const from = this.lines.length;
     this.child.kill('SIGUSR1');
     const m = await this.waitFor(/counters counters=(.*)$/, 5000, from);
-    return JSON.parse(JSON.parse(m[1]));
+    return countersValue(m[1]);
   }
 
   /** Sends `signal` and waits for the exit. */
@@ -73,6 +73,11 @@ export class Softnet {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
   }
+}
+
+/** The counters of a text `counters` line, from its value: compact JSON, quoted when it holds a space. */
+export function countersValue(text: string): Record<string, Record<string, number>> {
+  return JSON.parse(text.startsWith('"') ? JSON.parse(text) : text);
 }
 
 /**

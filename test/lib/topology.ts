@@ -42,6 +42,12 @@ export class Topology {
     return ns;
   }
 
+  /** Deletes namespace `ns` now, as a VM that goes away takes its namespace with it. */
+  async removeNetns(ns: string): Promise<void> {
+    await run('ip', ['netns', 'del', ns]);
+    this.namespaces.splice(this.namespaces.indexOf(ns), 1);
+  }
+
   /** Runs a command inside `ns` to completion; rejects on a non-zero exit. */
   async exec(ns: string, cmd: string, args: string[], timeoutMs = 60_000): Promise<Output> {
     return run('ip', ['netns', 'exec', ns, cmd, ...args], { timeout: timeoutMs, killSignal: 'SIGKILL' });

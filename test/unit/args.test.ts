@@ -348,3 +348,24 @@ test('a named network, a DHCP range, reservations and the control socket', () =>
   );
   refuses([...BASE, '--network', 'bad/name'], '--network', /network name/);
 });
+
+test('--metrics: ADDR:PORT, [IPv6]:PORT or :PORT; anything else is refused', () => {
+  assert.equal(parseVmArgs(BASE).metrics, null);
+  assert.deepEqual(parseVmArgs([...BASE, '--metrics', '127.0.0.1:9464']).metrics, {
+    host: '127.0.0.1',
+    port: 9464,
+  });
+  assert.deepEqual(parseVmArgs([...BASE, '--metrics=[::1]:9100']).metrics, { host: '::1', port: 9100 });
+  assert.deepEqual(parseVmArgs([...BASE, '--metrics', ':9100']).metrics, { host: '0.0.0.0', port: 9100 });
+  for (const bad of [
+    '9100',
+    'localhost:9100',
+    '127.0.0.1',
+    '127.0.0.1:0',
+    '127.0.0.1:65536',
+    '1.2.3:80',
+    '[::g]:80',
+    '',
+  ])
+    refuses([...BASE, '--metrics', bad], '--metrics');
+});

@@ -1,0 +1,141 @@
+// What `--metrics` serves: the engine's own counters and tables, read at each scrape, so nothing is
+// counted twice on the hot path. Per VM its port's counters; drops by reason; per network its VMs, bound
+// leases and pool; per uplink its NAT mappings by protocol; the captures running; the engine itself.
+
+import type { Server } from 'node:http';
+import { NatProto } from '../nat/flows.js';
+import { PortStat } from '../ports/port.js';
+import { DROP_NAMES, Drop } from '../stats/drops.js';
+import { type MetricsAddress, serveMetrics } from '../stats/metrics-http.js';
+import { Exposition, type Labels } from '../stats/prometheus.js';
+import type { Logger } from '../util/log.js';
+import { VERSION } from '../version.js';
+import type { Engine } from './engine.js';
+import { UsageError } from './errors.js';
+
+/** Per-VM counters: metric name, the port counter it reads, help. */
+const VM_COUNTERS: ReadonlyArray<readonly [string, number, string]> = [
+  ['softnet_vm_rx_frames_total', PortStat.RX_FRAMES, 'Frames softnet received from the VM.'],
+  ['softnet_vm_rx_bytes_total', PortStat.RX_BYTES, 'Bytes softnet received from the VM.'],
+  ['softnet_vm_tx_frames_total', PortStat.TX_FRAMES, 'Frames softnet sent to the VM.'],
+  ['softnet_vm_tx_bytes_total', PortStat.TX_BYTES, 'Bytes softnet sent to the VM.'],
+  [
+    'softnet_vm_tx_dropped_frames_total',
+    PortStat.TX_DROPS,
+    "Frames for the VM that its port could not take (the VM's queue was full, or it had gone).",
+  ],
+];
+
+const PROTOCOLS: ReadonlyArray<readonly [string, number]> = [
+  ['tcp', NatProto.TCP],
+  ['udp', NatProto.UDP],
+  ['icmp', NatProto.ICMP],
+];
+
+/** The engine's metrics in Prometheus text format; `now` in ms since the epoch. */
+export function engineMetrics(engine: Engine, now = Date.now()): string {
+  const out = new Exposition();
+  const vms = [...engine.vms.values()];
+  const vmLabels = vms.map(
+    (v): Labels => ({
+      vm: v.record.name,
+      network: v.net.spec.name,
+      mac: v.vm.mac,
+      external_mac: v.record.extMac,
+    }),
+  );
+  for (const [name, stat, help] of VM_COUNTERS)
+    out.family(
+      name,
+      'counter',
+      help,
+      vms.map((v, i) => [vmLabels[i], v.att.port.stats[stat]] as const),
+    );
+
+  const drops: Array<readonly [Labels, number]> = [];
+  DROP_NAMES.forEach((reason, i) => {
+    if (i !== Drop.NONE) drops.push([{ reason }, engine.p.drops[i]]);
+  });
+  out.family('softnet_drops_total', 'counter', 'Frames softnet dropped, by reason.', drops);
+
+  const nets = [...engine.networks.values()];
+  const netLabel = (name: string): Labels => ({ network: name });
+  out.family(
+    'softnet_network_vms',
+    'gauge',
+    'VMs attached to the network.',
+    nets.map((n) => [netLabel(n.spec.name), n.seg.attachments.size] as const),
+  );
+  out.family(
+    'softnet_network_leases',
+    'gauge',
+    'DHCP leases bound on the network (held by VMs attached or not).',
+    nets.map((n) => {
+      let bound = 0;
+      for (const l of n.seg.leases.all()) if (l.state === 'bound' && l.expires > now) bound++;
+      return [netLabel(n.spec.name), bound] as const;
+    }),
+  );
+  out.family(
+    'softnet_network_pool_addresses',
+    'gauge',
+    "Addresses in the network's DHCP pool.",
+    nets.map((n) => [netLabel(n.spec.name), n.seg.cfg.poolEnd - n.seg.cfg.poolStart + 1] as const),
+  );
+
+  const ups = [...engine.uplinks.values()];
+  out.family(
+    'softnet_nat_mappings',
+    'gauge',
+    'NAT mappings in use on the uplink, by protocol.',
+    ups.flatMap((u) =>
+      PROTOCOLS.map(
+        ([protocol, proto]) =>
+          [{ uplink: u.name, ports: u.natPorts, protocol }, u.nat.flows.inUse(proto)] as const,
+      ),
+    ),
+  );
+  out.family(
+    'softnet_nat_ports',
+    'gauge',
+    "External ports of the uplink's range: the most mappings it holds per protocol.",
+    ups.map((u) => [{ uplink: u.name, ports: u.natPorts }, u.nat.flows.hi - u.nat.flows.lo + 1] as const),
+  );
+
+  out.family('softnet_captures', 'gauge', 'Captures running (softnet capture).', [
+    [{}, engine.captures.size],
+  ]);
+  out.family('softnet_engine_info', 'gauge', 'The engine: its version, process and kind.', [
+    [
+      {
+        version: VERSION,
+        pid: String(process.pid),
+        kind: engine.opts.service ? 'service' : 'per-vm',
+      },
+      1,
+    ],
+  ]);
+  out.family('softnet_engine_start_time_seconds', 'gauge', 'When the engine started, since the epoch.', [
+    [{}, engine.started / 1000],
+  ]);
+  out.family('softnet_engine_uptime_seconds', 'gauge', 'Seconds since the engine started.', [
+    [{}, (now - engine.started) / 1000],
+  ]);
+  return out.text();
+}
+
+/** Serves the engine's metrics at `addr`; throws a UsageError naming --metrics when it cannot listen there. */
+export async function startMetrics(engine: Engine, addr: MetricsAddress, log: Logger): Promise<Server> {
+  let server: Server;
+  try {
+    server = await serveMetrics(addr, () => engineMetrics(engine), log);
+  } catch (e) {
+    throw new UsageError(
+      '--metrics',
+      `cannot listen on ${addr.host} port ${addr.port}: ${(e as Error).message}`,
+    );
+  }
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  log.info('metrics', { url: `http://${host}:${addr.port}/metrics` });
+  return server;
+}
