@@ -229,6 +229,9 @@ describe('port forwards', () => {
         .slice(seen)
         .some((e) => e.event === 'bound'),
     );
+    // The release is unicast to the gateway just before the client's script flushes the address: with
+    // the gateway's MAC to look up first, it would be lost.
+    await topo.exec(vm, 'ping', ['-c', '1', '-W', '2', GATEWAY]);
     daemon.kill('SIGUSR2');
     await softnet.waitFor(/forward idle .*forward=8080:80\/tcp .*ip=none/, 10_000, from);
     const exited = new Promise((resolve) => daemon.once('exit', resolve));
@@ -350,5 +353,31 @@ describe('port forwards', () => {
     assert.doesNotMatch(tables, /softnet/, tables);
     for (const port of [8080, 8081, 8090]) assert.equal(await listening(topo, world.host, 'tcp', port), '');
     assert.equal(await listening(topo, world.host, 'udp', 5353), '');
+  });
+
+  test("after SIGKILL the next engine removes the killed one's table, forward sets and all", {
+    timeout: 90_000,
+  }, async () => {
+    let s = await softnetForVm(topo, world.host, vm, MAC, [...NAT_ARGS, '--expose', '8080:80']);
+    await vmOnline(topo, vm);
+    assert.match(
+      (await tcpClient(world.world, HOST_IP, 8080)).first,
+      new RegExp(`^peer ${SERVER} `),
+      tail(s),
+    );
+    const killed = s.child.pid;
+    await s.stop('SIGKILL');
+    const left = (await topo.exec(world.host, 'nft', ['list', 'ruleset'])).stdout;
+    assert.match(left, new RegExp(`table ip softnet_up0_61000_64999_${killed} `), left);
+    assert.match(left, /set forward_tcp \{[^}]*elements = \{ 8080 \}/, left);
+
+    s = await softnetForVm(topo, world.host, vm, MAC, [...NAT_ARGS, '--expose', '8080:80']);
+    await vmOnline(topo, vm);
+    const r = await tcpClient(world.world, HOST_IP, 8080);
+    assert.match(r.first, new RegExp(`^peer ${SERVER} `), `${r.stderr}\n${tail(s)}`);
+    const tables = (await topo.exec(world.host, 'nft', ['list', 'tables'])).stdout.trim();
+    assert.equal(tables, `table ip softnet_up0_61000_64999_${s.child.pid}`);
+    assert.deepEqual(await s.stop('SIGTERM'), { code: 0, signal: null }, tail(s));
+    assert.doesNotMatch((await topo.exec(world.host, 'nft', ['list', 'tables'])).stdout, /softnet/);
   });
 });
