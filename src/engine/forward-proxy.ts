@@ -88,6 +88,8 @@ async function tcpProxy(host: string, ext: number, target: ProxyTarget): Promise
       resolve();
     });
   });
+  // After the listen: an error now (an accept that failed, out of fds) is no reason to stop serving.
+  server.on('error', () => {});
   return {
     moved() {},
     close() {
