@@ -25,6 +25,8 @@ const NAT_ARGS = ['--uplink', UPLINK, '--allow', WORLD_NET];
 const MAC = '52:54:00:46:57:01';
 /** A lease the VM asks for when it moves, far from the first ones the pool hands out. */
 const MOVED_TO = '192.168.64.77';
+/** The second VM's address. */
+const OTHER_IP = '192.168.64.88';
 
 // TCP on the ports of argv[1] and UDP on those of argv[2], all addresses. TCP: a first line
 // "peer <client address> <client port> at <local address>", then an echo until the client's end of
@@ -327,10 +329,20 @@ describe('port forwards', () => {
       '--expose',
       '8090:90',
     ]);
-    await vmOnline(topo, ns);
+    // An address nobody had: the host would still know the first VM's old one by that VM's MAC for a
+    // while (its neighbour entry), and this test is not about that.
+    await new Udhcpc(topo, ns).once(['-r', OTHER_IP]);
+    await topo.exec(ns, 'ip', ['route', 'replace', 'default', 'via', GATEWAY, 'dev', 'eth0']);
     await vmServices(ns, [90], []);
     await other.waitFor(/forward (installed|moved) .*forward=8090:90\/tcp .*ip=192/);
     assert.match((await tcpClient(world.world, HOST_IP, 8090)).first, new RegExp(`^peer ${SERVER} `));
+    // One VM reaches the other's forward at the gateway: the host's stack takes it to the proxy.
+    const across = await tcpClient(ns, GATEWAY, 8080);
+    assert.match(
+      across.first,
+      new RegExp(`^peer ${GATEWAY} \\d+ at ${vmIp}$`),
+      `${across.stderr}\n${tail(softnet)}`,
+    );
     // The first VM's softnet runs the engine; it stops, and the second VM's process takes over.
     assert.deepEqual(await softnet.stop('SIGTERM'), { code: 0, signal: null }, tail(softnet));
     assert.ok(
