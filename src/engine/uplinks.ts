@@ -19,8 +19,7 @@
 import { join } from 'node:path';
 import { FlowStore } from '../nat/flow-store.js';
 import { FlowTable, NatProto } from '../nat/flows.js';
-import type { ForwardOwner } from '../nat/forwards.js';
-import { ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
+import { type ForwardOwner, ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard } from '../nat/guard.js';
 import type { NatUplink } from '../nat/uplink.js';
@@ -140,11 +139,16 @@ export class LiveUplink {
     }
   }
 
-  /** Removes port forwards: translation first, then the filter, then the guard's elements. */
+  /** Removes port forwards: translation first, then the filter, then the guard's elements. Never throws. */
   removeForwards(list: PortForward[]): void {
     if (list.length === 0) return;
     for (const f of list) this.nat.forwards.remove(f);
-    this.refilter();
+    try {
+      this.refilter();
+    } catch (e) {
+      // The capture goes on taking those ports, and drops them: they have no forward now.
+      this.log.error('capture filter not replaced', { error: e instanceof Error ? e.message : String(e) });
+    }
     for (const proto of [NatProto.TCP, NatProto.UDP]) {
       const name = protoName(proto) as 'tcp' | 'udp';
       this.guard.removeForwards(
