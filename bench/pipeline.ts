@@ -5,6 +5,7 @@
 
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CaptureSink, PortTap } from '../src/capture/tap.js';
+import { NatProto } from '../src/nat/flows.js';
 import { BATCH, BIG_BATCH, DRAIN_ROUNDS } from '../src/pipeline/pipeline.js';
 import type { Port } from '../src/ports/port.js';
 import { parseMac } from '../src/wire/addr.js';
@@ -58,6 +59,16 @@ function captured(): PortTap {
   return tap;
 }
 
+// A port forward, 5001/udp on the uplink to the VM's 5001: the world's datagrams to it come in, and the
+// VM's answers from 5001 go out by it (its frame is the NAT-out one with the ports swapped).
+net.nat!.forwards.add(net.att, NatProto.UDP, 5001, 5001);
+const toForward = Uint8Array.from(fromWorld);
+new DataView(toForward.buffer).setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 2, 5001);
+const fromForward = Uint8Array.from(toWorld);
+const ff = new DataView(fromForward.buffer);
+ff.setUint16(14 + IPV4_HEADER_LEN, 5001);
+ff.setUint16(14 + IPV4_HEADER_LEN + 2, 40000);
+
 // [name, port fed, frame, port whose sends are counted, a capture of the VM's port while it runs]
 const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
   [
@@ -105,6 +116,8 @@ const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
     null,
   ],
   ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id, null],
+  ['vm -> world UDP, 64 B (port forward out, checksum verified)', vmPort, fromForward, raw.id, null],
+  ['world -> vm UDP, 64 B (port forward in)', capture, toForward, vmPort.id, null],
 ];
 
 let gcStarts: number[] = [];

@@ -750,22 +750,31 @@ static napi_value raw_socket(napi_env env, napi_callback_info info) {
  * transport checksum is not filled in yet (a packet from a veth peer on this machine) and when the packet
  * is a GRO aggregate.
  */
-static napi_value packet_socket(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  char name[IFNAMSIZ];
+/* A classic BPF program argument (a Uint8Array of sock_filter entries) as a sock_fprog; -1 and throws if not. */
+static int get_filter(napi_env env, napi_value v, struct sock_fprog *prog) {
   napi_typedarray_type tt;
   size_t len;
   void *data;
-  if (get_args(env, info, 2, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
-  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
-      len == 0 || len % sizeof(struct sock_filter) != 0) {
-    napi_throw_type_error(env, NULL, "filter must be a Uint8Array of sock_filter entries");
-    return NULL;
+  if (napi_get_typedarray_info(env, v, &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
+      len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS) {
+    napi_throw_type_error(env, NULL, "filter must be a Uint8Array of at most 4096 sock_filter entries");
+    return -1;
   }
+  prog->len = (unsigned short)(len / sizeof(struct sock_filter));
+  prog->filter = data;
+  return 0;
+}
+
+static napi_value packet_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char name[IFNAMSIZ];
+  struct sock_fprog prog;
+  if (get_args(env, info, 2, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0 ||
+      get_filter(env, argv[1], &prog) < 0)
+    return NULL;
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_IP));
   if (fd < 0) return throw_errno(env, errno, "packet socket");
   /* Attach the filter before binding, so nothing unfiltered is queued in between. */
-  struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)), .filter = data};
   int one = 1, size = 8 << 20;
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof sll);
@@ -794,6 +803,21 @@ fail: {
   close(fd);
   return throw_errno(env, e, what);
 }
+}
+
+/*
+ * portSetFilter(port, filter): replaces the classic BPF filter of a port's socket (the uplink capture's,
+ * when the forwarded ports change). The kernel swaps the program atomically: every packet meets one of them.
+ */
+static napi_value port_set_filter(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct sock_fprog prog;
+  if (get_args(env, info, 2, argv) < 0) return NULL;
+  struct port *p = get_port(env, argv[0]);
+  if (!p || get_filter(env, argv[1], &prog) < 0) return NULL;
+  if (setsockopt(p->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+    return throw_errno(env, errno, "SO_ATTACH_FILTER");
+  return NULL;
 }
 
 /* fdKind(fd) -> 'tap' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
@@ -993,6 +1017,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"ifAddr", NULL, if_addr, NULL, NULL, NULL, napi_default, NULL},
       {"rawSocket", NULL, raw_socket, NULL, NULL, NULL, napi_default, NULL},
       {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"portSetFilter", NULL, port_set_filter, NULL, NULL, NULL, napi_default, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_default, NULL},
       {"unixAccept", NULL, unix_accept, NULL, NULL, NULL, napi_default, NULL},
       {"socketpair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},

@@ -30,6 +30,7 @@ export interface Native {
   ifAddr(name: string): { addr: number; mtu: number };
   rawSocket(): number;
   packetSocket(ifname: string, filter: Uint8Array): number;
+  portSetFilter(port: number, filter: Uint8Array): void;
   fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
   unixListen(path: string): number;
   unixAccept(fd: number): number;

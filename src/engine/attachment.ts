@@ -1,6 +1,7 @@
 // An attachment: one VM NIC on one network, through one port.
 
-import type { Mapping, NatOwner } from '../nat/flows.js';
+import type { Mapping } from '../nat/flows.js';
+import type { ForwardOwner, PortForward } from '../nat/forwards.js';
 import type { DestinationPolicy } from '../policy/destinations.js';
 import type { Port } from '../ports/port.js';
 import type { Logger } from '../util/log.js';
@@ -24,12 +25,14 @@ export interface AttachmentIdentity {
 }
 
 /** A VM's NIC as the pipeline sees it: its port, its MACs, its rules, and the address its lease lets it use. */
-export class Attachment implements NatOwner {
+export class Attachment implements ForwardOwner {
   /** The leased address the VM may use as its source, 0 before it has a lease. */
   ip = 0;
   /** Its NAT mappings by (protocol << 16 | port), and how many per protocol (see nat/flows.ts). */
   readonly natIndex = new Map<number, Mapping>();
   readonly natCount = new Int32Array(3);
+  /** Its port forwards by (protocol << 16 | VM port) (see nat/forwards.ts). */
+  readonly forwardIndex = new Map<number, PortForward>();
   readonly key: string;
   readonly name: string;
   readonly mac: Uint8Array;

@@ -11,7 +11,9 @@
  *   with its last VM. NAT uplinks are shared by the networks that use the same interface and port range.
  * - A VM attaches with its port's fd (passed over the control socket, or the engine's own VM's), what it
  *   asks (VmSpec) and the network it wants. The engine gives it a key (its lease identity), a name and an
- *   external MAC, kept in the attachment store, and a policy made from its rules.
+ *   external MAC, kept in the attachment store, and a policy made from its rules. Its port forwards
+ *   (--expose) are installed as it attaches and removed as it detaches (forwards.ts); one that cannot be
+ *   had refuses the attach.
  * - A VM detaches when its port fails (the VM went away: its lease is freed and its per-VM process told),
  *   when its per-VM process asks (stopped with SIGTERM: the lease stays until it expires), or when that
  *   process's connection drops without asking (the VM tool died: the lease is freed).
@@ -41,6 +43,7 @@ import { type Attachment, AttType } from './attachment.js';
 import { AttachmentStore, type VmRecord } from './attachment-store.js';
 import { Captures } from './captures.js';
 import { flagged, UsageError } from './errors.js';
+import { EngineForwards } from './forwards.js';
 import { LiveNetwork } from './live-network.js';
 import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
 import { openPort } from './ports.js';
@@ -110,6 +113,7 @@ export class Engine {
   private readonly awaited = new Map<string, Awaited>();
   /** Networks being opened for a VM, by `name NAME` or `link HOSTLINK`. */
   private readonly opening = new Map<string, Promise<LiveNetwork>>();
+  private readonly forwards = new EngineForwards();
   private readonly store: AttachmentStore;
   private control: ControlServer | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -191,7 +195,7 @@ export class Engine {
         {
           hostLinkFailed: (err) => this.fail(`host link ${spec.hostLink} failed: ${err}`),
           vmGone: (att, err) => this.vmGone(att, err),
-          addressChanged: () => {},
+          addressChanged: (att, ip) => this.forwards.moved(att, ip),
         },
         (port) => native.portWatch(port.id, this.onReady),
       );
@@ -328,6 +332,14 @@ export class Engine {
           native.tapCarrier(fd, false);
         } catch {}
       }
+      try {
+        await this.forwards.install(att, net, vm);
+      } catch (e) {
+        // Refused: the VM goes (its lease stays for a retry), the others are not touched.
+        net.seg.detach(att, false);
+        if (!net.declared && net.seg.attachments.size === 0) this.closeNetwork(net);
+        throw e;
+      }
       const record: VmRecord = {
         key,
         name,
@@ -431,6 +443,7 @@ export class Engine {
   detach(live: LiveVm, freeLease: boolean, reason: string): void {
     if (!this.byAtt.has(live.att)) return;
     live.att.log.info('vm detached', { vm: live.att.name, mac: live.vm.mac, reason });
+    this.forwards.remove(live.att, reason);
     if (!freeLease) live.net.uplink?.park(live.att);
     live.net.seg.detach(live.att, freeLease);
     this.forget(live);
@@ -440,6 +453,7 @@ export class Engine {
   private vmGone(att: Attachment, reason: string): void {
     const live = this.byAtt.get(att);
     if (!live) return;
+    this.forwards.remove(att, reason);
     this.forget(live);
     live.owner.gone(reason);
   }
@@ -559,6 +573,7 @@ export class Engine {
     this.saveRecords();
     this.captures.closeAll('engine-stopped');
     this.control?.close();
+    this.forwards.removeAll('engine-stopping');
     for (const up of this.uplinks.values()) up.save(this.p.clock);
     for (const net of [...this.networks.values()]) this.closeNetwork(net);
   }

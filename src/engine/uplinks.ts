@@ -10,11 +10,16 @@
  *   gateway MAC, so the capture needs no network of its own.
  * - The mappings are snapshotted to STATE_DIR/nat-<uplink>-<lo>-<hi>.flows.json at stop and every few seconds while they
  *   change, keyed by the VMs' lease identities, and made again when those VMs attach.
+ * - Port forwards are added and removed here in three places kept in step: the forward table (what the
+ *   pipeline translates), the guard's sets (what the host's stack never sees) and the capture filter (what
+ *   the packet socket takes). Adding goes table, guard, filter and removing table, filter, guard, so no
+ *   packet for a forward reaches the host's stack while softnet takes it: it would answer with a RST.
  */
 
 import { join } from 'node:path';
 import { FlowStore } from '../nat/flow-store.js';
-import { FlowTable } from '../nat/flows.js';
+import { FlowTable, NatProto } from '../nat/flows.js';
+import { type ForwardOwner, ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard, withGuardLock } from '../nat/guard.js';
 import type { NatUplink } from '../nat/uplink.js';
@@ -22,7 +27,7 @@ import { native } from '../native.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
-import { openUplink } from '../ports/uplink.js';
+import { captureFilter, openUplink } from '../ports/uplink.js';
 import type { Logger } from '../util/log.js';
 import type { Attachment } from './attachment.js';
 import { flagged } from './errors.js';
@@ -73,6 +78,7 @@ export class LiveUplink {
       );
       const nat: NatUplink = {
         flows: new FlowTable(lo, hi, perVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4))),
+        forwards: new ForwardTable(lo, hi),
         fragments: new FragmentTable(),
         addr: up.addr,
         mtu: up.mtu,
@@ -112,9 +118,62 @@ export class LiveUplink {
     this.store.forget(key);
   }
 
+  /**
+   * Adds port forwards of `owner`, each (NatProto, external port, VM port); all or none. Throws an Error
+   * saying why one cannot be had (see ForwardTable.refusal) or what nftables said.
+   */
+  addForwards(owner: ForwardOwner, list: Array<[proto: number, ext: number, int: number]>): PortForward[] {
+    const added: PortForward[] = [];
+    try {
+      for (const [proto, ext, int] of list) added.push(this.nat.forwards.add(owner, proto, ext, int));
+      for (const proto of [NatProto.TCP, NatProto.UDP]) {
+        const name = protoName(proto) as 'tcp' | 'udp';
+        this.guard.addForwards(
+          name,
+          added.filter((f) => f.proto === proto).map((f) => f.ext),
+        );
+      }
+      this.refilter();
+      return added;
+    } catch (e) {
+      this.removeForwards(added);
+      throw e;
+    }
+  }
+
+  /** Removes port forwards: translation first, then the filter, then the guard's elements. Never throws. */
+  removeForwards(list: PortForward[]): void {
+    if (list.length === 0) return;
+    for (const f of list) this.nat.forwards.remove(f);
+    try {
+      this.refilter();
+    } catch (e) {
+      // The capture goes on taking those ports, and drops them: they have no forward now.
+      this.log.error('capture filter not replaced', { error: e instanceof Error ? e.message : String(e) });
+    }
+    for (const proto of [NatProto.TCP, NatProto.UDP]) {
+      const name = protoName(proto) as 'tcp' | 'udp';
+      this.guard.removeForwards(
+        name,
+        list.filter((f) => f.proto === proto).map((f) => f.ext),
+      );
+    }
+  }
+
+  /** Gives the capture socket a filter for the NAT range and the forwarded ports of the moment. */
+  private refilter(): void {
+    const { lo, hi } = portRange('natPorts', this.natPorts);
+    const fwd = this.nat.forwards;
+    native.portSetFilter(
+      this.capture.id,
+      captureFilter(this.nat.addr, lo, hi, { tcp: fwd.ports(NatProto.TCP), udp: fwd.ports(NatProto.UDP) }),
+    );
+  }
+
   /** Ends idle mappings and writes a snapshot when they changed a while ago; run once a second. */
   tick(clock: number): void {
     this.nat.flows.sweep(clock);
+    this.nat.forwards.sweep(clock);
     if (this.nat.flows.changes !== this.saved.changes && clock - this.saved.at >= FLOW_SNAPSHOT_S)
       this.save(clock);
   }

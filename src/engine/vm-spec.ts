@@ -104,7 +104,11 @@ export function checkVmSpec(raw: Record<string, unknown>): VmSpec {
   for (const f of expose.map(parseForward)) {
     const key = `${f.proto}:${f.ext}`;
     if (seen.has(key)) throw new FieldError('expose', `host port ${f.ext}/${f.proto} is given twice`);
+    // What the VM sends from a forwarded port leaves from that forward's host port: there must be one.
+    if (seen.has(`vm ${f.proto}:${f.int}`))
+      throw new FieldError('expose', `VM port ${f.int}/${f.proto} is forwarded twice`);
     seen.add(key);
+    seen.add(`vm ${f.proto}:${f.int}`);
   }
   const port = raw.port ?? 'vm';
   if (typeof port !== 'string') throw new FieldError('port', 'must be a string');

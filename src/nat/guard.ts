@@ -4,10 +4,16 @@
 // still sees those packets: it taps them before netfilter. The table also keeps conntrack out of softnet's
 // flows.
 //
+// Port forwards get the same treatment from two sets of the table, forward_tcp and forward_udp, whose
+// elements come and go with the forwards; their rules match only on the uplink interface, so the host's
+// own connections to a forwarded port (on loopback, or from a VM over the host link) still reach the
+// engine's local proxy listening on it.
+//
 // The table's name carries the uplink, the range and the owner's pid (softnet_<uplink>_<lo>_<hi>_<pid>),
 // so a start finds what a killed softnet left on the same uplink, whatever range it used, and removes its
-// table and its reservation; a live softnet's guard is left alone, and a range that overlaps a live one's
-// is refused. Reservations are edited as port intervals, because the kernel merges touching ranges.
+// table (its sets with it) and its reservation; a live softnet's guard is left alone, and a range that
+// overlaps a live one's is refused. Reservations are edited as port intervals, because the kernel merges
+// touching ranges.
 //
 // Engines starting or stopping at the same time would each read, change and write back the reserved
 // ranges and lose one another's: every install and removal holds this network namespace's guard lock.
@@ -46,6 +52,16 @@ export function withGuardLock<T>(step: () => T): T {
 
 function nft(script: string): void {
   execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+}
+
+/** nft, with its complaint as the error's message. */
+function nftOrThrow(script: string): void {
+  try {
+    nft(script);
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new Error(`nftables: ${err.stderr?.toString().trim() || err.message}`);
+  }
 }
 
 function readReserved(): Interval[] {
@@ -116,6 +132,21 @@ export class NatGuard {
     private readonly hi: number,
   ) {}
 
+  /** Drops what arrives on the uplink for forwarded ports `ports` of `proto` from now on; throws if nft fails. */
+  addForwards(proto: 'tcp' | 'udp', ports: number[]): void {
+    if (ports.length > 0)
+      nftOrThrow(`add element ip ${this.table} forward_${proto} { ${ports.join(', ')} }\n`);
+  }
+
+  /** Lets the host's stack have forwarded ports `ports` of `proto` again (ports not in the set are skipped). */
+  removeForwards(proto: 'tcp' | 'udp', ports: number[]): void {
+    for (const port of ports) {
+      try {
+        nft(`delete element ip ${this.table} forward_${proto} { ${port} }\n`);
+      } catch {}
+    }
+  }
+
   /**
    * Removes what a dead softnet left on `uplink`, then reserves [lo, hi] and guards `addr`. Throws when a
    * live softnet guards an overlapping range on the same uplink.
@@ -138,26 +169,32 @@ export class NatGuard {
     const range = `${lo}-${hi}`;
     writeReserved([...subtract(readReserved(), lo, hi), [lo, hi]]);
     const a = formatIpv4(addr);
+    const dev = JSON.stringify(uplink);
     try {
-      nft(`table ip ${table} {
+      nftOrThrow(`table ip ${table} {
+  set forward_tcp { type inet_service; }
+  set forward_udp { type inet_service; }
   chain guard {
     type filter hook prerouting priority raw; policy accept;
     ip daddr ${a} tcp dport ${range} drop
     ip daddr ${a} udp dport ${range} drop
     ip daddr ${a} icmp type echo-reply icmp id ${range} drop
+    iifname ${dev} ip daddr ${a} tcp dport @forward_tcp drop
+    iifname ${dev} ip daddr ${a} udp dport @forward_udp drop
   }
   chain untracked {
     type filter hook output priority raw; policy accept;
     ip saddr ${a} tcp sport ${range} notrack
     ip saddr ${a} udp sport ${range} notrack
     ip saddr ${a} icmp type echo-request icmp id ${range} notrack
+    oifname ${dev} ip saddr ${a} tcp sport @forward_tcp notrack
+    oifname ${dev} ip saddr ${a} udp sport @forward_udp notrack
   }
 }
 `);
     } catch (e) {
       writeReserved(subtract(readReserved(), lo, hi));
-      const err = e as { stderr?: Buffer; message: string };
-      throw new Error(`nftables: ${err.stderr?.toString().trim() || err.message}`);
+      throw e;
     }
     return new NatGuard(table, lo, hi);
   }

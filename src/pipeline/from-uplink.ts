@@ -1,5 +1,6 @@
-// A packet captured on the uplink for the NAT address: find its mapping, check the filter, translate it
-// back to the VM, rewrite its Ethernet header for the VM, and send it to the VM's port.
+// A packet captured on the uplink for the NAT address: find its mapping (or the port forward of its
+// destination port), check the filter, translate it back to the VM, rewrite its Ethernet header for the VM,
+// and send it to the VM's port.
 
 import { type NatOwner, NatProto } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
@@ -98,7 +99,10 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
 
   const extPort = natProto === NatProto.ICMP ? dv.getUint16(l4 + ICMP.ID) : dv.getUint16(l4 + 2);
   const m = nat.flows.inbound(natProto, extPort);
-  if (m === undefined) return Drop.UPLINK_NO_MAPPING;
+  if (m === undefined) {
+    if (natProto === NatProto.ICMP) return Drop.UPLINK_NO_MAPPING;
+    return forwardIn(p, nat, ip, l4, total, proto, natProto, extPort, frag);
+  }
   if (!m.admits(ipv4.src(dv, ip) | 0)) return Drop.UPLINK_FILTERED;
   const att = m.owner;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
@@ -107,6 +111,36 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
   if (frag & 0x2000)
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
   rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
+  decrementTtl(dv, ip);
+  toVm(p, att, ip, total);
+  return Drop.NONE;
+}
+
+/**
+ * A TCP or UDP packet for a port outside the NAT range: a port forward's, from anyone. It goes to the VM's
+ * address of the moment, its source kept, and the forward remembers the sender as one the VM may answer.
+ */
+function forwardIn(
+  p: Pipeline,
+  nat: NatUplink,
+  ip: number,
+  l4: number,
+  total: number,
+  proto: number,
+  natProto: number,
+  ext: number,
+  frag: number,
+): number {
+  const f = nat.forwards.inbound(natProto, ext);
+  if (f === undefined) return Drop.UPLINK_NO_MAPPING;
+  const att = f.owner;
+  if (att.port.closed) return Drop.UPLINK_VM_GONE;
+  if (att.ip === 0) return Drop.FORWARD_NO_ADDRESS;
+  const dv = p.dv;
+  f.touch(ipv4.src(dv, ip) | 0, p.clock);
+  if (frag & 0x2000)
+    nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
+  rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, f.int);
   decrementTtl(dv, ip);
   toVm(p, att, ip, total);
   return Drop.NONE;
@@ -132,8 +166,9 @@ function toVm(p: Pipeline, att: NatOwner, ip: number, total: number): void {
 
 /**
  * An ICMP error (unreachable, time exceeded, parameter problem) about a packet softnet translated: the
- * quoted packet names the mapping by its source port (or echo id). Both the outer destination and the
- * quoted source go back to the VM's, and the ICMP checksum is recomputed over the small message.
+ * quoted packet names the mapping (or the port forward) by its source port (or echo id). Both the outer
+ * destination and the quoted source go back to the VM's, and the ICMP checksum is recomputed over the
+ * small message.
  */
 function icmpError(p: Pipeline, nat: NatUplink, ip: number, hl: number, total: number, type: number): number {
   if (type !== IcmpType.DEST_UNREACHABLE && type !== IcmpType.TIME_EXCEEDED && type !== 12)
@@ -152,9 +187,20 @@ function icmpError(p: Pipeline, nat: NatUplink, ip: number, hl: number, total: n
   if (natProto < 0) return Drop.UPLINK_NO_MAPPING;
   const extPort = natProto === NatProto.ICMP ? dv.getUint16(innerL4 + ICMP.ID) : dv.getUint16(innerL4);
   const m = nat.flows.inbound(natProto, extPort);
-  if (m === undefined) return Drop.UPLINK_NO_MAPPING;
-  if (!m.admits(ipv4.dst(dv, inner))) return Drop.UPLINK_FILTERED;
-  const att = m.owner;
+  let att: NatOwner;
+  let vmPort: number;
+  if (m !== undefined) {
+    if (!m.admits(ipv4.dst(dv, inner))) return Drop.UPLINK_FILTERED;
+    att = m.owner;
+    vmPort = m.vmPort;
+  } else {
+    const f = natProto === NatProto.ICMP ? undefined : nat.forwards.inbound(natProto, extPort);
+    if (f === undefined) return Drop.UPLINK_NO_MAPPING;
+    // About what the VM sent from the forward's port: only to an address the forward talked with.
+    if (!f.knows(ipv4.dst(dv, inner) | 0)) return Drop.UPLINK_FILTERED;
+    att = f.owner;
+    vmPort = f.int;
+  }
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
 
   // The quoted packet: source address and port back to the VM's; its header checksum, and its transport
@@ -163,18 +209,15 @@ function icmpError(p: Pipeline, nat: NatUplink, ip: number, hl: number, total: n
   dv.setUint32(inner + IPV4.SRC, att.ip);
   dv.setUint16(inner + IPV4.CHECKSUM, update32(dv.getUint16(inner + IPV4.CHECKSUM), oldSrc, att.ip));
   if (natProto === NatProto.ICMP) {
-    dv.setUint16(innerL4 + ICMP.ID, m.vmPort);
+    dv.setUint16(innerL4 + ICMP.ID, vmPort);
     if (innerL4 + ICMP.CHECKSUM + 2 <= end) {
-      dv.setUint16(
-        innerL4 + ICMP.CHECKSUM,
-        update16(dv.getUint16(innerL4 + ICMP.CHECKSUM), extPort, m.vmPort),
-      );
+      dv.setUint16(innerL4 + ICMP.CHECKSUM, update16(dv.getUint16(innerL4 + ICMP.CHECKSUM), extPort, vmPort));
     }
   } else {
-    dv.setUint16(innerL4, m.vmPort);
+    dv.setUint16(innerL4, vmPort);
     const at = innerL4 + (natProto === NatProto.TCP ? TCP.CHECKSUM : UDP.CHECKSUM);
     if (at + 2 <= end && !(natProto === NatProto.UDP && dv.getUint16(at) === 0)) {
-      dv.setUint16(at, update16(update32(dv.getUint16(at), oldSrc, att.ip), extPort, m.vmPort));
+      dv.setUint16(at, update16(update32(dv.getUint16(at), oldSrc, att.ip), extPort, vmPort));
     }
   }
   const oldDst = dv.getUint32(ip + IPV4.DST);

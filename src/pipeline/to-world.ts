@@ -1,6 +1,6 @@
 // A VM's packet for anywhere beyond the gateway: policy, the router's duties (TTL, too big), then NAT out
-// through the uplink. The packet is rewritten in place and sent from its receive slot, Ethernet header
-// left behind.
+// through the uplink, by the VM's port forward when it comes from a forwarded port, else by a mapping. The
+// packet is rewritten in place and sent from its receive slot, Ethernet header left behind.
 
 import { type Attachment, AttType } from '../engine/attachment.js';
 import { NatProto, NoMapping } from '../nat/flows.js';
@@ -37,7 +37,8 @@ export function toWorld(
   // Addresses cross calls as signed 32-bit values (`| 0`): a value above 2^31 would be boxed, i.e. allocated.
   const dst = dv.getUint32(ip + IPV4.DST) | 0;
   const src = att.ip | 0;
-  if (!att.policy.allows(dst)) return blocked(p, seg, att, ip, hl, total, slot);
+  if (!att.policy.allows(dst) && !answersForward(p.dv, att, ip, hl, total, dst))
+    return blocked(p, seg, att, ip, hl, total, slot);
   if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   const nat = seg.nat;
   if (nat === null) return Drop.NO_ROUTE;
@@ -99,6 +100,16 @@ export function toWorld(
     return Drop.NO_ROUTE;
   }
 
+  if (natProto !== NatProto.ICMP && att.forwardIndex.size !== 0) {
+    const f = nat.forwards.outbound(att, natProto, vmPort);
+    if (f !== undefined) {
+      f.touch(dst, p.clock);
+      rewrite(dv, p.u8, ip, l4, proto, IPV4.SRC, nat.addr | 0, f.ext);
+      decrementTtl(dv, ip);
+      p.queue(nat.raw, ip, total);
+      return Drop.NONE;
+    }
+  }
   let m = nat.flows.outbound(att, natProto, vmPort);
   if (m === undefined) {
     if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
@@ -115,6 +126,36 @@ export function toWorld(
   decrementTtl(dv, ip);
   p.queue(nat.raw, ip, total);
   return Drop.NONE;
+}
+
+/**
+ * Whether a packet the VM's rules block answers a client of one of its port forwards: TCP or UDP from the
+ * forwarded port to an address the forward talked with, a TCP segment carrying ACK or RST (a SYN alone
+ * starts something, and that the rules decide).
+ */
+function answersForward(
+  dv: DataView,
+  att: Attachment,
+  ip: number,
+  hl: number,
+  total: number,
+  dst: number,
+): boolean {
+  if (att.forwardIndex.size === 0 || (dv.getUint16(ip + IPV4.FRAG) & 0x1fff) !== 0) return false;
+  const proto = dv.getUint8(ip + IPV4.PROTO);
+  const l4 = ip + hl;
+  let key: number;
+  if (proto === IpProto.TCP) {
+    if (total - hl < tcp.TCP_HEADER_LEN || (tcp.flags(dv, l4) & (TcpFlag.ACK | TcpFlag.RST)) === 0)
+      return false;
+    key = (NatProto.TCP << 16) | tcp.srcPort(dv, l4);
+  } else if (proto === IpProto.UDP) {
+    if (total - hl < udp.UDP_HEADER_LEN) return false;
+    key = (NatProto.UDP << 16) | udp.srcPort(dv, l4);
+  } else {
+    return false;
+  }
+  return att.forwardIndex.get(key)?.knows(dst) === true;
 }
 
 /** Drops a packet the policy blocks, answering it first in reject mode. */

@@ -66,6 +66,7 @@ const reasons = [
   ['UPLINK_FILTERED', 'uplink-filtered'],
   ['UPLINK_FRAGMENT', 'uplink-fragment-unknown'],
   ['UPLINK_VM_GONE', 'uplink-vm-without-lease'],
+  ['FORWARD_NO_ADDRESS', 'forward-vm-without-address'],
   ['UPLINK_GSO', 'uplink-aggregate-not-segmented'],
   ['UPLINK_BAD_OFFLOAD', 'uplink-bad-checksum-offload'],
   ['HOST_ARP_NOT_VM', 'host-arp-not-for-a-vm'],

@@ -5,6 +5,7 @@ import type { Attachment } from '../../src/engine/attachment.js';
 import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
 import { NetworkSegment } from '../../src/engine/segment.js';
 import { FlowTable } from '../../src/nat/flows.js';
+import { ForwardTable } from '../../src/nat/forwards.js';
 import { FragmentTable } from '../../src/nat/fragments.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
 import { native } from '../../src/native.js';
@@ -77,6 +78,7 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
   const nat: NatUplink | null = o.nat
     ? {
         flows: new FlowTable(o.nat.lo, o.nat.hi, o.nat.perVm),
+        forwards: new ForwardTable(o.nat.lo, o.nat.hi),
         fragments: new FragmentTable(),
         addr: o.nat.addr,
         mtu: o.nat.mtu ?? 1500,

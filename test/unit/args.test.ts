@@ -310,6 +310,9 @@ test('port forwards: [BIND:]EXT:INT[/tcp|/udp]', () => {
     refuses([...BASE, '--expose', bad], '--expose', /EXT:INT/);
   }
   refuses([...BASE, '--expose', '2222:22,2222:23'], '--expose', /given twice/);
+  // What the VM sends from a forwarded port leaves from that forward's host port: one per VM port.
+  refuses([...BASE, '--expose', '2222:22,2223:22'], '--expose', /VM port 22\/tcp is forwarded twice/);
+  assert.equal(parseVmArgs([...BASE, '--expose', '2222:22,2222:22/udp']).vm.expose.length, 2);
   // The same host port for TCP and for UDP are two forwards.
   assert.equal(parseVmArgs([...BASE, '--expose', '53:53/tcp,53:53/udp']).vm.expose.length, 2);
 });

@@ -1,6 +1,6 @@
-// The uplink's capture filter (ports/uplink.ts captureFilter): the classic BPF program is run here by a
-// small interpreter of the opcodes it uses, over crafted Ethernet + IPv4 frames, as the kernel would run
-// it on a packet socket.
+// The uplink's capture filter (ports/uplink.ts captureFilter), with and without port forwards: the
+// classic BPF program is run here by a small interpreter of the opcodes it uses, over crafted Ethernet +
+// IPv4 frames, as the kernel would run it on a packet socket.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -55,6 +55,9 @@ function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
         break;
       case 0x50: // ldb [x+k]
         if (!load(x + k, 1)) return 0;
+        break;
+      case 0x05: // ja +k
+        pc += k;
         break;
       case 0x15: // jeq #k
         pc += a >>> 0 === k ? jt : jf;
@@ -117,6 +120,9 @@ function frame(s: FrameSpec): Uint8Array {
 
 const filter = captureFilter(ADDR, LO, HI);
 const verdict = (s: FrameSpec) => runBpf(filter, frame(s));
+/** The same filter with port forwards, which must change nothing else. */
+const FORWARDS = { tcp: [22000, 8080], udp: [5353] };
+const withForwards = captureFilter(ADDR, LO, HI, FORWARDS);
 
 describe('captureFilter', () => {
   test('is a whole number of sock_filter instructions, within BPF_MAXINSNS', () => {
@@ -148,7 +154,10 @@ describe('captureFilter', () => {
     ['a first fragment (MF, offset 0) of UDP to a port in range', { proto: 17, frag: 0x2000, dport: 61999 }],
   ];
   for (const [name, s] of accepted) {
-    test(`accepts ${name}`, () => assert.equal(verdict(s), ACCEPT));
+    test(`accepts ${name}`, () => {
+      assert.equal(verdict(s), ACCEPT);
+      assert.equal(runBpf(withForwards, frame(s)), ACCEPT, 'with forwards');
+    });
   }
 
   const rejected: Array<[string, FrameSpec]> = [
@@ -176,8 +185,46 @@ describe('captureFilter', () => {
     ['ESP', { proto: 50 }],
   ];
   for (const [name, s] of rejected) {
-    test(`rejects ${name}`, () => assert.equal(verdict(s), 0));
+    test(`rejects ${name}`, () => {
+      assert.equal(verdict(s), 0);
+      assert.equal(runBpf(withForwards, frame(s)), 0, 'with forwards');
+    });
   }
+
+  test('with forwards: TCP and UDP to a forwarded port of their protocol, only to the address', () => {
+    const v = (s: FrameSpec) => runBpf(withForwards, frame(s));
+    assert.equal(v({ proto: 6, dport: 8080 }), ACCEPT);
+    assert.equal(v({ proto: 6, dport: 22000 }), ACCEPT);
+    assert.equal(v({ proto: 6, dport: 8080, optWords: 4 }), ACCEPT);
+    assert.equal(v({ proto: 17, dport: 5353 }), ACCEPT);
+    assert.equal(v({ proto: 17, dport: 8080 }), 0, 'a TCP forward takes no UDP');
+    assert.equal(v({ proto: 6, dport: 5353 }), 0, 'a UDP forward takes no TCP');
+    for (const port of [8079, 8081, 21999, 22001, 5352, 5354]) {
+      assert.equal(v({ proto: 6, dport: port }), 0, `TCP ${port}`);
+      assert.equal(v({ proto: 17, dport: port }), 0, `UDP ${port}`);
+    }
+    assert.equal(v({ proto: 6, dport: 8080, dst: OTHER }), 0);
+    assert.equal(v({ proto: 1, icmpType: 0, icmpId: 8080 }), 0, 'an echo reply with a forwarded id');
+    assert.equal(runBpf(filter, frame({ proto: 6, dport: 8080 })), 0, 'without forwards');
+  });
+
+  test('1024 forwards of each protocol: every one taken, the ports between not, within BPF_MAXINSNS', () => {
+    const tcp = Array.from({ length: 1024 }, (_, i) => 1000 + 3 * i);
+    const udp = Array.from({ length: 1024 }, (_, i) => 40000 + 2 * i);
+    const f = captureFilter(ADDR, LO, HI, { tcp, udp });
+    assert.ok(f.length / 8 <= 4096, `${f.length / 8} instructions`);
+    for (const port of tcp) {
+      assert.equal(runBpf(f, frame({ proto: 6, dport: port })), ACCEPT, `TCP ${port}`);
+      assert.equal(runBpf(f, frame({ proto: 6, dport: port + 1 })), 0, `TCP ${port + 1}`);
+    }
+    for (const port of udp) {
+      assert.equal(runBpf(f, frame({ proto: 17, dport: port })), ACCEPT, `UDP ${port}`);
+      assert.equal(runBpf(f, frame({ proto: 17, dport: port + 1 })), 0, `UDP ${port + 1}`);
+      assert.equal(runBpf(f, frame({ proto: 6, dport: port })), 0, `TCP ${port}`);
+    }
+    assert.equal(runBpf(f, frame({ proto: 17, dport: 61500 })), ACCEPT, 'the NAT range still');
+    assert.equal(runBpf(f, frame({ proto: 1, icmpType: 11 })), ACCEPT, 'ICMP errors still');
+  });
 
   test('a frame too short for the destination address is rejected, not read past its end', () => {
     assert.equal(runBpf(filter, frame({}).subarray(0, 33)), 0);
