@@ -10,6 +10,8 @@
  *   attachment's address, so the map and the attachments never disagree, and `addressChanged` tells the
  *   engine (port forwards follow the address). Its keys are `ip | 0`: a signed 32-bit key is a small
  *   integer to V8, where an address above 2^31 would be a boxed number allocated on every lookup.
+ * - When a VM gets an address, the host link hears a gratuitous ARP from its external MAC: the host may
+ *   still have that address at the MAC of the VM that held it before (for half a minute or so).
  * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet. A VM that goes away
  *   takes its mappings with it. A reserved address held by an attached VM does not expire: a static guest
  *   never renews it.
@@ -28,9 +30,13 @@ import { LeaseStore } from '../services/lease-store.js';
 import { LeaseTable } from '../services/leases.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
-import { macKey } from '../wire/ethernet.js';
+import { ArpOp, emitArp } from '../wire/arp.js';
+import { EtherType, emitEthernet, macKey } from '../wire/ethernet.js';
 import { Attachment, type AttachmentIdentity } from './attachment.js';
 import type { NetworkConfig } from './network.js';
+
+const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
+const ZERO_MAC = new Uint8Array(6);
 
 /** What a segment tells its owner. */
 export interface SegmentEvents {
@@ -155,7 +161,19 @@ export class NetworkSegment implements Segment {
     if (att.ip === ip) return;
     if (att.ip !== 0 && this.vmAt(att.ip) === att) this.byIp.delete(att.ip | 0);
     att.ip = ip;
-    if (ip !== 0) this.byIp.set(ip | 0, att);
+    if (ip !== 0) {
+      this.byIp.set(ip | 0, att);
+      this.announce(att);
+    }
     this.events.addressChanged?.(att, ip);
+  }
+
+  /** Tells the host link that the VM's address is at its external MAC (a gratuitous ARP request). */
+  private announce(att: Attachment): void {
+    const { u8, dv } = this.p;
+    const off = this.p.ownFrame();
+    const arp = emitEthernet(u8, off, BROADCAST, 0, att.extMac, EtherType.ARP);
+    const end = emitArp(dv, u8, arp, ArpOp.REQUEST, att.extMac, att.ip, ZERO_MAC, 0, att.ip);
+    this.p.sendNow(this.hostLink, end - off);
   }
 }

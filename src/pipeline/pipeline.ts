@@ -34,7 +34,9 @@ const RX_BASE = 0;
 const GEN_BASE = BATCH * STRIDE;
 const BIG_BASE = GEN_BASE + BATCH * STRIDE;
 const SEG_BASE = BIG_BASE + BIG_BATCH * BIG_STRIDE;
-const ARENA_LEN = SEG_BASE + SEG_SLOTS * STRIDE;
+/** One slot for a frame softnet sends by itself outside any batch (an announcement): see sendNow(). */
+const OWN_BASE = SEG_BASE + SEG_SLOTS * STRIDE;
+const ARENA_LEN = OWN_BASE + STRIDE;
 /** Batches taken from one port before the others get a turn. */
 export const DRAIN_ROUNDS = 8;
 
@@ -69,6 +71,8 @@ export class Pipeline {
    */
   clock = epochSeconds();
   private readonly lens = new Uint32Array(BATCH);
+  private readonly oneOff = new Uint32Array(1);
+  private readonly oneLen = new Uint32Array(1);
   /** Ports with queued frames; a fixed array and a count, because emptying a JS array frees its storage. */
   private readonly dirty: Port[] = [];
   private dirtyCount = 0;
@@ -117,6 +121,27 @@ export class Pipeline {
   /** Marks `count` slots from nextSegment() as used until the flush. */
   takeSegments(count: number): void {
     this.segUsed += count;
+  }
+
+  /** Where a frame for sendNow() is written. */
+  ownFrame(): number {
+    return OWN_BASE;
+  }
+
+  /**
+   * Sends the frame written at ownFrame() on `port` at once, outside any batch: for what softnet says of
+   * itself on the slow path (a gratuitous ARP when a VM gets an address), never per received frame.
+   */
+  sendNow(port: Port, len: number): void {
+    if (port.closed) return;
+    this.oneOff[0] = OWN_BASE;
+    this.oneLen[0] = len;
+    if (this.io.send(port.id, this.oneOff, this.oneLen, 1) === 1) {
+      port.stats[PortStat.TX_FRAMES]++;
+      port.stats[PortStat.TX_BYTES] += len;
+    } else {
+      port.stats[PortStat.TX_DROPS]++;
+    }
   }
 
   /** Queues the frame at arena[off, off+len) for `port`. */

@@ -191,6 +191,24 @@ describe('per-VM processes share one engine', () => {
     const ips = (JSON.parse(r.stdout) as Array<{ ip: string }>).map((v) => v.ip);
     assert.ok(!ips.includes(victim.ip), ips.join(' '));
   });
+
+  test("a freed address given to another VM is reached at once: the host's entry follows the new owner", {
+    timeout: 60_000,
+  }, async () => {
+    const freed = await vm('e', '52:54:00:e0:00:0e');
+    assert.equal(await pings(topo, world.host, freed.ip), 2);
+    freed.softnet.child.kill('SIGKILL');
+    await until('the freed lease', async () => {
+      const r = await softnetCommand(topo, world.host, ['network', 'list-attached', 'default', '--json']);
+      return !(JSON.parse(r.stdout) as Array<{ ip: string }>).some((v) => v.ip === freed.ip);
+    });
+    const next = await vm('f', '52:54:00:e0:00:0f', [...NAT_ARGS]);
+    assert.equal(next.ip, freed.ip, 'the lowest free address again');
+    // No waiting for the host's old entry to go stale: the new owner was announced.
+    assert.equal(await pings(topo, world.host, next.ip, 1), 1);
+    const entry = (await neighbours(topo, world.host)).find((n) => n.dst === next.ip);
+    assert.equal(entry?.lladdr, await next.softnet.externalMac());
+  });
 });
 
 describe('ten clones of one image side by side', () => {

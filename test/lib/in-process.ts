@@ -131,7 +131,13 @@ export function addVm(
   );
   p.drain(port);
   const ack = dhcpReply(io.take(id)[0]);
+  // The host link heard the VM's address announced from its external MAC (a gratuitous ARP).
+  const announced = io.take(PortId.HOST);
   io.keep = keep;
   if (ack?.msg.type !== DhcpType.ACK || att.ip === 0) throw new Error(`in-process VM ${key} got no lease`);
+  const own = (f: Uint8Array) =>
+    f[12] === 8 && f[13] === 6 && new DataView(f.buffer).getUint32(28) === att.ip;
+  if (!announced.some(own))
+    throw new Error(`in-process VM ${key}'s address was not announced on the host link`);
   return { port, att };
 }
