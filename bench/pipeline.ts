@@ -9,6 +9,7 @@ import type { Port } from '../src/ports/port.js';
 import { parseMac } from '../src/wire/addr.js';
 import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
+import { externalMacOf } from '../test/lib/attachments.js';
 import { ipFrame } from '../test/lib/frames.js';
 import { inProcessNetwork } from '../test/lib/in-process.js';
 
@@ -64,7 +65,8 @@ const scenarios: Array<[string, Port, Uint8Array, number]> = [
   [
     'host -> vm UDP, 64 B (to the VM port)',
     hostLink,
-    ipFrame(HOST_MAC, VM_MAC, cfg.gateway, vmIp, IpProto.UDP),
+    // The host knows the VM by its external MAC.
+    ipFrame(HOST_MAC, externalMacOf(VM_MAC), cfg.gateway, vmIp, IpProto.UDP),
     2,
   ],
   [
