@@ -30,6 +30,8 @@ export interface Native {
   ifAddr(name: string): { addr: number; mtu: number };
   rawSocket(): number;
   packetSocket(ifname: string, filter: Uint8Array): number;
+  lanSockets(ifname: string): { rx: number; tx: number; mac: Uint8Array; mtu: number };
+  packetMembership(fd: number, mac: Uint8Array, on: boolean): void;
   fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
   unixListen(path: string): number;
   unixAccept(fd: number): number;
