@@ -11,7 +11,12 @@ test('20000 fuzzed frames from each side of the pipeline: no crash, no escape', 
   t.diagnostic(`frames that left: ${JSON.stringify(sent)}`);
   // The fuzzer must get frames through, or the properties above were checked on nothing.
   assert.ok(
-    sent.hostLink > 100 && sent.uplink > 100 && sent.vm > 100 && sent.peer > 10,
+    sent.hostLink > 100 &&
+      sent.uplink > 100 &&
+      sent.vm > 100 &&
+      sent.peer > 10 &&
+      sent.lan > 100 &&
+      sent.bridgedVm > 100,
     JSON.stringify(sent),
   );
 });
