@@ -23,7 +23,7 @@ import type { Port } from '../ports/port.js';
 import type { DhcpSnoop } from '../services/dhcp-snoop.js';
 import type { Logger } from '../util/log.js';
 import { formatMac } from '../wire/addr.js';
-import { ETH_HEADER_LEN, macKey } from '../wire/ethernet.js';
+import { ETH_HEADER_LEN, sameMac } from '../wire/ethernet.js';
 import type { Attachment } from './attachment.js';
 
 /** What the segment of a bridge network is given: the LAN's sockets as ports, and the interface. */
@@ -107,10 +107,9 @@ export class BridgeLan {
   /** The VM whose external MAC is at u8[at], if any. */
   vmWithMac(u8: Uint8Array, at: number): Attachment | undefined {
     const att = this.byMac.get(lowKey(u8, at));
-    if (att !== undefined && att.extMacKey === macKey(u8, at)) return att;
+    if (att !== undefined && sameMac(u8, at, att.extMac)) return att;
     const overflow = this.overflow;
-    for (let i = 0; i < overflow.length; i++)
-      if (overflow[i].extMacKey === macKey(u8, at)) return overflow[i];
+    for (let i = 0; i < overflow.length; i++) if (sameMac(u8, at, overflow[i].extMac)) return overflow[i];
     return undefined;
   }
 

@@ -10,7 +10,7 @@ import { DHCP_CLIENT_PORT } from '../services/dhcp.js';
 import { Drop } from '../stats/drops.js';
 import { writeMacUpdating } from '../wire/checksum.js';
 import { BOOTP, DhcpOp, DhcpOption, parseDhcp } from '../wire/dhcp.js';
-import { ETH, ETH_HEADER_LEN, isGroupMac, macKey, writeMac } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
 import { UDP, UDP_HEADER_LEN } from '../wire/udp.js';
@@ -46,7 +46,7 @@ export function relayFromVm(
   if (!parsed.ok) return parsed.reason;
   // The VM is a client of the LAN's server, never a relay agent nor another client.
   if (parsed.msg.giaddr !== 0) return Drop.DHCP_RELAYED;
-  if (macKey(u8, bootp + BOOTP.CHADDR) !== att.macKey) return Drop.DHCP_CHADDR_SPOOFED;
+  if (!sameMac(u8, bootp + BOOTP.CHADDR, att.mac)) return Drop.DHCP_CHADDR_SPOOFED;
   const len = ETH_HEADER_LEN + total;
   if (len > lan.maxFrame) return Drop.LAN_TOO_BIG;
   const drop = lan.snoop.fromClient(att, parsed.msg);
@@ -80,7 +80,7 @@ export function relayToVm(
   const vm = lan.vmWithMac(u8, bootp + BOOTP.CHADDR);
   if (vm === undefined) return Drop.LAN_DHCP_NOT_VM;
   const group = isGroupMac(u8, frame + ETH.DST);
-  if (!group && macKey(u8, frame + ETH.DST) !== vm.extMacKey) return Drop.LAN_DST_NOT_VM;
+  if (!group && !sameMac(u8, frame + ETH.DST, vm.extMac)) return Drop.LAN_DST_NOT_VM;
   const parsed = parseDhcp(u8, bootp, ulen - UDP_HEADER_LEN, DhcpOp.BOOTREPLY);
   if (!parsed.ok) return parsed.reason;
   const drop = lan.snoop.fromServer(vm, parsed.msg, Date.now());
@@ -103,29 +103,29 @@ function rewriteMacs(p: Pipeline, l4: number, ulen: number, from: Uint8Array, to
   const bootp = l4 + UDP_HEADER_LEN;
   const before = dv.getUint16(l4 + UDP.CHECKSUM);
   let check = writeMacUpdating(u8, bootp + BOOTP.CHADDR, to, l4, before);
-  const id = clientIdMac(u8, bootp, l4 + ulen, macKey(from, 0));
+  const id = clientIdMac(u8, bootp, l4 + ulen, from);
   if (id >= 0) check = writeMacUpdating(u8, id, to, l4, check);
   // Zero means "no checksum" in UDP; a computed zero is sent as 0xffff.
   if (before !== 0) dv.setUint16(l4 + UDP.CHECKSUM, check === 0 ? 0xffff : check);
 }
 
 /**
- * Where the MAC of a client identifier `01 MAC` (option 61) with MAC key `key` sits in the DHCP message at
+ * Where the MAC of a client identifier `01 MAC` (option 61) holding `mac` sits in the DHCP message at
  * `bootp` ending at `end`, in its options or the fields they overflow into (RFC 2131 4.1); -1 if none.
  * The message was parsed already, so its options are known to be well formed.
  */
-function clientIdMac(u8: Uint8Array, bootp: number, end: number, key: number): number {
-  const main = findClientId(u8, bootp + BOOTP.OPTIONS, end, key);
+function clientIdMac(u8: Uint8Array, bootp: number, end: number, mac: Uint8Array): number {
+  const main = findClientId(u8, bootp + BOOTP.OPTIONS, end, mac);
   if (main >= 0) return main;
   const overload = overloadOf(u8, bootp + BOOTP.OPTIONS, end);
   if (overload & 1) {
-    const at = findClientId(u8, bootp + BOOTP.FILE, bootp + BOOTP.COOKIE, key);
+    const at = findClientId(u8, bootp + BOOTP.FILE, bootp + BOOTP.COOKIE, mac);
     if (at >= 0) return at;
   }
-  return overload & 2 ? findClientId(u8, bootp + BOOTP.SNAME, bootp + BOOTP.FILE, key) : -1;
+  return overload & 2 ? findClientId(u8, bootp + BOOTP.SNAME, bootp + BOOTP.FILE, mac) : -1;
 }
 
-function findClientId(u8: Uint8Array, at: number, end: number, key: number): number {
+function findClientId(u8: Uint8Array, at: number, end: number, mac: Uint8Array): number {
   while (at + 1 < end && u8[at] !== DhcpOption.END) {
     if (u8[at] === DhcpOption.PAD) {
       at++;
@@ -137,7 +137,7 @@ function findClientId(u8: Uint8Array, at: number, end: number, key: number): num
       len === 7 &&
       at + 9 <= end &&
       u8[at + 2] === CLIENT_ID_ETHERNET &&
-      macKey(u8, at + 3) === key
+      sameMac(u8, at + 3, mac)
     )
       return at + 3;
     at += 2 + len;

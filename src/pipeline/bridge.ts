@@ -13,7 +13,7 @@ import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../services/dhcp.js';
 import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';
 import { ARP, ARP_LEN, ArpOp } from '../wire/arp.js';
-import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, macKey, writeMac } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
@@ -47,7 +47,7 @@ function vmArp(p: Pipeline, lan: BridgeLan, att: Attachment, off: number, len: n
   const u8 = p.u8;
   const a = off + ETH_HEADER_LEN;
   if (!arp.isEthernetIpv4(dv, a, len - ETH_HEADER_LEN)) return Drop.ARP_MALFORMED;
-  if (macKey(u8, a + ARP.SHA) !== att.macKey) return Drop.ARP_SPOOFED;
+  if (!sameMac(u8, a + ARP.SHA, att.mac)) return Drop.ARP_SPOOFED;
   const op = arp.op(dv, a);
   if (op !== ArpOp.REQUEST && op !== ArpOp.REPLY) return Drop.ARP_MALFORMED;
   // On a LAN the VM answers for itself: requests and replies alike carry its own address, and only a
@@ -118,7 +118,7 @@ function toVm(p: Pipeline, vm: Attachment, frame: number, len: number): void {
   const u8 = p.u8;
   writeMac(u8, frame + ETH.DST, vm.mac);
   const tha = frame + ETH_HEADER_LEN + ARP.THA;
-  if (p.dv.getUint16(frame + ETH.TYPE) === EtherType.ARP && macKey(u8, tha) === vm.extMacKey)
+  if (p.dv.getUint16(frame + ETH.TYPE) === EtherType.ARP && sameMac(u8, tha, vm.extMac))
     writeMac(u8, tha, vm.mac);
   p.queue(vm.port, frame, len);
 }

@@ -25,6 +25,22 @@ export function macKey(u8: Uint8Array, at: number): number {
   );
 }
 
+/**
+ * Whether the MAC at u8[at] is mac[from, from+6). The hot path compares MACs with this rather than with
+ * macKey: a boolean never allocates, while a 48-bit key returned from a call V8 did not inline is a heap
+ * number made for every frame.
+ */
+export function sameMac(u8: Uint8Array, at: number, mac: Uint8Array, from = 0): boolean {
+  return (
+    u8[at] === mac[from] &&
+    u8[at + 1] === mac[from + 1] &&
+    u8[at + 2] === mac[from + 2] &&
+    u8[at + 3] === mac[from + 3] &&
+    u8[at + 4] === mac[from + 4] &&
+    u8[at + 5] === mac[from + 5]
+  );
+}
+
 /** Whether the MAC at u8[at] has the group bit set (broadcast or multicast). */
 export function isGroupMac(u8: Uint8Array, at: number): boolean {
   return (u8[at] & 1) === 1;
