@@ -5,7 +5,7 @@ import { AttType } from '../engine/attachment.js';
 import { answerArpInPlace } from '../services/arp.js';
 import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';
-import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, macKey, writeMac } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { unsupportedEtherType } from './ethertype.js';
 import type { Pipeline } from './pipeline.js';
@@ -44,7 +44,7 @@ function fromHostIpv4(p: Pipeline, seg: Segment, off: number, len: number): numb
   const bad = ipv4.validate(p.dv, u8, ip, len - ETH_HEADER_LEN);
   if (bad !== Drop.NONE) return bad;
   const att = seg.vmAt(ipv4.dst(p.dv, ip));
-  if (att === undefined || macKey(u8, off + ETH.DST) !== att.extMacKey) return Drop.HOST_DST_UNKNOWN;
+  if (att === undefined || !sameMac(u8, off + ETH.DST, att.extMac)) return Drop.HOST_DST_UNKNOWN;
   if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
   // The host knows the VM by its external MAC; the guest by its own.
   writeMac(u8, off + ETH.DST, att.mac);

@@ -11,7 +11,7 @@ import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';
 import { checksum } from '../wire/checksum.js';
 import { parseDhcp } from '../wire/dhcp.js';
-import { ETH, ETH_HEADER_LEN, EtherType, isBroadcastMac, macKey, writeMac } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, EtherType, isBroadcastMac, sameMac, writeMac } from '../wire/ethernet.js';
 import { ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
@@ -41,7 +41,7 @@ function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: nu
   if (len < ETH_HEADER_LEN) return Drop.RUNT;
   if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
   const u8 = p.u8;
-  if (macKey(u8, off + ETH.SRC) !== att.macKey) return Drop.SRC_MAC_SPOOFED;
+  if (!sameMac(u8, off + ETH.SRC, att.mac)) return Drop.SRC_MAC_SPOOFED;
   if (att.type === AttType.BRIDGE) return fromVmBridge(p, seg, att, off, len, slot);
   const type = p.dv.getUint16(off + ETH.TYPE);
   if (type === EtherType.IPV4) return fromVmIpv4(p, seg, att, off, len, slot);
@@ -53,7 +53,7 @@ function fromVmArp(p: Pipeline, seg: Segment, att: Attachment, off: number, len:
   const dv = p.dv;
   const a = off + ETH_HEADER_LEN;
   if (!arp.isEthernetIpv4(dv, a, len - ETH_HEADER_LEN)) return Drop.ARP_MALFORMED;
-  if (macKey(p.u8, a + arp.ARP.SHA) !== att.macKey) return Drop.ARP_SPOOFED;
+  if (!sameMac(p.u8, a + arp.ARP.SHA, att.mac)) return Drop.ARP_SPOOFED;
   const spa = arp.senderIp(dv, a);
   // A probe (RFC 5227) has sender 0.0.0.0; anything else must be the VM's own leased address.
   if (spa !== 0 && spa !== att.ip) return Drop.ARP_SPOOFED;
@@ -113,7 +113,7 @@ function fromVmIpv4(
     return toWorld(p, seg, att, off, ip, hl, total, slot);
   }
   if (!att.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);
-  if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
+  if (!sameMac(u8, off + ETH.DST, seg.gatewayMac)) return Drop.DST_MAC_FOREIGN;
 
   if (proto === IpProto.ICMP && !fragment) {
     if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
@@ -152,7 +152,7 @@ function toOtherVm(
   }
   const peer = seg.vmAt(dst);
   if (peer === undefined || peer === att || peer.type === AttType.DISCONNECTED) return Drop.NO_SUCH_VM;
-  if (macKey(u8, off + ETH.DST) !== peer.extMacKey) return Drop.DST_MAC_FOREIGN;
+  if (!sameMac(u8, off + ETH.DST, peer.extMac)) return Drop.DST_MAC_FOREIGN;
   writeMac(u8, off + ETH.DST, peer.mac);
   writeMac(u8, off + ETH.SRC, att.extMac);
   p.queue(peer.port, off, ETH_HEADER_LEN + total);
@@ -178,7 +178,7 @@ function fromVmDhcp(
   if (!udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
   if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== LIMITED_BROADCAST && dst !== seg.cfg.gateway) return Drop.DHCP_OTHER_SERVER;
-  if (!isBroadcastMac(u8, off + ETH.DST) && macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) {
+  if (!isBroadcastMac(u8, off + ETH.DST) && !sameMac(u8, off + ETH.DST, seg.gatewayMac)) {
     return Drop.DST_MAC_FOREIGN;
   }
   const parsed = parseDhcp(u8, l4 + udp.UDP_HEADER_LEN, ulen - udp.UDP_HEADER_LEN);

@@ -11,7 +11,6 @@ import type { DhcpServer } from '../services/dhcp.js';
 export interface Segment {
   readonly cfg: NetworkConfig;
   readonly gatewayMac: Uint8Array;
-  readonly gatewayMacKey: number;
   readonly hostLink: Port;
   /** The VM that holds leased address `ip`, if any. */
   vmAt(ip: number): Attachment | undefined;

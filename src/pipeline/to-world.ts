@@ -9,7 +9,7 @@ import { emitIcmpError } from '../services/icmp.js';
 import { emitRejection } from '../services/reject.js';
 import { Drop } from '../stats/drops.js';
 import { checksum, pseudoHeader } from '../wire/checksum.js';
-import { ETH, macKey } from '../wire/ethernet.js';
+import { ETH, sameMac } from '../wire/ethernet.js';
 import { echoId, ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
 import { IPV4, IpProto } from '../wire/ipv4.js';
 import * as tcp from '../wire/tcp.js';
@@ -41,7 +41,7 @@ export function toWorld(
   if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   const nat = seg.nat;
   if (nat === null) return Drop.NO_ROUTE;
-  if (macKey(u8, off + ETH.DST) !== seg.gatewayMacKey) return Drop.DST_MAC_FOREIGN;
+  if (!sameMac(u8, off + ETH.DST, seg.gatewayMac)) return Drop.DST_MAC_FOREIGN;
   if (dv.getUint8(ip + IPV4.TTL) <= 1) {
     answer(p, seg, att, ip, total, slot, IcmpType.TIME_EXCEEDED, 0, 0);
     return Drop.TTL_EXCEEDED;
