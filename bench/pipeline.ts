@@ -11,7 +11,7 @@ import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
 import { externalMacOf } from '../test/lib/attachments.js';
 import { ipFrame } from '../test/lib/frames.js';
-import { inProcessNetwork } from '../test/lib/in-process.js';
+import { addBridgedVm, fromLanFrame, inProcessBridge, inProcessNetwork } from '../test/lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -49,6 +49,15 @@ fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN, 5001);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 2, extPort);
 fw.setUint16(VNET_HDR_LEN + 14 + IPV4_HEADER_LEN + 6, 0);
 
+// A bridge network on the same pipeline, with one bridged VM holding an address from the fake LAN server.
+const BVM_MAC = parseMac('52:54:00:be:00:02')!;
+const LAN_HOST_MAC = parseMac('02:33:00:00:00:0a')!;
+const LAN_HOST = 0x0a4d000a;
+const bridge = inProcessBridge({ p, io });
+const bvm = addBridgedVm(bridge, 41, BVM_MAC, 'bvm', 0x0a4d0064);
+const bvmIp = bvm.att.ip;
+const bvmExt = bvm.att.extMac;
+
 const scenarios: Array<[string, Port, Uint8Array, number]> = [
   [
     'vm -> gateway ICMP echo, 64 B (answered in place)',
@@ -83,6 +92,24 @@ const scenarios: Array<[string, Port, Uint8Array, number]> = [
     raw.id,
   ],
   ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id],
+  [
+    'bridged vm -> LAN UDP, 64 B (to the LAN)',
+    bvm.port,
+    ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP),
+    bridge.tx.id,
+  ],
+  [
+    'bridged vm -> LAN UDP, 1514 B (to the LAN)',
+    bvm.port,
+    ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP, 1514),
+    bridge.tx.id,
+  ],
+  [
+    'LAN -> bridged vm UDP, 64 B (to the VM port)',
+    bridge.rx,
+    fromLanFrame(ipFrame(LAN_HOST_MAC, bvmExt, LAN_HOST, bvmIp, IpProto.UDP)),
+    bvm.port.id,
+  ],
 ];
 
 let gcStarts: number[] = [];
