@@ -109,7 +109,8 @@ function fromVmIpv4(
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== seg.cfg.gateway) {
-    if (inSubnet(seg.cfg, dst)) return toOtherVm(p, seg, att, off, ip, hl, total, slot);
+    // `| 0`: an address above 2^31 crossing a call V8 did not inline would be a heap number a frame.
+    if (inSubnet(seg.cfg, dst | 0)) return toOtherVm(p, seg, att, off, ip, hl, total, slot);
     return toWorld(p, seg, att, off, ip, hl, total, slot);
   }
   if (!att.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);
