@@ -176,6 +176,18 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct port *p = h->data;
   if (p->closing) return;
   if (status < 0) {
+    /*
+     * libuv reports POLLERR as UV_EBADF and stops the handle. A socket's pending error (a packet socket's
+     * ENETDOWN while its interface is down) is the real reason: it is reported, which clears it, and the
+     * port is polled again unless its owner closed it.
+     */
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (status == UV_EBADF && getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      call_js(p, -err);
+      if (!p->closing) update_poll(p);
+      return;
+    }
     call_js(p, status);
     return;
   }
