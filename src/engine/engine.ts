@@ -180,7 +180,8 @@ export class Engine {
         declared,
         this.log,
         {
-          hostLinkFailed: (err) => this.fail(`host link ${spec.hostLink} failed: ${err}`),
+          hostLinkFailed: (err) =>
+            this.fail(`${spec.type === 'bridge' ? 'bridge interface' : 'host link'} ${link} failed: ${err}`),
           vmGone: (att, err) => this.vmGone(att, err),
           addressChanged: () => {},
         },

@@ -1,8 +1,9 @@
 // The bridge network type with real namespaces: VMs bridged by softnet to a LAN where dnsmasq serves DHCP
 // and a LAN host answers. The VM gets its lease from dnsmasq with busybox udhcpc, under its external MAC;
 // the LAN host and the VM reach each other; forged frames from the VM never appear on the LAN (tcpdump on
-// the LAN host); two clones with one internal MAC get two leases and reach each other; a restart after
-// SIGKILL keeps the snooped address; a release ends it; a bad --bridge-interface is one line and exit 2.
+// the LAN host); the interface going down and up is survived; two clones with one internal MAC get two
+// leases and reach each other; a restart after SIGKILL keeps the snooped address; a release ends it; a bad
+// --bridge-interface is one line and exit 2.
 //
 // Not provable here: that PACKET_MR_UNICAST makes a real NIC accept the external MACs. A veth delivers
 // every frame to its peer whatever its MAC filter, so these tests pass with or without the membership.
@@ -78,6 +79,15 @@ describe('bridge network type', () => {
     assert.equal((await ping(lan.peer, vmIp)).code, 0);
     const neigh = await topo.exec(lan.peer, 'ip', ['-4', 'neigh', 'show', vmIp]);
     assert.match(neigh.stdout, new RegExp(`lladdr ${extMac}`));
+  });
+
+  test('the bridged interface going down is logged, and the VM is back on the LAN when it comes up', async () => {
+    await topo.exec(lan.host, 'ip', ['link', 'set', BRIDGE_IFACE, 'down']);
+    await softnet.waitFor(/warn: bridge interface down port=lan0:lan-rx/);
+    assert.notEqual((await ping(vmNs, LAN_PEER)).code, 0);
+    await topo.exec(lan.host, 'ip', ['link', 'set', BRIDGE_IFACE, 'up']);
+    await until('the VM reaches the LAN host again', async () => (await ping(vmNs, LAN_PEER)).code === 0);
+    assert.equal(softnet.child.exitCode, null);
   });
 
   test('forged sources, a rogue DHCP server and IPv6 from the VM never appear on the LAN', {
