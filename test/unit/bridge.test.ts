@@ -43,6 +43,7 @@ const { TX, RX } = LanId;
 
 const mac = (f: Uint8Array, at: number) => formatMac(f, at);
 const u16 = (f: Uint8Array, at: number) => new DataView(f.buffer, f.byteOffset).getUint16(at);
+const u32 = (f: Uint8Array, at: number) => new DataView(f.buffer, f.byteOffset).getUint32(at);
 const be = (v: number) => [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255];
 
 /** Whether the UDP datagram of an Ethernet/IPv4 frame has a valid checksum. */
@@ -136,6 +137,23 @@ describe('bridge network', () => {
     fromVm(ipFrame(parseMac('52:54:00:b0:00:02')!, LAN_HOST_MAC, VM_IP + 1, 0xc0a80105, IpProto.UDP), port);
     assert.equal(net.io.take(TX).length, 0);
     assert.equal(drops()['dst-blocked-by-policy'], 1);
+  });
+
+  test('with --reject a blocked destination answers the VM itself, and nothing reaches the LAN', () => {
+    const rules = new RuleTable();
+    rules.add(parseCidr('10.77.0.10/32')!, Verdict.BLOCK);
+    const mac2 = parseMac('52:54:00:b0:00:0f')!;
+    const { port } = addBridgedVm(net, PEER, mac2, 'rejecting', VM_IP + 1, {
+      policy: new DestinationPolicy(rules, net.cfg.gateway, true),
+    });
+    net.io.deliver(PEER, ipFrame(mac2, LAN_HOST_MAC, VM_IP + 1, LAN_HOST, IpProto.ICMP));
+    net.p.drain(port);
+    assert.deepEqual(net.io.take(TX), []);
+    const [answer] = net.io.take(PEER);
+    assert.equal(mac(answer, 0), formatMac(mac2));
+    assert.equal(u32(answer, 26), LAN_HOST);
+    assert.equal(answer[34], 3); // destination unreachable
+    assert.equal(answer[35], 13); // administratively prohibited
   });
 
   const bad: Array<[string, () => Uint8Array, string]> = [
