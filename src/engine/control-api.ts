@@ -31,7 +31,7 @@ export function networkInfo(net: LiveNetwork): Message {
     gateway: own ? formatIpv4(cfg.gateway) : null,
     dhcpRange: own ? `${formatIpv4(cfg.poolStart)}-${formatIpv4(cfg.poolEnd)}` : null,
     hostLink: net.hostLink,
-    gatewayMac: [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':'),
+    gatewayMac: own ? [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':') : null,
     leaseTime: own ? cfg.leaseTime : null,
     uplink: net.uplink ? net.uplink.name : null,
     natAddress: net.uplink ? formatIpv4(net.uplink.nat.addr) : null,
