@@ -12,7 +12,7 @@ import { parseMac } from '../src/wire/addr.js';
 import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
 import { ipFrame } from '../test/lib/frames.js';
-import { inProcessNetwork } from '../test/lib/in-process.js';
+import { addBridgedVm, fromLanFrame, inProcessBridge, inProcessNetwork } from '../test/lib/in-process.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -69,6 +69,15 @@ const ff = new DataView(fromForward.buffer);
 ff.setUint16(14 + IPV4_HEADER_LEN, 5001);
 ff.setUint16(14 + IPV4_HEADER_LEN + 2, 40000);
 
+// A bridge network on the same pipeline, with one bridged VM holding an address from the fake LAN server.
+const BVM_MAC = parseMac('52:54:00:be:00:02')!;
+const LAN_HOST_MAC = parseMac('02:33:00:00:00:0a')!;
+const LAN_HOST = 0x0a4d000a;
+const bridge = inProcessBridge({ p, io });
+const bvm = addBridgedVm(bridge, 41, BVM_MAC, 'bvm', 0x0a4d0064);
+const bvmIp = bvm.att.ip;
+const bvmExt = bvm.att.extMac;
+
 // [name, port fed, frame, port whose sends are counted, a capture of the VM's port while it runs]
 const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
   [
@@ -118,6 +127,27 @@ const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
   ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id, null],
   ['vm -> world UDP, 64 B (port forward out, checksum verified)', vmPort, fromForward, raw.id, null],
   ['world -> vm UDP, 64 B (port forward in)', capture, toForward, vmPort.id, null],
+  [
+    'bridged vm -> LAN UDP, 64 B (to the LAN)',
+    bvm.port,
+    ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP),
+    bridge.tx.id,
+    null,
+  ],
+  [
+    'bridged vm -> LAN UDP, 1514 B (to the LAN)',
+    bvm.port,
+    ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP, 1514),
+    bridge.tx.id,
+    null,
+  ],
+  [
+    'LAN -> bridged vm UDP, 64 B (to the VM port)',
+    bridge.rx,
+    fromLanFrame(ipFrame(LAN_HOST_MAC, bvmExt, LAN_HOST, bvmIp, IpProto.UDP)),
+    bvm.port.id,
+    null,
+  ],
 ];
 
 let gcStarts: number[] = [];

@@ -11,6 +11,9 @@
  *   Ports are numbered; the number is what TypeScript holds. A WATCH port only reports readiness: a
  *   listening socket whose connections unixAccept() takes, or a control socket that control.c reads. A RAW port is an IPPROTO_RAW socket: it sends
  *   whole IPv4 packets with sendmmsg, each to the destination written in its own header.
+ * - A bridge network's LAN is two packet sockets on one interface (lanSockets): DGRAM ports, since a packet
+ *   socket carries one frame per datagram; the receiving one, like the uplink's capture, puts a
+ *   virtio_net_hdr before each frame.
  * - Readiness comes from libuv (uv_poll, level-triggered): no thread, no busy loop. The callback gets the
  *   port number and a status; TypeScript then drains the port with recv() in batches.
  * - recv() and send() never throw on I/O errors: they return a negative errno, because they sit on the hot
@@ -173,6 +176,18 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct port *p = h->data;
   if (p->closing) return;
   if (status < 0) {
+    /*
+     * libuv reports POLLERR as UV_EBADF and stops the handle. A socket's pending error (a packet socket's
+     * ENETDOWN while its interface is down) is the real reason: it is reported, which clears it, and the
+     * port is polled again unless its owner closed it.
+     */
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (status == UV_EBADF && getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      call_js(p, -err);
+      if (!p->closing) update_poll(p);
+      return;
+    }
     call_js(p, status);
     return;
   }
@@ -820,6 +835,140 @@ static napi_value port_set_filter(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Binds packet socket fd to interface ifindex for protocol proto (network order; 0: send only). */
+static int bind_packet(int fd, int ifindex, uint16_t proto) {
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = proto;
+  sll.sll_ifindex = ifindex;
+  return bind(fd, (struct sockaddr *)&sll, sizeof sll);
+}
+
+/*
+ * lanSockets(ifname) -> {rx, tx, mac, mtu}: the two packet sockets of a bridge network on Ethernet
+ * interface ifname, its MAC and its MTU.
+ * - rx receives, after a virtio_net_hdr as packetSocket's, the untagged IPv4 and ARP frames that arrive on
+ *   ifname, except those for ifname's own MAC (the host's traffic, filtered in the kernel); never outgoing
+ *   ones (the host's, softnet's own). A frame whose VLAN tag the NIC took off is refused: it belongs to a
+ *   VLAN interface, not to the LAN. It asks for all multicast (PACKET_MR_ALLMULTI); each VM's external MAC
+ *   is added with packetMembership().
+ * - tx (protocol 0: it receives nothing) sends whole Ethernet frames out of ifname.
+ */
+static napi_value lan_sockets(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v, ab;
+  char name[IFNAMSIZ];
+  void *data;
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  int rx = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
+  if (rx < 0) return throw_errno(env, errno, "packet socket");
+  int tx = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (tx < 0) {
+    int e = errno;
+    close(rx);
+    return throw_errno(env, e, "packet socket");
+  }
+  struct ifreq ifr, hw, mtu;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  hw = ifr;
+  mtu = ifr;
+  const char *what = name;
+  if (ioctl(rx, SIOCGIFINDEX, &ifr) < 0 || ioctl(rx, SIOCGIFHWADDR, &hw) < 0 || ioctl(rx, SIOCGIFMTU, &mtu) < 0)
+    goto fail;
+  if (hw.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+    errno = EPROTONOSUPPORT;
+    what = "not an Ethernet interface";
+    goto fail;
+  }
+  const uint8_t *m = (const uint8_t *)hw.ifr_hwaddr.sa_data;
+  uint32_t mac_hi = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
+  uint32_t mac_lo = (uint32_t)m[4] << 8 | m[5];
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 8),
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 12),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_IP, 1, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ETH_P_ARP, 0, 5),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, mac_hi, 0, 2),
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 4),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, mac_lo, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, 0x40000),
+      BPF_STMT(BPF_RET | BPF_K, 0),
+  };
+  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  struct packet_mreq mr;
+  memset(&mr, 0, sizeof mr);
+  mr.mr_ifindex = ifr.ifr_ifindex;
+  mr.mr_type = PACKET_MR_ALLMULTI;
+  int one = 1, rcv = 8 << 20, snd = 4 << 20;
+  /* The filter goes on before the bind, so nothing unfiltered is queued in between. */
+  what = "SO_ATTACH_FILTER";
+  if (setsockopt(rx, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) goto fail;
+  what = "PACKET_IGNORE_OUTGOING";
+  if (setsockopt(rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) goto fail;
+  what = "PACKET_VNET_HDR";
+  if (setsockopt(rx, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) goto fail;
+  setsockopt(rx, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
+  setsockopt(tx, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd);
+  what = name;
+  if (bind_packet(rx, ifr.ifr_ifindex, htons(ETH_P_ALL)) < 0 || bind_packet(tx, ifr.ifr_ifindex, 0) < 0) goto fail;
+  what = "PACKET_MR_ALLMULTI";
+  if (setsockopt(rx, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) goto fail;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, rx, &v));
+  CHECK(napi_set_named_property(env, out, "rx", v));
+  CHECK(napi_create_int32(env, tx, &v));
+  CHECK(napi_set_named_property(env, out, "tx", v));
+  CHECK(napi_create_int32(env, mtu.ifr_mtu, &v));
+  CHECK(napi_set_named_property(env, out, "mtu", v));
+  CHECK(napi_create_arraybuffer(env, 6, &data, &ab));
+  memcpy(data, m, 6);
+  CHECK(napi_create_typedarray(env, napi_uint8_array, 6, ab, 0, &v));
+  CHECK(napi_set_named_property(env, out, "mac", v));
+  return out;
+fail: {
+  int e = errno;
+  close(rx);
+  close(tx);
+  return throw_errno(env, e, what);
+}
+}
+
+/*
+ * packetMembership(fd, mac, on): adds (or drops) unicast MAC `mac` to the interface a packet socket is
+ * bound to (PACKET_MR_UNICAST), so a NIC that filters unicast frames accepts those for it too, without
+ * promiscuous mode (the kernel falls back to it when the NIC has no room). Dropped with the socket.
+ */
+static napi_value packet_membership(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  bool on;
+  napi_typedarray_type tt;
+  size_t len;
+  void *data;
+  if (get_args(env, info, 3, argv) < 0 || get_i32(env, argv[0], &fd) < 0) return NULL;
+  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &data, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
+      len != 6) {
+    napi_throw_type_error(env, NULL, "mac must be a 6-byte Uint8Array");
+    return NULL;
+  }
+  CHECK(napi_get_value_bool(env, argv[2], &on));
+  struct sockaddr_ll sll;
+  socklen_t slen = sizeof sll;
+  if (getsockname(fd, (struct sockaddr *)&sll, &slen) < 0) return throw_errno(env, errno, "getsockname");
+  struct packet_mreq mr;
+  memset(&mr, 0, sizeof mr);
+  mr.mr_ifindex = sll.sll_ifindex;
+  mr.mr_type = PACKET_MR_UNICAST;
+  mr.mr_alen = 6;
+  memcpy(mr.mr_address, data, 6);
+  if (setsockopt(fd, SOL_PACKET, on ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP, &mr, sizeof mr) < 0)
+    return throw_errno(env, errno, "PACKET_MR_UNICAST");
+  return NULL;
+}
+
 /* fdKind(fd) -> 'tap' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
 static napi_value fd_kind(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
@@ -1018,6 +1167,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"rawSocket", NULL, raw_socket, NULL, NULL, NULL, napi_default, NULL},
       {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
       {"portSetFilter", NULL, port_set_filter, NULL, NULL, NULL, napi_default, NULL},
+      {"lanSockets", NULL, lan_sockets, NULL, NULL, NULL, napi_default, NULL},
+      {"packetMembership", NULL, packet_membership, NULL, NULL, NULL, napi_default, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_default, NULL},
       {"unixAccept", NULL, unix_accept, NULL, NULL, NULL, napi_default, NULL},
       {"socketpair", NULL, socket_pair, NULL, NULL, NULL, napi_default, NULL},

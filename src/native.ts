@@ -31,6 +31,8 @@ export interface Native {
   rawSocket(): number;
   packetSocket(ifname: string, filter: Uint8Array): number;
   portSetFilter(port: number, filter: Uint8Array): void;
+  lanSockets(ifname: string): { rx: number; tx: number; mac: Uint8Array; mtu: number };
+  packetMembership(fd: number, mac: Uint8Array, on: boolean): void;
   fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
   unixListen(path: string): number;
   unixAccept(fd: number): number;

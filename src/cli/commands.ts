@@ -91,7 +91,9 @@ export async function runCommand(argv: string[]): Promise<void> {
         words: 1,
       });
       if (g.words.length !== 1) throw new UsageError('NAME', 'network add needs a name');
-      if (!g.values.has('--cidr')) throw new UsageError('--cidr', 'is required');
+      // A bridge network's addresses are its LAN's.
+      if (!g.values.has('--cidr') && g.values.get('--type') !== 'bridge')
+        throw new UsageError('--cidr', 'is required');
       const spec: Message = { name: g.words[0] };
       for (const [field, flag] of Object.entries(ADD_FLAG)) {
         const v = g.values.get(flag);

@@ -21,18 +21,19 @@ export interface NetworkAdmin {
   reserve(name: string, mac: string, ip: string): void;
 }
 
-/** A network as listings show it. */
+/** A network as listings show it; a bridge network has no subnet, gateway or pool of its own. */
 export function networkInfo(net: LiveNetwork): Message {
   const cfg = net.seg.cfg;
+  const own = net.spec.type !== 'bridge';
   return {
     name: net.spec.name,
     type: net.spec.type,
-    cidr: net.spec.cidr,
-    gateway: formatIpv4(cfg.gateway),
-    dhcpRange: `${formatIpv4(cfg.poolStart)}-${formatIpv4(cfg.poolEnd)}`,
-    hostLink: net.spec.hostLink,
-    gatewayMac: [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':'),
-    leaseTime: cfg.leaseTime,
+    cidr: own ? net.spec.cidr : null,
+    gateway: own ? formatIpv4(cfg.gateway) : null,
+    dhcpRange: own ? `${formatIpv4(cfg.poolStart)}-${formatIpv4(cfg.poolEnd)}` : null,
+    hostLink: net.hostLink,
+    gatewayMac: own ? [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':') : null,
+    leaseTime: own ? cfg.leaseTime : null,
     uplink: net.uplink ? net.uplink.name : null,
     natAddress: net.uplink ? formatIpv4(net.uplink.nat.addr) : null,
     natPorts: net.uplink ? net.uplink.natPorts : null,
@@ -55,7 +56,7 @@ export function vmInfo(live: LiveVm): Message {
     externalMac: live.record.extMac,
     ip: att.ip === 0 ? null : formatIpv4(att.ip),
     leaseExpires: lease && lease.state === 'bound' ? new Date(lease.expires).toISOString() : null,
-    hostDevice: live.net.spec.hostLink,
+    hostDevice: live.net.hostLink,
     port: att.port.name,
     forwards: live.vm.expose,
     allow: live.vm.allow,

@@ -45,7 +45,7 @@ import { Captures } from './captures.js';
 import { flagged, UsageError } from './errors.js';
 import { EngineForwards } from './forwards.js';
 import { LiveNetwork } from './live-network.js';
-import { addReservation, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
+import { addReservation, FieldError, linkOf, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
 import { openPort } from './ports.js';
 import { dropPrivileges, KEPT_NAMES } from './privileges.js';
 import { LiveUplink } from './uplinks.js';
@@ -179,9 +179,13 @@ export class Engine {
   }
 
   private async open(spec: NetworkSpec, declared: boolean): Promise<LiveNetwork> {
+    const link = linkOf(spec);
     for (const n of this.networks.values()) {
-      if (n.hostLink === spec.hostLink)
-        throw new UsageError('--host-link', `host link ${spec.hostLink} is network ${n.spec.name}'s`);
+      if (n.hostLink === link)
+        throw new UsageError(
+          spec.type === 'bridge' ? '--bridge-interface' : '--host-link',
+          `${link} is network ${n.spec.name}'s`,
+        );
     }
     const uplink = spec.type === 'shared' ? this.uplinkFor(spec) : null;
     try {
@@ -193,7 +197,8 @@ export class Engine {
         declared,
         this.log,
         {
-          hostLinkFailed: (err) => this.fail(`host link ${spec.hostLink} failed: ${err}`),
+          hostLinkFailed: (err) =>
+            this.fail(`${spec.type === 'bridge' ? 'bridge interface' : 'host link'} ${link} failed: ${err}`),
           vmGone: (att, err) => this.vmGone(att, err),
           addressChanged: (att, ip) => this.forwards.moved(att, ip),
         },
@@ -203,9 +208,10 @@ export class Engine {
       this.log.info('network up', {
         network: spec.name,
         type: spec.type,
-        host_link: spec.hostLink,
-        gateway: formatIpv4(net.seg.cfg.gateway),
-        subnet: spec.cidr,
+        host_link: spec.type === 'bridge' ? undefined : spec.hostLink,
+        bridge_interface: spec.bridgeInterface ?? undefined,
+        gateway: spec.type === 'bridge' ? undefined : formatIpv4(net.seg.cfg.gateway),
+        subnet: spec.type === 'bridge' ? undefined : spec.cidr,
         uplink: uplink ? `${uplink.name} ${formatIpv4(uplink.nat.addr)}` : undefined,
       });
       return net;
@@ -256,17 +262,20 @@ export class Engine {
     this.log.info('network down', { network: net.spec.name });
   }
 
-  /** The network a VM asks for: by name when it gave one, else by host link; opened if need be. */
+  /**
+   * The network a VM asks for: by name when it gave one, else by host link (a bridge network: by the
+   * interface it bridges to); opened if need be.
+   */
   private async networkFor(req: AttachRequest): Promise<LiveNetwork> {
     const want = req.network;
     const byName = req.given.includes('name');
     let net = byName
       ? this.networks.get(want.name)
-      : [...this.networks.values()].find((n) => n.hostLink === want.hostLink);
+      : [...this.networks.values()].find((n) => n.hostLink === linkOf(want));
     if (net === undefined) {
-      if (!byName && this.networks.has(want.name)) want.name = want.hostLink;
+      if (!byName && this.networks.has(want.name)) want.name = linkOf(want);
       // VMs arriving together for a network not open yet wait for the one opening it.
-      const key = byName ? `name ${want.name}` : `link ${want.hostLink}`;
+      const key = byName ? `name ${want.name}` : `link ${linkOf(want)}`;
       let opening = this.opening.get(key);
       if (!opening) {
         opening = this.open(want, false).finally(() => this.opening.delete(key));
@@ -289,6 +298,11 @@ export class Engine {
 
   /** Reserves `ip` for `mac` on a running network; throws UsageError('--dhcp-host') when it cannot be. */
   reserve(net: LiveNetwork, mac: string, ip: string): void {
+    if (net.spec.type === 'bridge')
+      throw new UsageError(
+        '--dhcp-host',
+        `network ${net.spec.name} is a bridge: its LAN's DHCP server gives the addresses`,
+      );
     try {
       addReservation(net.spec, mac, ip);
     } catch (e) {
@@ -315,6 +329,7 @@ export class Engine {
         throw new UsageError('--vm-name', `a VM named ${vm.name} is attached already`);
       const extMac = this.externalMac(vm, awaited?.record);
       const type = attType(vm, net.spec);
+      const policy = this.policyFor(vm, net);
       const log = this.log.with((level, event, fields) => owner.event(level, event, fields));
       const port = openPort({ fd, mode, name: vm.port });
       portOwned = true;
@@ -323,7 +338,7 @@ export class Engine {
         name,
         mac: parseMac(vm.mac)!,
         extMac: parseMac(extMac)!,
-        policy: this.policyFor(vm, net),
+        policy,
         type,
         log,
       });
@@ -418,8 +433,15 @@ export class Engine {
     }
   }
 
-  /** The VM's destination policy: its rules, the gateway, and the host's own addresses blocked. */
+  /**
+   * The VM's destination policy: its rules, the gateway, and the host's own addresses blocked. Throws
+   * UsageError for @host on a bridge network, which has no gateway.
+   */
   private policyFor(vm: VmSpec, net: LiveNetwork): DestinationPolicy {
+    if (net.spec.type === 'bridge') {
+      const flag = vm.allow.includes('@host') ? '--allow' : vm.block.includes('@host') ? '--block' : null;
+      if (flag) throw new UsageError(flag, '@host is the gateway, and a bridge network has none');
+    }
     const gateway = net.seg.cfg.gateway;
     const table = new RuleTable();
     const rule = (r: string) =>
@@ -537,7 +559,7 @@ export class Engine {
     out.drops = drops;
     const ports: Port[] = [];
     for (const net of this.networks.values()) {
-      ports.push(net.seg.hostLink, ...[...net.seg.attachments].map((a) => a.port));
+      ports.push(...net.seg.sidePorts, ...[...net.seg.attachments].map((a) => a.port));
     }
     for (const up of this.uplinks.values()) ports.push(up.nat.raw, up.capturePort);
     for (const port of ports) out[`port:${port.name}`] = portStats(port);
@@ -613,9 +635,14 @@ function portMode(fd: number): number {
   throw new UsageError('--vm-fd', `fd ${fd} is neither a unix socket nor a TAP device`);
 }
 
-/** What a VM may reach on a network: its own type, narrowed by the network's. */
+/**
+ * What a VM may reach on a network: its own type, narrowed by the network's. Throws UsageError when a VM
+ * asks for a bridge network by name without asking to be bridged, or the other way round.
+ */
 function attType(vm: VmSpec, spec: NetworkSpec): number {
   if (vm.type === 'disconnected') return AttType.DISCONNECTED;
+  if ((vm.type === 'bridge') !== (spec.type === 'bridge'))
+    throw new UsageError('--vm-net-type', `network ${spec.name} is ${spec.type}, not for a ${vm.type} VM`);
   if (spec.type === 'bridge') return AttType.BRIDGE;
   if (vm.type === 'host' || spec.type === 'host') return AttType.HOST;
   return AttType.SHARED;

@@ -1,15 +1,18 @@
 // A network the engine runs: its host link TAP carrying the gateway address, DNS at the gateway, and the
-// segment that decides its frames. Opened when it is declared (the service) or first asked for (a VM).
+// segment that decides its frames; a bridge network has the LAN of an interface instead of the first two.
+// Opened when it is declared (the service) or first asked for (a VM).
 
 import { join } from 'node:path';
+import { native } from '../native.js';
 import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js';
+import { openLan } from '../ports/lan.js';
 import type { Port } from '../ports/port.js';
 import { DnsForwarder, resolversFrom } from '../services/dns.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import { UsageError } from './errors.js';
+import { flagged, UsageError } from './errors.js';
 import { networkConfig } from './network.js';
-import type { NetworkSpec } from './network-spec.js';
+import { linkOf, type NetworkSpec } from './network-spec.js';
 import { openPort } from './ports.js';
 import { NetworkSegment, type SegmentEvents } from './segment.js';
 import type { LiveUplink } from './uplinks.js';
@@ -39,6 +42,8 @@ export class LiveNetwork {
     events: SegmentEvents,
     watch: (port: Port) => void,
   ): Promise<LiveNetwork> {
+    if (spec.type === 'bridge')
+      return LiveNetwork.openBridge(p, spec, stateDir, declared, log, events, watch);
     const cfg = networkConfig(spec);
     let link: ReturnType<typeof openHostLink>;
     try {
@@ -85,9 +90,67 @@ export class LiveNetwork {
     return new LiveNetwork(spec, seg, uplink, dns, declared);
   }
 
-  /** The host link's TAP name. */
+  /**
+   * Opens a bridge network: the LAN sockets on its interface and a segment over them; no host link, DNS or
+   * NAT. Throws UsageError('--bridge-interface') when the interface cannot be bridged.
+   */
+  private static openBridge(
+    p: ConstructorParameters<typeof NetworkSegment>[0],
+    spec: NetworkSpec,
+    stateDir: string,
+    declared: boolean,
+    log: Logger,
+    events: SegmentEvents,
+    watch: (port: Port) => void,
+  ): LiveNetwork {
+    const iface = linkOf(spec);
+    const lan = flagged('--bridge-interface', () => openLan(iface));
+    let rx: Port;
+    try {
+      rx = openPort(lan.rx);
+    } catch (e) {
+      native.closeFd(lan.tx.fd);
+      throw e;
+    }
+    let tx: Port | null = null;
+    let seg: NetworkSegment;
+    try {
+      tx = openPort(lan.tx);
+      const side = {
+        rx,
+        tx,
+        mac: lan.mac,
+        mtu: lan.mtu,
+        membership: (mac: Uint8Array, on: boolean) => native.packetMembership(lan.rx.fd, mac, on),
+      };
+      seg = flagged(
+        '--state-dir',
+        () =>
+          new NetworkSegment(
+            p,
+            networkConfig(spec),
+            side.tx,
+            lan.mac,
+            join(stateDir, `${iface}.bridge-leases.json`),
+            null,
+            log,
+            events,
+            side,
+          ),
+      );
+    } catch (e) {
+      rx.close();
+      tx?.close();
+      throw e;
+    }
+    watch(rx);
+    watch(tx);
+    return new LiveNetwork(spec, seg, null, null, declared);
+  }
+
+  /** The interface the network holds: its host link's TAP, or the interface a bridge network bridges to. */
   get hostLink(): string {
-    return this.spec.hostLink;
+    return linkOf(this.spec);
   }
 
   /** Closes the host link and every attachment (leases stay on disk) and stops DNS. */

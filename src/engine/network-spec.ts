@@ -85,6 +85,11 @@ export const DEFAULT_NETWORK: NetworkSpec = {
   reservations: {},
 };
 
+/** The interface a network holds on the host: its host link, or for a bridge network the one it bridges to. */
+export function linkOf(spec: NetworkSpec): string {
+  return spec.type === 'bridge' && spec.bridgeInterface !== null ? spec.bridgeInterface : spec.hostLink;
+}
+
 /** Checks an interface name: 1-15 of A-Z a-z 0-9 _ . - */
 export function ifname(field: string, v: unknown): string {
   if (typeof v !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(v))

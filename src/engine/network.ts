@@ -78,7 +78,7 @@ export function networkConfig(spec: NetworkSpec): NetworkConfig {
   });
 }
 
-/** Whether `addr` lies in the network's subnet. */
+/** Whether `addr` (unsigned, or signed as the hot path passes it) lies in the network's subnet. */
 export function inSubnet(net: NetworkConfig, addr: number): boolean {
   return (addr & net.mask) >>> 0 === net.subnet;
 }

@@ -15,10 +15,15 @@
  * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet. A VM that goes away
  *   takes its mappings with it. A reserved address held by an attached VM does not expire: a static guest
  *   never renews it.
+ * - A bridge network has a LAN (BridgeLan) instead of a host link: its VMs' addresses are the LAN's DHCP
+ *   server's, learnt by the snoop into the same lease table (over the whole address space, as the LAN's
+ *   addresses are not the network's subnet), so restoring, expiring and freeing work as for softnet's own
+ *   leases. softnet's DHCP server never answers there: the bridge path relays instead.
  */
 
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
+import { fromLan } from '../pipeline/bridge.js';
 import { fromHost } from '../pipeline/from-host.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
@@ -26,13 +31,15 @@ import { epochSeconds, STRIDE } from '../pipeline/pipeline.js';
 import type { Segment } from '../pipeline/segment.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
+import { DhcpSnoop } from '../services/dhcp-snoop.js';
 import { LeaseStore } from '../services/lease-store.js';
 import { LeaseTable } from '../services/leases.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import { ArpOp, emitArp } from '../wire/arp.js';
 import { EtherType, emitEthernet, macKey } from '../wire/ethernet.js';
-import { Attachment, type AttachmentIdentity } from './attachment.js';
+import { Attachment, type AttachmentIdentity, AttType } from './attachment.js';
+import { BridgeLan, type LanSide } from './bridge-lan.js';
 import type { NetworkConfig } from './network.js';
 
 const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
@@ -48,14 +55,22 @@ export interface SegmentEvents {
   addressChanged?(att: Attachment, ip: number): void;
 }
 
-/** A network's run-time state; it owns the host link port and decides the frames of every port on it. */
+/**
+ * A network's run-time state; it owns the ports of its own side (the host link, or a bridge's LAN sockets)
+ * and decides the frames of every port on it.
+ */
 export class NetworkSegment implements Segment {
   readonly gatewayMacKey: number;
   private readonly byIp = new Map<number, Attachment>();
   readonly leases: LeaseTable;
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
+  readonly lan: BridgeLan | null;
 
+  /**
+   * For a bridge network `lanSide` is its LAN, `hostLink` its sending socket and `gatewayMac` the bridged
+   * interface's MAC.
+   */
   constructor(
     private readonly p: Pipeline,
     readonly cfg: NetworkConfig,
@@ -65,22 +80,42 @@ export class NetworkSegment implements Segment {
     readonly nat: NatUplink | null,
     private readonly log: Logger,
     private readonly events: SegmentEvents,
+    lanSide: LanSide | null = null,
   ) {
     this.gatewayMacKey = macKey(gatewayMac, 0);
     this.leases = new LeaseTable(
-      cfg.poolStart,
-      cfg.poolEnd,
+      lanSide ? 1 : cfg.poolStart,
+      lanSide ? 0xfffffffe : cfg.poolEnd,
       leaseFile ? new LeaseStore(leaseFile) : null,
       Date.now(),
       (e) => log.error('lease store write failed', { error: e instanceof Error ? e.message : String(e) }),
     );
-    this.dhcp = new DhcpServer(cfg, this.leases, (att, ip) => this.assign(att, ip));
+    const assign = (att: Attachment, ip: number) => this.assign(att, ip);
+    this.dhcp = new DhcpServer(cfg, this.leases, assign);
     if (maxDhcpFrameLen(this.dhcp) > STRIDE) throw new Error('DHCP options do not fit in one frame');
-    const hostOwner: PortOwner = {
-      frame: (_port, off, len) => fromHost(p, this, off, len),
-      failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
-    };
-    p.add(hostLink, hostOwner);
+    if (lanSide) {
+      const snoop = new DhcpSnoop(this.leases, assign, (ip) => this.vmAt(ip));
+      const lan = new BridgeLan(lanSide, snoop, log, (err) => this.events.hostLinkFailed(err));
+      const lanOwner: PortOwner = {
+        frame: (_port, off, len) => fromLan(p, this, off, len),
+        failed: (port, errno) => lan.failed(port, native.errnoName(errno)),
+      };
+      p.add(lan.rx, lanOwner);
+      p.add(lan.tx, lanOwner);
+      this.lan = lan;
+    } else {
+      const hostOwner: PortOwner = {
+        frame: (_port, off, len) => fromHost(p, this, off, len),
+        failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
+      };
+      p.add(hostLink, hostOwner);
+      this.lan = null;
+    }
+  }
+
+  /** The ports of the network's own side: the host link, or a bridge's LAN sockets. */
+  get sidePorts(): Port[] {
+    return this.lan ? [this.lan.rx, this.lan.tx] : [this.hostLink];
   }
 
   /** The VM that holds leased address `ip`, if any. */
@@ -102,6 +137,7 @@ export class NetworkSegment implements Segment {
       this.assign(att, lease.ip);
     }
     this.attachments.add(att);
+    if (this.lan && att.type === AttType.BRIDGE) this.lan.add(att);
     this.p.add(port, {
       frame: (_port, off, len, slot) => fromVm(this.p, this, att, off, len, slot),
       failed: (_port, errno) => this.vmGone(att, native.errnoName(errno)),
@@ -119,6 +155,7 @@ export class NetworkSegment implements Segment {
       }
     }
     this.assign(att, 0);
+    this.lan?.remove(att);
     this.nat?.flows.removeOwner(att);
     this.nat?.fragments.sweep(epochSeconds(), att);
     this.p.remove(att.port);
@@ -142,11 +179,13 @@ export class NetworkSegment implements Segment {
     }
   }
 
-  /** Closes the host link and every attachment, keeping leases for the next start. */
+  /** Closes the host link (or LAN) and every attachment, keeping leases for the next start. */
   close(): void {
     for (const att of [...this.attachments]) this.detach(att, false);
-    this.p.remove(this.hostLink);
-    this.hostLink.close();
+    for (const port of this.sidePorts) {
+      this.p.remove(port);
+      port.close();
+    }
   }
 
   /** Detaches a VM that went away (its port failed, or its namespace was deleted) and frees its lease. */
@@ -163,7 +202,8 @@ export class NetworkSegment implements Segment {
     att.ip = ip;
     if (ip !== 0) {
       this.byIp.set(ip | 0, att);
-      this.announce(att);
+      // A bridged VM speaks for itself on its LAN; the host link only knows what softnet tells it.
+      if (this.lan === null) this.announce(att);
     }
     this.events.addressChanged?.(att, ip);
   }

@@ -114,6 +114,8 @@ export class Service implements NetworkAdmin {
   private async open(spec: NetworkSpec): Promise<LiveNetwork> {
     const c = parseCidr(spec.cidr)!;
     for (const n of this.engine.networks.values()) {
+      // A bridge network's addresses are its LAN's, not a subnet of softnet's.
+      if (spec.type === 'bridge' || n.spec.type === 'bridge') continue;
       const o = parseCidr(n.spec.cidr)!;
       const mask = (c.mask & o.mask) >>> 0;
       if ((c.addr & mask) >>> 0 === (o.addr & mask) >>> 0)

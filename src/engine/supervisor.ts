@@ -296,7 +296,7 @@ function started(reply: Message, engine: string): Record<string, string | number
     gateway: s(net.gateway),
     subnet: s(net.cidr),
     gateway_mac: s(net.gatewayMac),
-    lease_time: Number(net.leaseTime),
+    lease_time: net.leaseTime === null ? undefined : Number(net.leaseTime),
     type: s(vm.type),
     mac: s(vm.mac),
     external_mac: s(vm.externalMac),

@@ -5,7 +5,6 @@
 import { type NatOwner, NatProto } from '../nat/flows.js';
 import { decrementTtl, rewrite } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
-import { native } from '../native.js';
 import { Drop } from '../stats/drops.js';
 import { checksum, update16, update32 } from '../wire/checksum.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../wire/ethernet.js';
@@ -15,9 +14,8 @@ import { IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 import { TCP } from '../wire/tcp.js';
 import { UDP } from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
-import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
-
-const segLens = new Uint32Array(SEG_SLOTS);
+import { completeChecksum, cutAggregate, segLens } from './offload.js';
+import { type Pipeline, STRIDE } from './pipeline.js';
 
 /** What comes before a captured IPv4 packet: the virtio header, then the uplink's Ethernet header. */
 const PREFIX = VNET_HDR_LEN + ETH_HEADER_LEN;
@@ -37,14 +35,12 @@ export function fromUplink(p: Pipeline, nat: NatUplink, off: number, len: number
 
 /** Cuts an aggregate into MTU-sized segments (in the addon) and decides each. */
 function segmentThen(p: Pipeline, nat: NatUplink, off: number, len: number): void {
-  const room = p.segmentsLeft();
   const at = p.nextSegment();
-  const n = room > 0 ? native.gsoSegment(off, len, at, STRIDE, room, segLens) : -1;
-  if (n <= 0) {
+  const n = cutAggregate(p, off, len);
+  if (n === 0) {
     p.drops[Drop.UPLINK_GSO]++;
     return;
   }
-  p.takeSegments(n);
   for (let i = 0; i < n; i++) {
     const drop = decide(p, nat, at + i * STRIDE, segLens[i]);
     if (drop !== Drop.NONE) p.drops[drop]++;
@@ -70,15 +66,8 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
   const hl = ipv4.headerLen(dv, ip);
   const total = ipv4.totalLen(dv, ip);
   const proto = ipv4.proto(dv, ip);
-  if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) {
-    // Sent by a veth peer on this machine: its transport checksum holds only the pseudo-header sum.
-    // csum_start counts from the start of the Ethernet frame.
-    const start = off + VNET_HDR_LEN + dv.getUint16(off + VNET.CSUM_START, true);
-    const field = start + dv.getUint16(off + VNET.CSUM_OFFSET, true);
-    if (start < ip + hl || field + 2 > ip + total) return Drop.UPLINK_BAD_OFFLOAD;
-    const c = checksum(u8, start, ip + total - start);
-    dv.setUint16(field, c === 0 && proto === IpProto.UDP ? 0xffff : c);
-  }
+  if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM && !completeChecksum(p, off, ip, hl, total, proto))
+    return Drop.UPLINK_BAD_OFFLOAD;
   const frag = dv.getUint16(ip + IPV4.FRAG);
   if ((frag & 0x1fff) !== 0) return laterFragment(p, nat, ip, total, proto);
   const l4 = ip + hl;

@@ -1,5 +1,6 @@
-// A frame from a VM: source checks, then the gateway's own services, the host link, or the world.
-// Every frame ends here either queued on a port or counted under a drop reason.
+// A frame from a VM: source checks, then the gateway's own services, the host link, or the world; a
+// bridged VM's frame goes its own way (bridge.ts). Every frame ends here either queued on a port or
+// counted under a drop reason.
 
 import { type Attachment, AttType } from '../engine/attachment.js';
 import { inSubnet } from '../engine/network.js';
@@ -15,6 +16,7 @@ import { ICMP_HEADER_LEN, IcmpType, icmpType } from '../wire/icmp.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
+import { fromVmBridge } from './bridge.js';
 import { unsupportedEtherType } from './ethertype.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
@@ -40,6 +42,7 @@ function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: nu
   if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
   const u8 = p.u8;
   if (!sameMac(u8, off + ETH.SRC, att.mac)) return Drop.SRC_MAC_SPOOFED;
+  if (att.type === AttType.BRIDGE) return fromVmBridge(p, seg, att, off, len, slot);
   const type = p.dv.getUint16(off + ETH.TYPE);
   if (type === EtherType.IPV4) return fromVmIpv4(p, seg, att, off, len, slot);
   if (type === EtherType.ARP) return fromVmArp(p, seg, att, off, len);
@@ -106,7 +109,8 @@ function fromVmIpv4(
   if (att.ip === 0) return Drop.IP_NO_LEASE;
   if (src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== seg.cfg.gateway) {
-    if (inSubnet(seg.cfg, dst)) return toOtherVm(p, seg, att, off, ip, hl, total, slot);
+    // `| 0`: an address above 2^31 crossing a call V8 did not inline would be a heap number a frame.
+    if (inSubnet(seg.cfg, dst | 0)) return toOtherVm(p, seg, att, off, ip, hl, total, slot);
     return toWorld(p, seg, att, off, ip, hl, total, slot);
   }
   if (!att.policy.allows(dst | 0)) return blocked(p, seg, att, ip, hl, total, slot);

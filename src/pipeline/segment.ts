@@ -1,20 +1,22 @@
 // What the pipeline needs to know of a network while it decides frames.
 
 import type { Attachment } from '../engine/attachment.js';
+import type { BridgeLan } from '../engine/bridge-lan.js';
 import type { NetworkConfig } from '../engine/network.js';
 import type { NatUplink } from '../nat/uplink.js';
 import type { Port } from '../ports/port.js';
 import type { DhcpServer } from '../services/dhcp.js';
 
-/** One network as the hot path sees it: gateway, host link, and the VMs by leased address. */
+/** One network as the hot path sees it: gateway, host link (or a bridge's LAN), and the VMs by leased address. */
 export interface Segment {
   readonly cfg: NetworkConfig;
   readonly gatewayMac: Uint8Array;
-  readonly gatewayMacKey: number;
   readonly hostLink: Port;
   /** The VM that holds leased address `ip`, if any. */
   vmAt(ip: number): Attachment | undefined;
   readonly dhcp: DhcpServer;
   /** NAT to the world; null for a host-only network. */
   readonly nat: NatUplink | null;
+  /** The LAN of a bridge network; null for the other types. */
+  readonly lan: BridgeLan | null;
 }

@@ -1,6 +1,6 @@
 // Where a VM may send: the user's --allow/--block rules first (longest prefix, block wins a tie), then the
 // defaults: the gateway allowed, the host's other addresses blocked, non-global destinations blocked,
-// everything else allowed.
+// everything else allowed. A bridged VM has the user's rules only.
 
 import { type RuleTable, Verdict } from './rules.js';
 import { specialPurposeTable } from './special.js';
@@ -32,6 +32,15 @@ export class DestinationPolicy {
    */
   allowsVm(dst: number): boolean {
     return this.user.lookup(dst) === Verdict.ALLOW;
+  }
+
+  /**
+   * Whether a bridged VM may send to `dst` on its LAN: unless a rule of the user's blocks it. The defaults
+   * are for a VM behind softnet's gateway; a bridged VM is a host of the LAN, which is mostly private
+   * addresses.
+   */
+  allowsOnLan(dst: number): boolean {
+    return this.user.lookup(dst) !== Verdict.BLOCK;
   }
 
   /**

@@ -62,3 +62,28 @@ export function update32(check: number, old: number, now: number): number {
 export function pseudoHeader(src: number, dst: number, proto: number, len: number): number {
   return (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + proto + len;
 }
+
+/**
+ * Overwrites the 6 bytes at u8[at] with mac[0..6) and returns checksum `check`, of data starting at `base`,
+ * updated for them (RFC 1624). A byte is the high or the low half of its 16-bit word by its distance from
+ * `base`, so any alignment works: a MAC in a DHCP option as well as chaddr.
+ */
+export function writeMacUpdating(
+  u8: Uint8Array,
+  at: number,
+  mac: Uint8Array,
+  base: number,
+  check: number,
+): number {
+  let before = 0;
+  let after = 0;
+  for (let i = 0; i < 6; i++) {
+    const shift = ((at + i - base) & 1) === 0 ? 8 : 0;
+    before += u8[at + i] << shift;
+    after += mac[i] << shift;
+    u8[at + i] = mac[i];
+  }
+  before = (before & 0xffff) + (before >>> 16);
+  after = (after & 0xffff) + (after >>> 16);
+  return update16(check, (before & 0xffff) + (before >>> 16), (after & 0xffff) + (after >>> 16));
+}

@@ -26,17 +26,18 @@ export function macKey(u8: Uint8Array, at: number): number {
 }
 
 /**
- * Whether the MAC at u8[at] is `mac`. The per-frame compare: a boolean never needs a heap box, where a
- * 48-bit macKey() returned from a call that V8 did not inline is a new heap number each time.
+ * Whether the MAC at u8[at] is mac[from, from+6). The hot path compares MACs with this rather than with
+ * macKey: a boolean never allocates, while a 48-bit key returned from a call V8 did not inline is a heap
+ * number made for every frame.
  */
-export function sameMac(u8: Uint8Array, at: number, mac: Uint8Array): boolean {
+export function sameMac(u8: Uint8Array, at: number, mac: Uint8Array, from = 0): boolean {
   return (
-    u8[at] === mac[0] &&
-    u8[at + 1] === mac[1] &&
-    u8[at + 2] === mac[2] &&
-    u8[at + 3] === mac[3] &&
-    u8[at + 4] === mac[4] &&
-    u8[at + 5] === mac[5]
+    u8[at] === mac[from] &&
+    u8[at + 1] === mac[from + 1] &&
+    u8[at + 2] === mac[from + 2] &&
+    u8[at + 3] === mac[from + 3] &&
+    u8[at + 4] === mac[from + 4] &&
+    u8[at + 5] === mac[from + 5]
   );
 }
 

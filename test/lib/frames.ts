@@ -2,9 +2,10 @@
 // project's own wire builders, frames of other kinds for in-process tests, the bench and the fuzzer, and a
 // reader for the DHCP replies that come back.
 
+import { type DhcpOutcome, emitDhcpFrame } from '../../src/services/dhcp.js';
 import { ArpOp, emitArp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
-import { type DhcpMessage, DhcpOp, DhcpOption, DhcpType, parseDhcp } from '../../src/wire/dhcp.js';
+import { type DhcpMessage, DhcpOp, DhcpOption, DhcpType, parseDhcp, u32Option } from '../../src/wire/dhcp.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../../src/wire/ethernet.js';
 import { ICMP, IcmpType } from '../../src/wire/icmp.js';
 import * as ipv4 from '../../src/wire/ipv4.js';
@@ -89,6 +90,46 @@ export function arpFrame(sha: Uint8Array, spa: number, tpa: number, op: number =
   return f;
 }
 
+/**
+ * A DHCP server's reply as a LAN server sends it: from `serverMac`/`serverIp` to broadcast (unless `dstMac`
+ * and `dstIp` say otherwise), for client `chaddr`, offering or acknowledging `yiaddr`.
+ */
+export function dhcpServerFrame(
+  serverMac: Uint8Array,
+  serverIp: number,
+  chaddr: Uint8Array,
+  xid: number,
+  type: number,
+  yiaddr: number,
+  options: Array<[number, number[]]> = [],
+  dst: { mac: Uint8Array; ip: number } | null = null,
+): Uint8Array {
+  const chaddr16 = new Uint8Array(16);
+  chaddr16.set(chaddr);
+  const out: DhcpOutcome = {
+    reply: {
+      xid,
+      flags: 0,
+      ciaddr: 0,
+      yiaddr,
+      siaddr: 0,
+      chaddr: chaddr16,
+      options: [
+        [DhcpOption.MESSAGE_TYPE, Uint8Array.of(type)],
+        [DhcpOption.SERVER_ID, u32Option(serverIp)],
+        ...options.map(([code, data]) => [code, Uint8Array.from(data)] as const),
+      ],
+    },
+    dstIp: dst?.ip ?? 0xffffffff,
+    broadcast: dst === null,
+  };
+  const buf = new Uint8Array(1024);
+  const len = emitDhcpFrame(buf, new DataView(buf.buffer), 0, out, serverMac, serverIp);
+  const f = buf.slice(0, len);
+  if (dst) f.set(dst.mac, 0);
+  return f;
+}
+
 /** The DHCP reply carried by an Ethernet frame, and the UDP payload length; null if the frame is not one. */
 export function dhcpReply(frame: Uint8Array): { msg: DhcpMessage; payloadLen: number } | null {
   const dv = new DataView(frame.buffer, frame.byteOffset, frame.length);
@@ -104,3 +145,14 @@ export function dhcpReply(frame: Uint8Array): { msg: DhcpMessage; payloadLen: nu
 }
 
 export { DhcpOption, DhcpType };
+
+/** The DHCP client message carried by an Ethernet frame (to port 67); null if the frame is not one. */
+export function dhcpRequest(frame: Uint8Array): DhcpMessage | null {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  if (frame.length < ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN || dv.getUint16(12) !== EtherType.IPV4)
+    return null;
+  const udp = ETH_HEADER_LEN + ipv4.headerLen(dv, ETH_HEADER_LEN);
+  if (ipv4.proto(dv, ETH_HEADER_LEN) !== IpProto.UDP || dv.getUint16(udp + 2) !== 67) return null;
+  const parsed = parseDhcp(frame, udp + UDP_HEADER_LEN, dv.getUint16(udp + 4) - UDP_HEADER_LEN);
+  return parsed.ok ? parsed.msg : null;
+}

@@ -1,7 +1,10 @@
 // One network in-process: the real pipeline, segment, services and (optionally) NAT behind fake ports,
-// with a VM that got its lease through the real DHCP path. For unit tests, the fuzzer and the bench.
+// with a VM that got its lease through the real DHCP path; or a bridge network whose LAN is a pair of fake
+// ports and whose VMs get their leases from a fake LAN DHCP server. For unit tests, the fuzzer and the
+// bench.
 
-import type { Attachment } from '../../src/engine/attachment.js';
+import { type Attachment, AttType } from '../../src/engine/attachment.js';
+import type { BridgeLan } from '../../src/engine/bridge-lan.js';
 import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
 import { NetworkSegment } from '../../src/engine/segment.js';
 import { FlowTable } from '../../src/nat/flows.js';
@@ -18,8 +21,9 @@ import { Port } from '../../src/ports/port.js';
 import { Logger } from '../../src/util/log.js';
 import { parseCidr } from '../../src/wire/addr.js';
 import { DhcpOption, DhcpType } from '../../src/wire/dhcp.js';
+import { VNET_HDR_LEN } from '../../src/wire/vnet.js';
 import { identity } from './attachments.js';
-import { dhcpFrame, dhcpReply } from './frames.js';
+import { dhcpFrame, dhcpReply, dhcpRequest, dhcpServerFrame } from './frames.js';
 
 /** The fake port numbers. */
 export const PortId = { HOST: 1, VM: 2, RAW: 3, CAPTURE: 4 } as const;
@@ -139,5 +143,133 @@ export function addVm(
     f[12] === 8 && f[13] === 6 && new DataView(f.buffer).getUint32(28) === att.ip;
   if (!announced.some(own))
     throw new Error(`in-process VM ${key}'s address was not announced on the host link`);
+  return { port, att };
+}
+
+/** The fake port numbers of a bridge network's LAN. */
+export const LanId = { TX: 21, RX: 22 } as const;
+
+/** The LAN's DHCP server, as the fake one answers: its MAC and address, and the lease it gives. */
+export const LAN_SERVER = { mac: Uint8Array.of(2, 0xee, 0, 0, 0, 1), ip: 0x0a4d0001, lease: 120 } as const;
+
+/** A bridge network in-process: its LAN is two fake ports; the interface's MAC is `lanMac`. */
+export interface InProcessBridge {
+  io: FakeIo;
+  p: Pipeline;
+  cfg: NetworkConfig;
+  seg: NetworkSegment;
+  lan: BridgeLan;
+  tx: Port;
+  rx: Port;
+  /** The memberships the segment asked for, in order: MAC text and whether it was added. */
+  memberships: Array<[string, boolean]>;
+  /** What the network and its VMs logged, and the logger that writes there. */
+  log: string[];
+  logger: Logger;
+}
+
+/** Builds a bridge network on a LAN with MTU `mtu`; with `leaseFile`, its snooped leases persist there. */
+export function inProcessBridge(
+  o: { lanMac?: Uint8Array; mtu?: number; leaseFile?: string | null; p?: Pipeline; io?: FakeIo } = {},
+): InProcessBridge {
+  const io = o.io ?? new FakeIo();
+  const p = o.p ?? new Pipeline(io);
+  io.setArena(p.arena);
+  native.setArena(p.arena);
+  const cfg = makeNetwork(parseCidr('192.168.64.0/24')!, {
+    name: 'bridge',
+    type: 'bridge',
+    leaseTime: 600,
+    mtu: 1500,
+    domain: null,
+    routes: [],
+  });
+  const none = () => {};
+  const lanMac = o.lanMac ?? Uint8Array.of(2, 0xaa, 0, 0, 0, 1);
+  const tx = new Port(LanId.TX, 'lan-tx', QUEUE_LEN, none);
+  const rx = new Port(LanId.RX, 'lan-rx', QUEUE_LEN, none);
+  rx.big = true;
+  const memberships: Array<[string, boolean]> = [];
+  const log: string[] = [];
+  const side = {
+    tx,
+    rx,
+    mac: lanMac,
+    mtu: o.mtu ?? 1500,
+    membership: (mac: Uint8Array, on: boolean) => {
+      memberships.push([[...mac].map((b) => b.toString(16).padStart(2, '0')).join(':'), on]);
+    },
+  };
+  const logger = new Logger('text', (line) => log.push(line));
+  const seg = new NetworkSegment(
+    p,
+    cfg,
+    tx,
+    lanMac,
+    o.leaseFile ?? null,
+    null,
+    logger,
+    { hostLinkFailed: none, vmGone: none },
+    side,
+  );
+  return { io, p, cfg, seg, lan: seg.lan!, tx, rx, memberships, log, logger };
+}
+
+/** A frame from the LAN as the capture socket delivers it: after a virtio header saying nothing. */
+export function fromLanFrame(frame: Uint8Array): Uint8Array {
+  const f = new Uint8Array(VNET_HDR_LEN + frame.length);
+  f.set(frame, VNET_HDR_LEN);
+  return f;
+}
+
+/**
+ * Attaches a bridged VM on fake port `id` and, unless `ip` is 0, lets it get `ip` from the fake LAN
+ * server: its DISCOVER and REQUEST must come out on the LAN, the OFFER and ACK go back. Throws if the VM
+ * ends without that address.
+ */
+export function addBridgedVm(
+  net: InProcessBridge,
+  id: number,
+  mac: Uint8Array,
+  key: string,
+  ip: number,
+  o: { policy?: DestinationPolicy; extMac?: Uint8Array } = {},
+): { port: Port; att: Attachment } {
+  const { io, p, seg } = net;
+  const port = new Port(id, key, QUEUE_LEN, () => {});
+  const base = identity(mac, key, {
+    gateway: net.cfg.gateway,
+    policy: o.policy,
+    type: AttType.BRIDGE,
+    log: net.logger,
+  });
+  const att = seg.attach(port, { ...base, extMac: o.extMac ?? base.extMac });
+  if (ip === 0) return { port, att };
+  const keep = io.keep;
+  io.keep = true;
+  const xid = 0x5eed0000 + id;
+  const be = [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255];
+  const lease: Array<[number, number[]]> = [[DhcpOption.LEASE_TIME, [0, 0, 0, LAN_SERVER.lease]]];
+  for (const [type, reply] of [
+    [DhcpType.DISCOVER, DhcpType.OFFER],
+    [DhcpType.REQUEST, DhcpType.ACK],
+  ] as const) {
+    io.deliver(
+      id,
+      dhcpFrame(mac, xid, type, type === DhcpType.REQUEST ? [[DhcpOption.REQUESTED_IP, be]] : []),
+    );
+    p.drain(port);
+    const sent = io.take(LanId.TX).map(dhcpRequest);
+    if (sent.length !== 1 || sent[0]?.type !== type) throw new Error(`no ${type} from ${key} on the LAN`);
+    io.deliver(
+      LanId.RX,
+      fromLanFrame(dhcpServerFrame(LAN_SERVER.mac, LAN_SERVER.ip, att.extMac, xid, reply, ip, lease)),
+    );
+    p.drain(net.rx);
+    if (dhcpReply(io.take(id)[0] ?? new Uint8Array(0))?.msg.type !== reply)
+      throw new Error(`no ${reply} for ${key}`);
+  }
+  io.keep = keep;
+  if (att.ip !== ip) throw new Error(`bridged VM ${key} did not get its address`);
   return { port, att };
 }

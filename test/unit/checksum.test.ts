@@ -3,7 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checksum, fold, pseudoHeader, sum, update16, update32 } from '../../src/wire/checksum.js';
+import {
+  checksum,
+  fold,
+  pseudoHeader,
+  sum,
+  update16,
+  update32,
+  writeMacUpdating,
+} from '../../src/wire/checksum.js';
 import { prng } from '../lib/prng.js';
 
 const hex = (s: string) =>
@@ -215,5 +223,24 @@ test('a header fixed up with update16 still validates: checksum over it is 0', (
     dv.setUint16(at, now);
     dv.setUint16(10, update16(dv.getUint16(10), old, now));
     assert.equal(checksum(h, 0, 20), 0);
+  }
+});
+
+test('writeMacUpdating agrees with a full recomputation at every alignment, 20000 random MACs (seed 2132)', () => {
+  const rand = prng(2132);
+  const byte = () => Math.floor(rand() * 256);
+  for (let i = 0; i < 20000; i++) {
+    const len = 40 + Math.floor(rand() * 60);
+    const base = Math.floor(rand() * 3);
+    const data = new Uint8Array(base + len + 2);
+    for (let j = 0; j < data.length; j++) data[j] = byte();
+    const at = base + Math.floor(rand() * (len - 6));
+    const mac = Uint8Array.from({ length: 6 }, byte);
+    const before = checksum(data, base, len);
+    const after = writeMacUpdating(data, at, mac, base, before);
+    assert.deepEqual([...data.subarray(at, at + 6)], [...mac]);
+    // 0x0000 and 0xffff are the same one's complement number; either is right.
+    const full = checksum(data, base, len);
+    assert.ok(after === full || after + full === 0xffff, `at ${at - base}: ${after} vs ${full}`);
   }
 });

@@ -16,7 +16,9 @@ test('20000 fuzzed frames from each side of the pipeline: no crash, no escape', 
       sent.vm > 100 &&
       sent.peer > 10 &&
       sent.forwardedIn > 10 &&
-      sent.forwardedOut > 10,
+      sent.forwardedOut > 10 &&
+      sent.lan > 100 &&
+      sent.bridgedVm > 100,
     JSON.stringify(sent),
   );
 });

@@ -11,6 +11,7 @@ import {
   isBroadcastMac,
   isGroupMac,
   macKey,
+  sameMac,
   writeMac,
 } from '../../src/wire/ethernet.js';
 
@@ -71,6 +72,19 @@ test('macKey: 48 bits exactly, every byte counts', () => {
     }
   }
   assert.equal(keys.size, 13);
+});
+
+test('sameMac: every byte counts, at any offset on either side', () => {
+  const buf = hex('aa 52 54 00 12 34 56 bb');
+  const mac = hex('ff 52 54 00 12 34 56');
+  assert.equal(sameMac(buf, 1, mac, 1), true);
+  assert.equal(sameMac(buf, 1, mac.subarray(1)), true);
+  for (let i = 0; i < 6; i++) {
+    const other = Uint8Array.from(mac.subarray(1));
+    other[i] ^= 0x01;
+    assert.equal(sameMac(buf, 1, other), false, `byte ${i}`);
+  }
+  assert.equal(sameMac(buf, 0, mac, 1), false);
 });
 
 test('isGroupMac: the I/G bit of the first byte', () => {
