@@ -2,8 +2,10 @@
 // tcpdump, two captures of one VM at once, the capture ending when its VM goes away, and bad command lines.
 
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LINKTYPE_ETHERNET, readPcapFile } from '../../src/capture/pcap.js';
 import { Udhcpc } from '../lib/clients.js';
 import { SOFTNET, Softnet, softnetForVm } from '../lib/softnet.js';
@@ -120,6 +122,8 @@ describe('softnet capture', () => {
     const sock = join(topo.dir, 'c2.sock');
     await softnetForVm(topo, host, vm, MAC, ['--state-dir', state, '--control-socket', sock]);
     await new Udhcpc(topo, vm).once();
+    // The VM knows its gateway's MAC already, so the two frames captured are an echo and its answer.
+    await topo.exec(vm, 'ping', ['-c', '1', '-W', '2', GATEWAY]);
     const err = join(topo.dir, 'pipe.err');
     const pipeline = new Softnet(
       topo.spawn(host, 'bash', [
@@ -130,6 +134,9 @@ describe('softnet capture', () => {
     const out: string[] = [];
     pipeline.child.stdout!.setEncoding('utf8');
     pipeline.child.stdout!.on('data', (d: string) => out.push(d));
+    // Pings answered in a few milliseconds could all be over before the capture client is up.
+    const capturing = () => existsSync(err) && readFileSync(err, 'utf8').includes('capturing');
+    for (let i = 0; i < 200 && !capturing(); i++) await sleep(50);
     for (let i = 0; i < 30 && pipeline.child.exitCode === null; i++)
       await topo.status(vm, 'ping', ['-c', '1', '-W', '1', GATEWAY]);
     await pipeline.waitFor(/^status /);
