@@ -54,6 +54,14 @@
 #define MODE_STREAM 2
 #define MODE_WATCH 3
 #define MODE_RAW 4
+/*
+ * Every frame slot starts HEADROOM bytes into its stride, so the VNET_LEN bytes before a frame are its
+ * virtio_net_hdr: a port with virtio headers (a TAP with IFF_VNET_HDR, the uplink's send socket) reads and
+ * writes it there along with the frame, and every other port's receive zeroes it, so the header before
+ * any frame in the arena says what it holds. A slot holds stride - HEADROOM bytes.
+ */
+#define HEADROOM 16
+#define VNET_LEN 10
 #define STREAM_RX_BYTES (256 * 1024)
 #define TX_PENDING_BYTES (1024 * 1024)
 
@@ -61,6 +69,8 @@ struct port {
   int id;
   int fd;
   int mode;
+  /* Whether the fd's I/O carries a virtio_net_hdr before each frame. */
+  int vnet;
   int watching;
   int closing;
   uv_poll_t poll;
@@ -104,10 +114,16 @@ static napi_value set_arena(napi_env env, napi_callback_info info) {
 
 /* portOpen(fd, mode) -> port number; the fd is made non-blocking and owned by the port from now on. */
 static napi_value port_open(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   int32_t fd, mode;
-  if (get_args(env, info, 2, argv) < 0 || get_i32(env, argv[0], &fd) < 0 || get_i32(env, argv[1], &mode) < 0)
+  bool vnet = false;
+  size_t argc = 3;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "missing arguments");
     return NULL;
+  }
+  if (get_i32(env, argv[0], &fd) < 0 || get_i32(env, argv[1], &mode) < 0) return NULL;
+  if (argc > 2) CHECK(napi_get_value_bool(env, argv[2], &vnet));
   if (mode < MODE_DGRAM || mode > MODE_RAW) {
     napi_throw_range_error(env, NULL, "bad port mode");
     return NULL;
@@ -123,7 +139,17 @@ static napi_value port_open(napi_env env, napi_callback_info info) {
   p->id = id;
   p->fd = fd;
   p->mode = mode;
+  p->vnet = vnet;
   p->env = env;
+  if (vnet && mode == MODE_TAP) {
+    /* A TAP made by another program may carry 12-byte headers (with num_buffers); softnet's are 10. */
+    int size = VNET_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {
+      int e = errno;
+      free(p);
+      return throw_errno(env, e, "TUNSETVNETHDRSZ");
+    }
+  }
   if (mode == MODE_STREAM || mode == MODE_DGRAM) {
     p->rx = mode == MODE_STREAM ? malloc(STREAM_RX_BYTES) : NULL;
     p->tx = malloc(TX_PENDING_BYTES);
@@ -260,12 +286,19 @@ static napi_value port_close(napi_env env, napi_callback_info info) {
 }
 
 static int check_slots(napi_env env, uint32_t base, uint32_t stride, uint32_t max) {
-  if (!arena || max == 0 || max > MAX_BATCH || stride == 0 || (uint64_t)base + (uint64_t)stride * max > arena_len) {
+  if (!arena || max == 0 || max > MAX_BATCH || stride <= HEADROOM || base < HEADROOM ||
+      (uint64_t)base - HEADROOM + (uint64_t)stride * max > arena_len) {
     napi_throw_range_error(env, NULL, "receive slots outside the arena");
     return -1;
   }
   return 0;
 }
+
+/*
+ * Says in the virtio header before a frame at arena[at] that it holds nothing offloaded: all of it, since
+ * the kernel checks hdr_len against the frame's length whatever the flags say.
+ */
+static inline void plain_header(size_t at) { memset(arena + at - VNET_LEN, 0, VNET_LEN); }
 
 /* Takes complete length-prefixed frames out of the reassembly buffer; returns frames taken or -errno. */
 static int stream_take(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens, int got) {
@@ -273,9 +306,10 @@ static int stream_take(struct port *p, uint32_t base, uint32_t stride, uint32_t 
   while ((uint32_t)got < max && p->rx_used - at >= 4) {
     uint32_t len = (uint32_t)p->rx[at] << 24 | (uint32_t)p->rx[at + 1] << 16 | (uint32_t)p->rx[at + 2] << 8 |
                    p->rx[at + 3];
-    if (len == 0 || len > stride || len > STREAM_RX_BYTES - 4) return -EPROTO;
+    if (len == 0 || len > stride - HEADROOM || len > STREAM_RX_BYTES - 4) return -EPROTO;
     if (p->rx_used - at - 4 < len) break;
     memcpy(arena + base + (size_t)stride * got, p->rx + at + 4, len);
+    plain_header(base + (size_t)stride * got);
     lens[got++] = len;
     at += 4 + len;
   }
@@ -305,7 +339,7 @@ static int recv_dgram(struct port *p, uint32_t base, uint32_t stride, uint32_t m
   struct iovec iov[MAX_BATCH];
   for (uint32_t i = 0; i < max; i++) {
     iov[i].iov_base = arena + base + (size_t)stride * i;
-    iov[i].iov_len = stride;
+    iov[i].iov_len = stride - HEADROOM;
     memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
@@ -314,21 +348,28 @@ static int recv_dgram(struct port *p, uint32_t base, uint32_t stride, uint32_t m
   do n = recvmmsg(p->fd, msgs, max, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
   if (n < 0) return errno == EAGAIN ? 0 : -errno;
-  for (int i = 0; i < n; i++) lens[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? UINT32_MAX : msgs[i].msg_len;
+  for (int i = 0; i < n; i++) {
+    lens[i] = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? UINT32_MAX : msgs[i].msg_len;
+    plain_header(base + (size_t)stride * i);
+  }
   return n;
 }
 
 static int recv_tap(struct port *p, uint32_t base, uint32_t stride, uint32_t max, uint32_t *lens) {
   uint32_t got = 0;
+  size_t pre = p->vnet ? VNET_LEN : 0;
   while (got < max) {
-    ssize_t n = read(p->fd, arena + base + (size_t)stride * got, stride);
+    size_t at = base + (size_t)stride * got;
+    ssize_t n = read(p->fd, arena + at - pre, stride - HEADROOM + pre);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
       return got > 0 ? (int)got : -errno;
     }
     if (n == 0) return got > 0 ? (int)got : -ENODEV;
-    lens[got++] = (uint32_t)n;
+    if ((size_t)n < pre) continue;
+    if (!pre) plain_header(at);
+    lens[got++] = (uint32_t)((size_t)n - pre);
   }
   return (int)got;
 }
@@ -361,15 +402,17 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
 /* Appends frames to the pending buffer as [4-byte length][frame] records; returns how many fitted. */
 static uint32_t pend(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
   uint32_t accepted = 0;
+  size_t pre = p->vnet ? VNET_LEN : 0;
   for (uint32_t i = 0; i < count; i++) {
-    if (p->tx_used + 4 + lens[i] > TX_PENDING_BYTES) break;
+    uint32_t len = lens[i] + (uint32_t)pre;
+    if (p->tx_used + 4 + len > TX_PENDING_BYTES) break;
     uint8_t *h = p->tx + p->tx_used;
-    h[0] = lens[i] >> 24;
-    h[1] = lens[i] >> 16;
-    h[2] = lens[i] >> 8;
-    h[3] = lens[i];
-    memcpy(h + 4, arena + offs[i], lens[i]);
-    p->tx_used += 4 + lens[i];
+    h[0] = len >> 24;
+    h[1] = len >> 16;
+    h[2] = len >> 8;
+    h[3] = len;
+    memcpy(h + 4, arena + offs[i] - pre, len);
+    p->tx_used += 4 + len;
     accepted++;
   }
   return accepted;
@@ -412,11 +455,12 @@ static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   uint32_t done = 0;
+  size_t pre = p->vnet ? VNET_LEN : 0;
   while (done < count && p->tx_used == 0) {
     uint32_t n = count - done > MAX_BATCH ? MAX_BATCH : count - done;
     for (uint32_t i = 0; i < n; i++) {
-      iov[i].iov_base = arena + offs[done + i];
-      iov[i].iov_len = lens[done + i];
+      iov[i].iov_base = arena + offs[done + i] - pre;
+      iov[i].iov_len = lens[done + i] + pre;
       memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
@@ -476,8 +520,9 @@ static int send_raw(struct port *p, const uint32_t *offs, const uint32_t *lens, 
 
 static int send_tap(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
   uint32_t done = 0;
+  size_t pre = p->vnet ? VNET_LEN : 0;
   while (done < count) {
-    ssize_t r = write(p->fd, arena + offs[done], lens[done]);
+    ssize_t r = write(p->fd, arena + offs[done] - pre, lens[done] + pre);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
@@ -516,7 +561,7 @@ static napi_value port_send(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (int32_t i = 0; i < count; i++) {
-    if ((uint64_t)offs[i] + lens[i] > arena_len) {
+    if ((uint64_t)offs[i] + lens[i] > arena_len || (p->vnet && offs[i] < VNET_LEN)) {
       napi_throw_range_error(env, NULL, "frame outside the arena");
       return NULL;
     }
@@ -546,15 +591,26 @@ static int set_if_flags_up(int sock, const char *name) {
   return 0;
 }
 
-/* Opens (or attaches to) TAP `name` in the current namespace; sets mac (6 bytes or NULL) and mtu (0 keeps). */
-static int tap_create(const char *name, const uint8_t *mac, int mtu, int up, char *outname) {
+/*
+ * Opens (or attaches to) TAP `name` in the current namespace; sets mac (6 bytes or NULL) and mtu (0 keeps).
+ * With vnet, every read and write carries a 10-byte virtio_net_hdr and the device offers checksum and
+ * TCP segmentation offload: the stack behind it sends and takes 64 KiB TCP aggregates and leaves
+ * checksums to softnet's side, one read or write where there would be dozens.
+ */
+static int tap_create(const char *name, const uint8_t *mac, int mtu, int up, int vnet, char *outname) {
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return -errno;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
   set_ifname(&ifr, name);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) goto fail;
+  if (vnet) {
+    int size = VNET_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0 ||
+        ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN) < 0)
+      goto fail;
+  }
   memcpy(outname, ifr.ifr_name, IFNAMSIZ);
   outname[IFNAMSIZ - 1] = 0;
   if (mac) {
@@ -593,15 +649,24 @@ fail: {
 }
 }
 
-/* tapOpen(name, netnsPath|null, mac|null, mtu, up) -> {fd, name}: the TAP is made inside netnsPath if given. */
+/*
+ * tapOpen(name, netnsPath|null, mac|null, mtu, up, vnet?) -> {fd, name}: the TAP is made inside netnsPath if
+ * given; with vnet, with virtio headers and offloads (see tap_create).
+ */
 static napi_value tap_open(napi_env env, napi_callback_info info) {
-  napi_value argv[5], out, v;
+  napi_value argv[6], out, v;
   char name[IFNAMSIZ], outname[IFNAMSIZ] = {0}, nspath[512] = {0};
   napi_valuetype t;
   uint8_t *mac = NULL;
   int32_t mtu;
-  bool up;
-  if (get_args(env, info, 5, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  bool up, vnet = false;
+  size_t argc = 6;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
+    napi_throw_type_error(env, NULL, "missing arguments");
+    return NULL;
+  }
+  if (get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  if (argc > 5) CHECK(napi_get_value_bool(env, argv[5], &vnet));
   CHECK(napi_typeof(env, argv[1], &t));
   if (t == napi_string && get_string(env, argv[1], nspath, sizeof nspath) < 0) return NULL;
   CHECK(napi_typeof(env, argv[2], &t));
@@ -636,7 +701,7 @@ static napi_value tap_open(napi_env env, napi_callback_info info) {
       return throw_errno(env, e, "setns");
     }
   }
-  fd = tap_create(name, mac, mtu, up, outname);
+  fd = tap_create(name, mac, mtu, up, vnet, outname);
   if (home >= 0) {
     if (setns(home, CLONE_NEWNET) < 0) abort(); /* running on in the VM's namespace would be worse */
     close(home);
@@ -969,7 +1034,48 @@ static napi_value packet_membership(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* fdKind(fd) -> 'tap' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
+/*
+ * packetTxSocket(ifname) -> {fd, mac}: a send-only packet socket on Ethernet interface ifname (protocol 0:
+ * it receives nothing) taking a virtio_net_hdr before each frame (PACKET_VNET_HDR), so a 64 KiB TCP
+ * aggregate leaves as one send and the device or the kernel cuts it and fills in its checksum; and
+ * ifname's MAC (the frames' source). It keeps the qdisc: PACKET_QDISC_BYPASS would hide softnet's traffic
+ * from tcpdump on the uplink.
+ */
+static napi_value packet_tx_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out, v, ab;
+  char name[IFNAMSIZ];
+  void *data;
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return throw_errno(env, errno, "packet socket");
+  struct ifreq ifr, hw;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  hw = ifr;
+  const char *what = name;
+  int one = 1, size = 8 << 20;
+  if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0 || ioctl(fd, SIOCGIFHWADDR, &hw) < 0) goto fail;
+  what = "PACKET_VNET_HDR";
+  if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) goto fail;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size);
+  what = name;
+  if (bind_packet(fd, ifr.ifr_ifindex, 0) < 0) goto fail;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, fd, &v));
+  CHECK(napi_set_named_property(env, out, "fd", v));
+  CHECK(napi_create_arraybuffer(env, 6, &data, &ab));
+  memcpy(data, hw.ifr_hwaddr.sa_data, 6);
+  CHECK(napi_create_typedarray(env, napi_uint8_array, 6, ab, 0, &v));
+  CHECK(napi_set_named_property(env, out, "mac", v));
+  return out;
+fail: {
+  int e = errno;
+  close(fd);
+  return throw_errno(env, e, what);
+}
+}
+
+/* fdKind(fd) -> 'tap' | 'tap-vnet' | 'unix-dgram' | 'unix-stream' | 'other'; throws EBADF for a closed fd. */
 static napi_value fd_kind(napi_env env, napi_callback_info info) {
   napi_value argv[1], out;
   int32_t fd;
@@ -988,7 +1094,8 @@ static napi_value fd_kind(napi_env env, napi_callback_info info) {
   } else if (S_ISCHR(st.st_mode)) {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    if (ioctl(fd, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_TAP)) kind = "tap";
+    if (ioctl(fd, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_TAP))
+      kind = ifr.ifr_flags & IFF_VNET_HDR ? "tap-vnet" : "tap";
   }
   CHECK(napi_create_string_utf8(env, kind, NAPI_AUTO_LENGTH, &out));
   return out;
@@ -1168,6 +1275,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
       {"portSetFilter", NULL, port_set_filter, NULL, NULL, NULL, napi_default, NULL},
       {"lanSockets", NULL, lan_sockets, NULL, NULL, NULL, napi_default, NULL},
+      {"packetTxSocket", NULL, packet_tx_socket, NULL, NULL, NULL, napi_default, NULL},
       {"packetMembership", NULL, packet_membership, NULL, NULL, NULL, napi_default, NULL},
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_default, NULL},
       {"unixAccept", NULL, unix_accept, NULL, NULL, NULL, napi_default, NULL},

@@ -12,7 +12,7 @@ export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, WATCH: 3, RAW: 4 } as con
 /** The addon's functions; see native/softnet.c for their contracts. */
 export interface Native {
   setArena(arena: ArrayBuffer): void;
-  portOpen(fd: number, mode: number): number;
+  portOpen(fd: number, mode: number, vnet?: boolean): number;
   portWatch(port: number, cb: (port: number, status: number) => void): void;
   portClose(port: number): void;
   recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number;
@@ -23,6 +23,7 @@ export interface Native {
     mac: Uint8Array | null,
     mtu: number,
     up: boolean,
+    vnet?: boolean,
   ): { fd: number; name: string };
   tapCarrier(fd: number, on: boolean): void;
   ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
@@ -31,9 +32,10 @@ export interface Native {
   rawSocket(): number;
   packetSocket(ifname: string, filter: Uint8Array): number;
   portSetFilter(port: number, filter: Uint8Array): void;
+  packetTxSocket(ifname: string): { fd: number; mac: Uint8Array };
   lanSockets(ifname: string): { rx: number; tx: number; mac: Uint8Array; mtu: number };
   packetMembership(fd: number, mac: Uint8Array, on: boolean): void;
-  fdKind(fd: number): 'tap' | 'unix-dgram' | 'unix-stream' | 'other';
+  fdKind(fd: number): 'tap' | 'tap-vnet' | 'unix-dgram' | 'unix-stream' | 'other';
   unixListen(path: string): number;
   unixAccept(fd: number): number;
   socketpair(type: 'dgram' | 'stream'): [number, number];

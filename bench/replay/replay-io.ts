@@ -31,7 +31,10 @@ export class ReplayIo extends FakeIo {
     let k = this.next;
     for (let i = 0; i < max; i++) {
       const f = frames[k];
-      u8.set(f, base + i * stride);
+      const at = base + i * stride;
+      u8.set(f, at);
+      // As the addon does for a port without virtio headers: the header before the frame says "nothing".
+      u8.fill(0, at - 10, at);
       lens[i] = f.length;
       k = k + 1 === n ? 0 : k + 1;
     }

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { readPcapFile } from '../../src/capture/pcap.js';
 import { native, PortMode } from '../../src/native.js';
-import { BATCH, STRIDE } from '../../src/pipeline/pipeline.js';
+import { BATCH, HEADROOM, STRIDE } from '../../src/pipeline/pipeline.js';
 import { VNET_HDR_LEN } from '../../src/wire/vnet.js';
 
 /** A classic BPF program of one instruction, "ret #0": the packet socket only sends, it keeps nothing. */
@@ -55,7 +55,8 @@ const fd = values.tap === undefined ? Number(values.fd) : native.packetSocket(va
 const port = native.portOpen(fd, PortMode.DGRAM);
 /** Reads and drops what softnet sent back, until a batch comes short: the socket is empty. */
 function discardAnswers(): void {
-  while (native.recv(port, rxBase, STRIDE, BATCH, rxLens) === BATCH) {
+  // As the addon's slots are: each frame HEADROOM bytes into its slot.
+  while (native.recv(port, rxBase + HEADROOM, STRIDE, BATCH, rxLens) === BATCH) {
     // Nothing to do with them: a batch read is a batch dropped.
   }
 }

@@ -317,7 +317,7 @@ export class Engine {
     let portOwned = false;
     let net: LiveNetwork | null = null;
     try {
-      const mode = portMode(fd);
+      const { mode, vnet } = portMode(fd);
       net = await this.networkFor(req);
       // A network a VM brought along closes with its last VM: one that closed while this VM waited is opened again.
       while (this.networks.get(net.spec.name) !== net) net = await this.networkFor(req);
@@ -331,7 +331,7 @@ export class Engine {
       const type = attType(vm, net.spec);
       const policy = this.policyFor(vm, net);
       const log = this.log.with((level, event, fields) => owner.event(level, event, fields));
-      const port = openPort({ fd, mode, name: vm.port });
+      const port = openPort({ fd, mode, name: vm.port, vnet });
       portOwned = true;
       const att = net.seg.attach(port, {
         key,
@@ -626,12 +626,15 @@ export function portStats(port: Port): Record<string, number> {
   return s;
 }
 
-/** The framing of a VM's fd, told apart with fstat; throws UsageError for an fd of another kind. */
-function portMode(fd: number): number {
+/**
+ * The framing of a VM's fd, told apart with fstat, and whether it has virtio headers; throws UsageError
+ * for an fd of another kind.
+ */
+function portMode(fd: number): { mode: number; vnet: boolean } {
   const kind = flagged('--vm-fd', () => native.fdKind(fd));
-  if (kind === 'unix-dgram') return PortMode.DGRAM;
-  if (kind === 'tap') return PortMode.TAP;
-  if (kind === 'unix-stream') return PortMode.STREAM;
+  if (kind === 'unix-dgram') return { mode: PortMode.DGRAM, vnet: false };
+  if (kind === 'tap' || kind === 'tap-vnet') return { mode: PortMode.TAP, vnet: kind === 'tap-vnet' };
+  if (kind === 'unix-stream') return { mode: PortMode.STREAM, vnet: false };
   throw new UsageError('--vm-fd', `fd ${fd} is neither a unix socket nor a TAP device`);
 }
 

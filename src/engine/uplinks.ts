@@ -22,8 +22,9 @@ import { FlowTable, NatProto } from '../nat/flows.js';
 import { type ForwardOwner, ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { NatGuard, withGuardLock } from '../nat/guard.js';
+import { NextHop } from '../nat/next-hop.js';
 import type { NatUplink } from '../nat/uplink.js';
-import { native } from '../native.js';
+import { native, PortMode } from '../native.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
@@ -70,7 +71,11 @@ export class LiveUplink {
     const up = flagged('--uplink', () => openUplink(name, lo, hi));
     const raw = openPort(up.raw);
     let capture: Port | null = null;
+    let tx: Port | null = null;
     try {
+      const sender = native.packetTxSocket(name);
+      tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx`, vnet: true });
+      const hop = new NextHop(name, sender.mac);
       capture = openPort(up.capture);
       capture.big = true;
       const guard = flagged('--nat-ports', () =>
@@ -83,6 +88,8 @@ export class LiveUplink {
         addr: up.addr,
         mtu: up.mtu,
         raw,
+        tx,
+        hop,
       };
       const store = new FlowStore(join(stateDir, `nat-${name}-${lo}-${hi}.flows.json`), up.addr);
       const live = new LiveUplink(name, natPorts, nat, capture, guard, store, p, log);
@@ -90,10 +97,13 @@ export class LiveUplink {
         frame: (_port, off, len) => fromUplink(p, nat, off, len),
         failed: (_port, errno) => failed(`uplink capture: ${native.errnoName(errno)}`),
       });
+      // It never receives; watching it lets the addon send what the socket could not take at once.
+      native.portWatch(tx.id, () => {});
       return live;
     } catch (e) {
       raw.close();
       capture?.close();
+      tx?.close();
       throw e;
     }
   }
@@ -170,8 +180,9 @@ export class LiveUplink {
     );
   }
 
-  /** Ends idle mappings and writes a snapshot when they changed a while ago; run once a second. */
+  /** Ends idle mappings, reads the next hops again, and writes a snapshot when mappings changed a while ago; run once a second. */
   tick(clock: number): void {
+    this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
     this.nat.forwards.sweep(clock);
     if (this.nat.flows.changes !== this.saved.changes && clock - this.saved.at >= FLOW_SNAPSHOT_S)
@@ -190,7 +201,7 @@ export class LiveUplink {
 
   /** Closes the sockets and removes the guard; the snapshot stays. */
   close(): void {
-    for (const port of [this.nat.raw, this.capture]) {
+    for (const port of [this.nat.raw, this.capture, ...(this.nat.tx ? [this.nat.tx] : [])]) {
       this.p.remove(port);
       port.close();
     }

@@ -1,7 +1,7 @@
 // Rewriting a packet's address, port and TTL for NAT, with every checksum updated incrementally
 // (RFC 1624): the IPv4 header's, and the TCP/UDP checksum through its pseudo-header.
 
-import { update16, update32 } from '../wire/checksum.js';
+import { update16, update32, updatePartial32 } from '../wire/checksum.js';
 import { ICMP, updateIcmpChecksum } from '../wire/icmp.js';
 import { IPV4, IpProto } from '../wire/ipv4.js';
 import { TCP } from '../wire/tcp.js';
@@ -57,4 +57,26 @@ export function rewrite(
   let next = update16(update32(check, oldAddr, addr), oldPort, port);
   if (proto === IpProto.UDP && next === 0) next = 0xffff;
   dv.setUint16(at, next);
+}
+
+/**
+ * rewrite() for a TCP or UDP packet whose transport checksum is left to offload (VNET_F_NEEDS_CSUM): its
+ * field holds only the pseudo-header's sum, which the address is part of, while the port is summed with
+ * the rest of the segment when the checksum is filled in.
+ */
+export function rewritePartial(
+  dv: DataView,
+  ip: number,
+  l4: number,
+  proto: number,
+  which: number,
+  addr: number,
+  port: number,
+): void {
+  const oldAddr = dv.getUint32(ip + which) | 0;
+  dv.setUint32(ip + which, addr);
+  dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), oldAddr, addr));
+  dv.setUint16(l4 + (which === IPV4.SRC ? 0 : 2), port);
+  const at = l4 + l4ChecksumAt(proto);
+  dv.setUint16(at, updatePartial32(dv.getUint16(at), oldAddr, addr));
 }

@@ -14,6 +14,7 @@ import { ETH, ETH_HEADER_LEN, isGroupMac, sameMac, writeMac } from '../wire/ethe
 import * as ipv4 from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
 import { UDP, UDP_HEADER_LEN } from '../wire/udp.js';
+import { settleChecksum } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 
 /** Client identifier type 1 (RFC 2132 9.14): the hardware type of Ethernet, then the MAC. */
@@ -38,6 +39,8 @@ export function relayFromVm(
   const ulen = udp.udpLen(dv, l4);
   if (ulen < UDP_HEADER_LEN || ulen > total - hl) return Drop.UDP_MALFORMED;
   if (udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT) return Drop.DHCP_NOT_CLIENT_PORT;
+  // Its checksum is updated below as chaddr changes: one left to offload is filled in first.
+  if (!settleChecksum(p, frame, ip, hl, total)) return Drop.BAD_OFFLOAD;
   const src = ipv4.src(dv, ip);
   if (!udp.checksumOk(dv, u8, l4, ulen, src, ipv4.dst(dv, ip))) return Drop.UDP_BAD_CHECKSUM;
   if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;

@@ -20,7 +20,7 @@ import * as udp from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
 import { relayFromVm, relayToVm } from './bridge-dhcp.js';
 import { unsupportedEtherType } from './ethertype.js';
-import { completeChecksum, cutAggregate, segLens } from './offload.js';
+import { completeChecksum, cutAggregate, forwardFrame, isAggregate, segLens } from './offload.js';
 import { type Pipeline, STRIDE } from './pipeline.js';
 import type { Segment } from './segment.js';
 import { blocked } from './to-world.js';
@@ -104,12 +104,13 @@ function toLan(p: Pipeline, lan: BridgeLan, att: Attachment, off: number, len: n
     toVm(p, peer, off, len);
     return Drop.NONE;
   }
-  if (len > lan.maxFrame) return Drop.LAN_TOO_BIG;
+  // An aggregate from a VM with offloads leaves cut into segments, each within the LAN's MTU.
+  if (len > lan.maxFrame && !isAggregate(u8, off)) return Drop.LAN_TOO_BIG;
   if (group) {
     const vms = lan.vms;
-    for (let i = 0; i < vms.length; i++) if (vms[i] !== att) p.queue(vms[i].port, off, len);
+    for (let i = 0; i < vms.length; i++) if (vms[i] !== att) forwardFrame(p, vms[i].port, off, len);
   }
-  p.queue(lan.tx, off, len);
+  forwardFrame(p, lan.tx, off, len);
   return Drop.NONE;
 }
 
@@ -120,7 +121,7 @@ function toVm(p: Pipeline, vm: Attachment, frame: number, len: number): void {
   const tha = frame + ETH_HEADER_LEN + ARP.THA;
   if (p.dv.getUint16(frame + ETH.TYPE) === EtherType.ARP && sameMac(u8, tha, vm.extMac))
     writeMac(u8, tha, vm.mac);
-  p.queue(vm.port, frame, len);
+  forwardFrame(p, vm.port, frame, len);
 }
 
 /** Decides one frame from the LAN's capture socket: a virtio header at `off`, the Ethernet frame after it. */

@@ -8,6 +8,7 @@ import * as arp from '../wire/arp.js';
 import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { unsupportedEtherType } from './ethertype.js';
+import { forwardFrame } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
 
@@ -48,6 +49,6 @@ function fromHostIpv4(p: Pipeline, seg: Segment, off: number, len: number): numb
   if (att.type === AttType.DISCONNECTED) return Drop.VM_DISCONNECTED;
   // The host knows the VM by its external MAC; the guest by its own.
   writeMac(u8, off + ETH.DST, att.mac);
-  p.queue(att.port, off, ETH_HEADER_LEN + ipv4.totalLen(p.dv, ip));
+  forwardFrame(p, att.port, off, ETH_HEADER_LEN + ipv4.totalLen(p.dv, ip));
   return Drop.NONE;
 }

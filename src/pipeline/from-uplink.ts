@@ -3,10 +3,11 @@
 // and send it to the VM's port.
 
 import { type NatOwner, NatProto } from '../nat/flows.js';
-import { decrementTtl, rewrite } from '../nat/translate.js';
+import { decrementTtl, rewrite, rewritePartial } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
+import type { Port } from '../ports/port.js';
 import { Drop } from '../stats/drops.js';
-import { checksum, update16, update32 } from '../wire/checksum.js';
+import { checksum, partialPseudo, update16, update32 } from '../wire/checksum.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../wire/ethernet.js';
 import { ICMP, ICMP_HEADER_LEN, IcmpType } from '../wire/icmp.js';
 import * as ipv4 from '../wire/ipv4.js';
@@ -20,17 +21,22 @@ import { type Pipeline, STRIDE } from './pipeline.js';
 /** What comes before a captured IPv4 packet: the virtio header, then the uplink's Ethernet header. */
 const PREFIX = VNET_HDR_LEN + ETH_HEADER_LEN;
 
+/** What decide() says of an aggregate the VM it is for cannot take whole: cut it, then decide each segment. */
+const CUT_FIRST = -1;
+/** What readyFor() says besides drop reasons and CUT_FIRST: the checksum is whole, or left to offload. */
+const WHOLE = -2;
+const PARTIAL = -3;
+
 /**
  * Decides one frame from the uplink's packet socket: a virtio header at `off`, the Ethernet frame after it.
- * The frame's own Ethernet header is rewritten for the VM, so it goes out from where it came in.
+ * The frame's own Ethernet header is rewritten for the VM, so it goes out from where it came in, its
+ * virtio header with it: an aggregate (GRO, a local sender's TSO) goes whole to a VM whose port has
+ * virtio headers, its checksum left to offload, and is cut into segments for any other.
  */
 export function fromUplink(p: Pipeline, nat: NatUplink, off: number, len: number): void {
-  if (len >= PREFIX && p.u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
-    segmentThen(p, nat, off, len);
-    return;
-  }
   const drop = len < PREFIX ? Drop.RUNT : decide(p, nat, off, len);
-  if (drop !== Drop.NONE) p.drops[drop]++;
+  if (drop === CUT_FIRST) segmentThen(p, nat, off, len);
+  else if (drop !== Drop.NONE) p.drops[drop]++;
 }
 
 /** Cuts an aggregate into MTU-sized segments (in the addon) and decides each. */
@@ -47,6 +53,43 @@ function segmentThen(p: Pipeline, nat: NatUplink, off: number, len: number): voi
   }
 }
 
+/**
+ * Readies a TCP/UDP packet for the port of the VM it goes to: an aggregate for a port without virtio
+ * headers must be cut first (CUT_FIRST); a checksum left to offload is filled in unless that port takes it
+ * as it is; an aggregate for a port with virtio headers leaves its checksum to offload, its field holding
+ * the pseudo-header's sum. Returns PARTIAL when the checksum is left to offload (rewrite it as a partial
+ * sum), WHOLE when it is whole, CUT_FIRST, or a drop reason.
+ */
+function readyFor(
+  p: Pipeline,
+  port: Port,
+  off: number,
+  ip: number,
+  hl: number,
+  total: number,
+  proto: number,
+): number {
+  const u8 = p.u8;
+  const partial = (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
+  if (u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
+    if (!port.vnet || proto !== IpProto.TCP) return CUT_FIRST;
+    if (!partial) {
+      const dv = p.dv;
+      dv.setUint16(
+        ip + hl + TCP.CHECKSUM,
+        partialPseudo(ipv4.src(dv, ip), ipv4.dst(dv, ip), proto, total - hl),
+      );
+      u8[off + VNET.FLAGS] = VNET_F_NEEDS_CSUM;
+      dv.setUint16(off + VNET.CSUM_START, ETH_HEADER_LEN + hl, true);
+      dv.setUint16(off + VNET.CSUM_OFFSET, TCP.CHECKSUM, true);
+    }
+    return PARTIAL;
+  }
+  if (!partial) return WHOLE;
+  if (port.vnet) return PARTIAL;
+  return completeChecksum(p, off, ip, hl, total, proto) ? WHOLE : Drop.UPLINK_BAD_OFFLOAD;
+}
+
 function natProtoOf(proto: number): number {
   if (proto === IpProto.TCP) return NatProto.TCP;
   if (proto === IpProto.UDP) return NatProto.UDP;
@@ -58,21 +101,26 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
   const dv = p.dv;
   const u8 = p.u8;
   const ip = off + PREFIX;
+  const aggregate = u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE;
   const bad = ipv4.validate(dv, u8, ip, frameLen - PREFIX);
-  if (bad !== Drop.NONE) return bad;
+  // An aggregate whose header does not add up is left to the cutting, which makes each segment's anew.
+  if (bad !== Drop.NONE) return aggregate ? CUT_FIRST : bad;
   if (ipv4.dst(dv, ip) !== nat.addr) return Drop.UPLINK_NOT_OURS;
   // A router does not forward what has no hop left; the VM would see it wrapped round to 255.
   if (dv.getUint8(ip + IPV4.TTL) <= 1) return Drop.TTL_EXCEEDED;
   const hl = ipv4.headerLen(dv, ip);
   const total = ipv4.totalLen(dv, ip);
   const proto = ipv4.proto(dv, ip);
-  if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM && !completeChecksum(p, off, ip, hl, total, proto))
-    return Drop.UPLINK_BAD_OFFLOAD;
   const frag = dv.getUint16(ip + IPV4.FRAG);
+  const natProto = natProtoOf(proto);
+  if (aggregate && (natProto !== NatProto.TCP || (frag & 0x3fff) !== 0)) return CUT_FIRST;
+  // A whole TCP or UDP packet's checksum is dealt with once its VM is known (readyFor); the rest's now.
+  const late = (frag & 0x1fff) === 0 && (natProto === NatProto.TCP || natProto === NatProto.UDP);
+  if (!late && u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM && !completeChecksum(p, off, ip, hl, total, proto))
+    return Drop.UPLINK_BAD_OFFLOAD;
   if ((frag & 0x1fff) !== 0) return laterFragment(p, nat, ip, total, proto);
   const l4 = ip + hl;
   const l4len = total - hl;
-  const natProto = natProtoOf(proto);
   if (natProto < 0) return Drop.UPLINK_NO_MAPPING;
   if (natProto === NatProto.ICMP) {
     if (l4len < ICMP_HEADER_LEN) return Drop.ICMP_MALFORMED;
@@ -90,16 +138,19 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
   const m = nat.flows.inbound(natProto, extPort);
   if (m === undefined) {
     if (natProto === NatProto.ICMP) return Drop.UPLINK_NO_MAPPING;
-    return forwardIn(p, nat, ip, l4, total, proto, natProto, extPort, frag);
+    return forwardIn(p, nat, off, ip, l4, hl, total, proto, natProto, extPort, frag);
   }
   if (!m.admits(ipv4.src(dv, ip) | 0)) return Drop.UPLINK_FILTERED;
   const att = m.owner;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
+  const ready = late ? readyFor(p, att.port, off, ip, hl, total, proto) : WHOLE;
+  if (ready !== WHOLE && ready !== PARTIAL) return ready;
   m.lastSeen = p.clock;
   if (natProto === NatProto.TCP) m.tcpIn(dv.getUint8(l4 + TCP.FLAGS));
   if (frag & 0x2000)
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
-  rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
+  if (ready === PARTIAL) rewritePartial(dv, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
+  else rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, m.vmPort);
   decrementTtl(dv, ip);
   toVm(p, att, ip, total);
   return Drop.NONE;
@@ -112,8 +163,10 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
 function forwardIn(
   p: Pipeline,
   nat: NatUplink,
+  off: number,
   ip: number,
   l4: number,
+  hl: number,
   total: number,
   proto: number,
   natProto: number,
@@ -125,11 +178,14 @@ function forwardIn(
   const att = f.owner;
   if (att.port.closed) return Drop.UPLINK_VM_GONE;
   if (att.ip === 0) return Drop.FORWARD_NO_ADDRESS;
+  const ready = (frag & 0x1fff) === 0 ? readyFor(p, att.port, off, ip, hl, total, proto) : WHOLE;
+  if (ready !== WHOLE && ready !== PARTIAL) return ready;
   const dv = p.dv;
   f.touch(ipv4.src(dv, ip) | 0, p.clock);
   if (frag & 0x2000)
     nat.fragments.remember(ipv4.src(dv, ip) | 0, proto, dv.getUint16(ip + IPV4.ID), att, p.clock);
-  rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, f.int);
+  if (ready === PARTIAL) rewritePartial(dv, ip, l4, proto, IPV4.DST, att.ip | 0, f.int);
+  else rewrite(dv, p.u8, ip, l4, proto, IPV4.DST, att.ip | 0, f.int);
   decrementTtl(dv, ip);
   toVm(p, att, ip, total);
   return Drop.NONE;

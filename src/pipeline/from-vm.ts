@@ -18,6 +18,7 @@ import { IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
 import { fromVmBridge } from './bridge.js';
 import { unsupportedEtherType } from './ethertype.js';
+import { forwardFrame, settleChecksum } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
 import { blocked, toWorld } from './to-world.js';
@@ -127,7 +128,7 @@ function fromVmIpv4(
   // Everything else for the gateway is for the host itself: the frame goes to the host link from the VM's
   // external MAC, trimmed of Ethernet padding.
   writeMac(u8, off + ETH.SRC, att.extMac);
-  p.queue(seg.hostLink, off, ETH_HEADER_LEN + total);
+  forwardFrame(p, seg.hostLink, off, ETH_HEADER_LEN + total);
   return Drop.NONE;
 }
 
@@ -156,7 +157,7 @@ function toOtherVm(
   if (!sameMac(u8, off + ETH.DST, peer.extMac)) return Drop.DST_MAC_FOREIGN;
   writeMac(u8, off + ETH.DST, peer.mac);
   writeMac(u8, off + ETH.SRC, att.extMac);
-  p.queue(peer.port, off, ETH_HEADER_LEN + total);
+  forwardFrame(p, peer.port, off, ETH_HEADER_LEN + total);
   return Drop.NONE;
 }
 
@@ -176,6 +177,9 @@ function fromVmDhcp(
   const ulen = udp.udpLen(dv, l4);
   if (ulen < udp.UDP_HEADER_LEN || ulen > l4len) return Drop.UDP_MALFORMED;
   if (udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT) return Drop.DHCP_NOT_CLIENT_PORT;
+  // A client's unicast renewal through the VM's UDP stack may leave its checksum to offload.
+  const ip = off + ETH_HEADER_LEN;
+  if (!settleChecksum(p, off, ip, l4 - ip, l4 - ip + l4len)) return Drop.BAD_OFFLOAD;
   if (!udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
   if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
   if (dst !== LIMITED_BROADCAST && dst !== seg.cfg.gateway) return Drop.DHCP_OTHER_SERVER;

@@ -1,11 +1,17 @@
-// What a packet socket with PACKET_VNET_HDR leaves to softnet (the uplink's capture, a bridge's LAN): the
-// transport checksum of a packet a sender on this machine left to offload, and aggregates (GRO, a veth
-// peer's TSO) to cut into MTU-sized segments before anything else looks at them.
+// What offloads leave to softnet: the transport checksum of a packet its sender left to fill in, and
+// aggregates (GRO, TSO) of up to 64 KiB. They come from a packet socket with PACKET_VNET_HDR (the uplink's
+// capture, a bridge's LAN), cut and filled in before anything else looks at them, and from ports with
+// virtio headers (a VM's TAP with offloads, the host link), which forwardFrame() lets through to other
+// such ports as they are and resolves for the rest.
 
 import { native } from '../native.js';
+import type { Port } from '../ports/port.js';
+import { Drop } from '../stats/drops.js';
 import { checksum } from '../wire/checksum.js';
+import { ETH, ETH_HEADER_LEN, EtherType } from '../wire/ethernet.js';
+import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
-import { VNET, VNET_HDR_LEN } from '../wire/vnet.js';
+import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
 import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
 
 /** The lengths of the segments cutAggregate() wrote last. */
@@ -44,5 +50,64 @@ export function completeChecksum(
   if (start < ip + hl || field + 2 > ip + total) return false;
   const c = checksum(p.u8, start, ip + total - start);
   dv.setUint16(field, c === 0 && proto === IpProto.UDP ? 0xffff : c);
+  // Done: whatever the frame meets next must not sum it again.
+  p.u8[off + VNET.FLAGS] &= ~VNET_F_NEEDS_CSUM;
   return true;
+}
+
+/** Whether the frame at `off` is an aggregate (its virtio header names a GSO type). */
+export function isAggregate(u8: Uint8Array, off: number): boolean {
+  return u8[off - VNET_HDR_LEN + VNET.GSO_TYPE] !== VNET_GSO_NONE;
+}
+
+/**
+ * Fills in the transport checksum of the IPv4 packet at `ip` in the frame at `off` if its sender left it
+ * to offload, for a path that reads or changes the packet by its checksum (a DHCP message); false when the
+ * virtio header's offsets are wrong.
+ */
+export function settleChecksum(p: Pipeline, off: number, ip: number, hl: number, total: number): boolean {
+  const h = off - VNET_HDR_LEN;
+  if ((p.u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) === 0) return true;
+  return completeChecksum(p, h, ip, hl, total, ipv4.proto(p.dv, ip));
+}
+
+/**
+ * Queues the Ethernet frame at `off` (its virtio header right before it) for `port`: as it is when the
+ * port takes virtio headers or the frame leaves nothing to offload; else an aggregate is cut into
+ * segments, queued one by one, and a checksum left to offload is filled in first.
+ */
+export function forwardFrame(p: Pipeline, port: Port, off: number, len: number): void {
+  const u8 = p.u8;
+  const h = off - VNET_HDR_LEN;
+  if (
+    port.vnet ||
+    ((u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) === 0 && u8[h + VNET.GSO_TYPE] === VNET_GSO_NONE)
+  ) {
+    p.queue(port, off, len);
+    return;
+  }
+  const drop = resolve(p, port, off, len);
+  if (drop !== Drop.NONE) p.drops[drop]++;
+}
+
+function resolve(p: Pipeline, port: Port, off: number, len: number): number {
+  const u8 = p.u8;
+  const h = off - VNET_HDR_LEN;
+  if (u8[h + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
+    const first = p.nextSegment();
+    const n = cutAggregate(p, h, len + VNET_HDR_LEN);
+    if (n === 0) return Drop.GSO_UNCUT;
+    for (let i = 0; i < n; i++) p.queue(port, first + i * STRIDE + VNET_HDR_LEN, segLens[i] - VNET_HDR_LEN);
+    return Drop.NONE;
+  }
+  const dv = p.dv;
+  const ip = off + ETH_HEADER_LEN;
+  if (len < ETH_HEADER_LEN + ipv4.IPV4_HEADER_LEN || dv.getUint16(off + ETH.TYPE) !== EtherType.IPV4)
+    return Drop.BAD_OFFLOAD;
+  const hl = ipv4.headerLen(dv, ip);
+  const total = ipv4.totalLen(dv, ip);
+  if (hl < ipv4.IPV4_HEADER_LEN || total < hl || ETH_HEADER_LEN + total > len) return Drop.BAD_OFFLOAD;
+  if (!completeChecksum(p, h, ip, hl, total, ipv4.proto(dv, ip))) return Drop.BAD_OFFLOAD;
+  p.queue(port, off, len);
+  return Drop.NONE;
 }

@@ -10,6 +10,12 @@
  *   in order during a batch and taken back at its flush.
  * - Deciding a frame means queueing (offset, length) on the port it goes to: a forwarded frame is sent
  *   from its receive slot (no copy), an answer from its own slot. Nothing is allocated per frame.
+ * - Every frame slot starts HEADROOM bytes into its stride, and the VNET_HDR_LEN bytes right before a
+ *   frame are its virtio_net_hdr: read with it from a port with virtio headers (a TAP with offloads), or
+ *   zeroed by the receive of any other port; softnet's own frames start with zeroed ones (the arena's
+ *   answer and own slots are written by nothing else). So any frame in
+ *   the arena says whether it is an aggregate or leaves its checksum to offload, and goes to a port with
+ *   virtio headers as it is, with no copy (to one without, see offload.ts forwardFrame).
  * - Every queue is flushed before the next recv() reuses the slots, so a queued frame is never stale.
  * - A port's failure (its VM went away) is reported to the port's owner, never thrown.
  * - A captured port (port.tap set) shows its tap each batch it receives, before any frame of it is decided,
@@ -30,13 +36,21 @@ export const BIG_STRIDE = 65_600;
 export const SEG_SLOTS = 768;
 /** Frames one port may have queued in a batch: one per received frame, or every segment. */
 export const QUEUE_LEN = BATCH + SEG_SLOTS;
-const RX_BASE = 0;
-const GEN_BASE = BATCH * STRIDE;
-const BIG_BASE = GEN_BASE + BATCH * STRIDE;
-const SEG_BASE = BIG_BASE + BIG_BATCH * BIG_STRIDE;
+/** Bytes of each slot before its frame, for the frame's virtio header (as native/softnet.c's HEADROOM). */
+export const HEADROOM = 16;
+// Where each part of the arena starts; a slot's frame starts HEADROOM bytes into the slot.
+const RX_PART = 0;
+const GEN_PART = RX_PART + BATCH * STRIDE;
+const BIG_PART = GEN_PART + BATCH * STRIDE;
+const SEG_PART = BIG_PART + BIG_BATCH * BIG_STRIDE;
 /** One slot for a frame softnet sends by itself outside any batch (an announcement): see sendNow(). */
-const OWN_BASE = SEG_BASE + SEG_SLOTS * STRIDE;
-const ARENA_LEN = OWN_BASE + STRIDE;
+const OWN_PART = SEG_PART + SEG_SLOTS * STRIDE;
+const ARENA_LEN = OWN_PART + STRIDE;
+const RX_BASE = RX_PART + HEADROOM;
+const GEN_BASE = GEN_PART + HEADROOM;
+const BIG_BASE = BIG_PART + HEADROOM;
+const SEG_BASE = SEG_PART + HEADROOM;
+const OWN_BASE = OWN_PART + HEADROOM;
 /** Batches taken from one port before the others get a turn. */
 export const DRAIN_ROUNDS = 8;
 
@@ -210,7 +224,7 @@ export class Pipeline {
       let bytes = 0;
       for (let i = 0; i < n; i++) {
         const len = lens[i];
-        if (len > stride) {
+        if (len > stride - HEADROOM) {
           this.drops[Drop.OVERSIZE]++;
           continue;
         }

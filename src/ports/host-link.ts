@@ -38,7 +38,8 @@ export function openHostLink(
 ): HostLink {
   let tap: { fd: number; name: string };
   try {
-    tap = native.tapOpen(name, null, mac, mtu, false);
+    // With virtio headers: what the host sends a VM, and a VM the host, may be 64 KiB aggregates.
+    tap = native.tapOpen(name, null, mac, mtu, false, true);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EBUSY') {
       throw new HostLinkBusy(`host link ${name} is in use by another softnet (or is not a TAP device)`);
@@ -49,7 +50,10 @@ export function openHostLink(
     // The VMs speak IPv4 only; without this the host sends router solicitations and MLD into the link.
     writeFileSync(`/proc/sys/net/ipv6/conf/${tap.name}/disable_ipv6`, '1');
     native.ifConfigure(tap.name, gateway, prefix, true);
-    return { spec: { fd: tap.fd, mode: PortMode.TAP, name: tap.name }, mac: native.ifHwaddr(tap.name) };
+    return {
+      spec: { fd: tap.fd, mode: PortMode.TAP, name: tap.name, vnet: true },
+      mac: native.ifHwaddr(tap.name),
+    };
   } catch (e) {
     native.closeFd(tap.fd);
     throw e;

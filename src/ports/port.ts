@@ -15,11 +15,13 @@ export interface FrameTap {
   sent(u8: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): void;
 }
 
-/** How an fd is opened: its framing mode (PortMode) and a name for logs. */
+/** How an fd is opened: its framing mode (PortMode), a name for logs, and whether it has virtio headers. */
 export interface PortSpec {
   fd: number;
   mode: number;
   name: string;
+  /** Frames come and go with a virtio_net_hdr (a TAP with IFF_VNET_HDR): offloads pass through it. */
+  vnet?: boolean;
 }
 
 /** An open port. Frames to send are queued as (offset, length) pairs into the arena until the next flush. */
@@ -33,6 +35,11 @@ export class Port {
   closed = false;
   /** Whether frames of up to 64 KiB arrive here (the uplink capture), so it reads into the big slots. */
   big = false;
+  /**
+   * Whether the port's frames carry a virtio_net_hdr (in the bytes before each frame in the arena): it
+   * takes aggregates and checksums left to offload as they are.
+   */
+  vnet = false;
   /** Set while someone captures this port's frames. */
   tap: FrameTap | null = null;
 

@@ -14,6 +14,6 @@ export function vmTap(name: string): PortSpec {
  * the device goes away with softnet's fd, as a NIC does when its VM stops.
  */
 export function netnsTap(nsPath: string, ifname: string, mac: Uint8Array, mtu: number): PortSpec {
-  const tap = native.tapOpen(ifname, nsPath, mac, mtu, true);
-  return { fd: tap.fd, mode: PortMode.TAP, name: `${nsPath}:${tap.name}` };
+  const tap = native.tapOpen(ifname, nsPath, mac, mtu, true, true);
+  return { fd: tap.fd, mode: PortMode.TAP, name: `${nsPath}:${tap.name}`, vnet: true };
 }

@@ -11,6 +11,8 @@ export function inheritedFd(fd: number): PortSpec {
       return { fd, mode: PortMode.DGRAM, name: `fd${fd}` };
     case 'tap':
       return { fd, mode: PortMode.TAP, name: `fd${fd}` };
+    case 'tap-vnet':
+      return { fd, mode: PortMode.TAP, name: `fd${fd}`, vnet: true };
     case 'unix-stream':
       return { fd, mode: PortMode.STREAM, name: `fd${fd}` };
     default:

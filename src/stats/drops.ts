@@ -68,6 +68,8 @@ const reasons = [
   ['UPLINK_VM_GONE', 'uplink-vm-without-lease'],
   ['FORWARD_NO_ADDRESS', 'forward-vm-without-address'],
   ['UPLINK_GSO', 'uplink-aggregate-not-segmented'],
+  ['GSO_UNCUT', 'aggregate-not-segmented'],
+  ['BAD_OFFLOAD', 'bad-checksum-offload'],
   ['UPLINK_BAD_OFFLOAD', 'uplink-bad-checksum-offload'],
   ['HOST_ARP_NOT_VM', 'host-arp-not-for-a-vm'],
   ['HOST_GROUP', 'host-broadcast-or-multicast'],

@@ -58,6 +58,19 @@ export function update32(check: number, old: number, now: number): number {
   return update16(update16(check, old >>> 16, now >>> 16), old & 0xffff, now & 0xffff);
 }
 
+/**
+ * update32 for the transport checksum field of a packet whose checksum is left to offload
+ * (VNET_F_NEEDS_CSUM): that field holds the pseudo-header's folded sum itself, not its complement.
+ */
+export function updatePartial32(partial: number, old: number, now: number): number {
+  return ~update32(~partial & 0xffff, old, now) & 0xffff;
+}
+
+/** What an offloaded TCP/UDP checksum field holds before the sum over the segment: the pseudo-header's. */
+export function partialPseudo(src: number, dst: number, proto: number, len: number): number {
+  return ~fold(pseudoHeader(src, dst, proto, len)) & 0xffff;
+}
+
 /** The partial sum of the IPv4 pseudo-header for a TCP/UDP checksum (RFC 768, RFC 9293). */
 export function pseudoHeader(src: number, dst: number, proto: number, len: number): number {
   return (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + proto + len;

@@ -14,3 +14,8 @@ export const VNET_HDR_LEN = VNET.CSUM_OFFSET + 2;
 /** The transport checksum is not filled in: sum from csum_start and store at csum_start + csum_offset. */
 export const VNET_F_NEEDS_CSUM = 1;
 export const VNET_GSO_NONE = 0;
+/** The checksum was verified (or is sure); nothing to do. */
+export const VNET_F_DATA_VALID = 2;
+/** A TCP/IPv4 aggregate to cut into gso_size segments; 0x80 marks ECN, which segmentation keeps. */
+export const VNET_GSO_TCPV4 = 1;
+export const VNET_GSO_ECN = 0x80;

@@ -2,6 +2,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from '../../src/native.js';
+import { HEADROOM } from '../../src/pipeline/pipeline.js';
 
 const SLOTS = 16;
 const STRIDE = 2048;
@@ -22,8 +23,8 @@ export class FramePeer {
 
   /** Sends one frame; returns how many the kernel took (1) or -errno. */
   send(frame: Uint8Array): number {
-    this.u8.set(frame, 0);
-    this.offs[0] = 0;
+    this.u8.set(frame, HEADROOM);
+    this.offs[0] = HEADROOM;
     this.lens[0] = frame.length;
     return native.send(this.port, this.offs, this.lens, 1);
   }
@@ -32,9 +33,13 @@ export class FramePeer {
   async receive(want: (frame: Uint8Array) => boolean, ms = 5000): Promise<Uint8Array> {
     const deadline = Date.now() + ms;
     for (;;) {
-      const n = native.recv(this.port, 0, STRIDE, SLOTS, this.lens);
+      // As the pipeline's: each slot's frame starts HEADROOM bytes in, after room for a virtio header.
+      const n = native.recv(this.port, HEADROOM, STRIDE, SLOTS, this.lens);
       if (n < 0) throw new Error(`recv failed: ${native.errnoName(n)}`);
-      for (let i = 0; i < n; i++) this.pending.push(this.u8.slice(i * STRIDE, i * STRIDE + this.lens[i]));
+      for (let i = 0; i < n; i++) {
+        const at = HEADROOM + i * STRIDE;
+        this.pending.push(this.u8.slice(at, at + this.lens[i]));
+      }
       while (this.pending.length > 0) {
         const f = this.pending.shift()!;
         if (want(f)) return f;

@@ -87,6 +87,8 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
         addr: o.nat.addr,
         mtu: o.nat.mtu ?? 1500,
         raw: new Port(PortId.RAW, 'raw', QUEUE_LEN, none),
+        tx: null,
+        hop: null,
       }
     : null;
   const hostPort = new Port(PortId.HOST, 'host', QUEUE_LEN, none);
