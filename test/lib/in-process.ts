@@ -10,6 +10,7 @@ import { NetworkSegment } from '../../src/engine/segment.js';
 import { FlowTable } from '../../src/nat/flows.js';
 import { ForwardTable } from '../../src/nat/forwards.js';
 import { FragmentTable } from '../../src/nat/fragments.js';
+import type { NextHop } from '../../src/nat/next-hop.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
 import { native } from '../../src/native.js';
 import { fromUplink } from '../../src/pipeline/from-uplink.js';
@@ -26,7 +27,7 @@ import { identity } from './attachments.js';
 import { dhcpFrame, dhcpReply, dhcpRequest, dhcpServerFrame } from './frames.js';
 
 /** The fake port numbers. */
-export const PortId = { HOST: 1, VM: 2, RAW: 3, CAPTURE: 4 } as const;
+export const PortId = { HOST: 1, VM: 2, RAW: 3, CAPTURE: 4, TX: 6 } as const;
 
 /** What the network is made of. */
 export interface InProcessOptions {
@@ -37,8 +38,11 @@ export interface InProcessOptions {
   reject?: boolean;
   domain?: string | null;
   routes?: Route[];
-  /** NAT to an uplink address, with this port range and per-VM share. */
-  nat?: { addr: number; lo: number; hi: number; perVm: number; mtu?: number };
+  /**
+   * NAT to an uplink address, with this port range and per-VM share; with `hop`, its frames to the next
+   * hops `hop` knows leave whole through a send port with virtio headers (PortId.TX).
+   */
+  nat?: { addr: number; lo: number; hi: number; perVm: number; mtu?: number; hop?: NextHop };
   /**
    * The I/O to run on, a new FakeIo by default; the replay bench passes subclasses that play a capture or
    * hand the ports to real fds once the VM has its lease.
@@ -58,6 +62,15 @@ export interface InProcess {
   att: Attachment;
   nat: NatUplink | null;
   capture: Port | null;
+}
+
+/** A fake port with virtio headers (as the addon's vnet ports: the header before each frame travels with it). */
+export function vnetPort(io: FakeIo, id: number, name: string): Port {
+  const port = new Port(id, name, QUEUE_LEN, () => {});
+  port.vnet = true;
+  port.big = true;
+  io.vnet.add(id);
+  return port;
 }
 
 /** Builds 192.168.64.0/24 with one VM and gets it a lease; throws if it gets none. */
@@ -87,8 +100,8 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
         addr: o.nat.addr,
         mtu: o.nat.mtu ?? 1500,
         raw: new Port(PortId.RAW, 'raw', QUEUE_LEN, none),
-        tx: null,
-        hop: null,
+        tx: o.nat.hop ? vnetPort(io, PortId.TX, 'tx') : null,
+        hop: o.nat.hop ?? null,
       }
     : null;
   const hostPort = new Port(PortId.HOST, 'host', QUEUE_LEN, none);

@@ -141,17 +141,28 @@ export interface Vnet {
   flags: number;
   csumStart: number;
   csumOffset: number;
+  /** For an aggregate: its GSO type, segment size and header length. */
+  gsoType?: number;
+  gsoSize?: number;
+  hdrLen?: number;
+}
+
+/** Writes a virtio_net_hdr at f[at]. */
+export function writeVnet(f: Uint8Array, at: number, vnet: Vnet): void {
+  const dv = view(f);
+  f[at] = vnet.flags;
+  f[at + 1] = vnet.gsoType ?? 0;
+  dv.setUint16(at + 2, vnet.hdrLen ?? 0, true);
+  dv.setUint16(at + 4, vnet.gsoSize ?? 0, true);
+  dv.setUint16(at + 6, vnet.csumStart, true);
+  dv.setUint16(at + 8, vnet.csumOffset, true);
 }
 
 /** What the capture socket reads: a virtio_net_hdr, the uplink's Ethernet header, the packet. */
 export function captureFrame(pkt: Uint8Array, vnet?: Vnet): Uint8Array {
   const f = new Uint8Array(10 + 14 + pkt.length);
   const dv = view(f);
-  if (vnet) {
-    f[0] = vnet.flags;
-    dv.setUint16(6, vnet.csumStart, true);
-    dv.setUint16(8, vnet.csumOffset, true);
-  }
+  if (vnet) writeVnet(f, 0, vnet);
   f.set(UPLINK_MAC, 10);
   f.set(ROUTER_MAC, 16);
   dv.setUint16(22, 0x0800);

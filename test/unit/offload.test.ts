@@ -1,0 +1,322 @@
+// Offloads through the pipeline, in-process: a VM's TCP aggregate and checksums it left to offload, out
+// through the uplink's packet socket whole (a known next hop) or cut and filled in through the raw socket;
+// an aggregate from the world whole to a VM with virtio headers; frames between ports with and without
+// headers; the next-hop table; and the arithmetic of partial checksums.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { NextHop } from '../../src/nat/next-hop.js';
+import { DROP_NAMES } from '../../src/stats/drops.js';
+import { formatMac, parseMac } from '../../src/wire/addr.js';
+import { checksum, partialPseudo, updatePartial32 } from '../../src/wire/checksum.js';
+import { IpProto } from '../../src/wire/ipv4.js';
+import { TcpFlag } from '../../src/wire/tcp.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 } from '../../src/wire/vnet.js';
+import { type InProcess, inProcessNetwork, PortId } from '../lib/in-process.js';
+import {
+  assertChecksums,
+  bytes,
+  captureFrame,
+  ethFrame,
+  parse,
+  ROUTER_MAC,
+  tcp,
+  UPLINK_MAC,
+  view,
+  writeVnet,
+} from '../lib/packets.js';
+
+const VM_MAC = parseMac('52:54:00:0f:00:01')!;
+const GW_MAC = parseMac('02:00:00:00:00:fe')!;
+const UPLINK = 0xc6336402; // 198.51.100.2
+const WORLD = 0xcb00710a; // 203.0.113.10
+const MSS = 1448;
+
+const dir = mkdtempSync(join(tmpdir(), 'softnet-offload-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A next-hop table from route and neighbour files as the kernel writes them (little-endian hex). */
+function nextHop(routes: string[], arp: string[]): NextHop {
+  const r = join(dir, `route-${routes.length}-${arp.length}-${Math.random()}`);
+  const a = `${r}.arp`;
+  writeFileSync(r, ['Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask', ...routes].join('\n'));
+  writeFileSync(
+    a,
+    ['IP address       HW type     Flags       HW address            Mask     Device', ...arp].join('\n'),
+  );
+  return new NextHop('up0', UPLINK_MAC, r, a);
+}
+
+/** The uplink's routes: a default via the router, and its connected /24. */
+const ROUTES = [
+  'up0\t00000000\t016433C6\t0003\t0\t0\t0\t00000000',
+  'up0\t006433C6\t00000000\t0001\t0\t0\t0\t00FFFFFF',
+];
+const ARP = [`198.51.100.1     0x1         0x2         ${formatMac(ROUTER_MAC)}     *        up0`];
+
+function setup(hop: NextHop | undefined): InProcess {
+  const net = inProcessNetwork({
+    vmMac: VM_MAC,
+    gatewayMac: GW_MAC,
+    allow: ['203.0.113.0/24'],
+    nat: { addr: UPLINK, lo: 61000, hi: 61999, perVm: 64, hop },
+  });
+  // From now on the VM's port has virtio headers, as a namespace VM's TAP does.
+  net.vmPort.vnet = true;
+  net.vmPort.big = true;
+  net.io.vnet.add(PortId.VM);
+  return net;
+}
+
+const drops = (net: InProcess) =>
+  Object.fromEntries([...net.p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+
+/** A frame the VM sends: a virtio header (plain unless given), then Ethernet to the gateway. */
+function fromVm(pkt: Uint8Array, vnet?: Parameters<typeof writeVnet>[2]): Uint8Array {
+  const f = new Uint8Array(10 + 14 + pkt.length);
+  if (vnet) writeVnet(f, 0, vnet);
+  f.set(ethFrame(pkt, VM_MAC, GW_MAC), 10);
+  return f;
+}
+
+/** A TCP aggregate from the VM: one header and `len` bytes of payload, its checksum left to offload. */
+function vmAggregate(vmIp: number, len: number): Uint8Array {
+  const pkt = tcp(vmIp, WORLD, 40000, 80, TcpFlag.ACK, {}, bytes(len, 7));
+  view(pkt).setUint16(20 + 16, partialPseudo(vmIp, WORLD, IpProto.TCP, 20 + len));
+  return fromVm(pkt, {
+    flags: VNET_F_NEEDS_CSUM,
+    gsoType: VNET_GSO_TCPV4,
+    gsoSize: MSS,
+    hdrLen: 54,
+    csumStart: 34,
+    csumOffset: 16,
+  });
+}
+
+/** Fills in a TCP checksum left to offload in packet b[at...], as the device would. */
+function completeTcp(b: Uint8Array, at: number): void {
+  const p = parse(b, at);
+  const c = checksum(p.l4, 0, p.total - p.hl);
+  view(p.l4).setUint16(16, c);
+}
+
+function send(net: InProcess, port: number, frame: Uint8Array): void {
+  net.io.deliver(port, frame);
+  const p = port === PortId.VM ? net.vmPort : net.capture!;
+  net.p.drain(p);
+}
+
+describe('partial checksums', () => {
+  test('an address changed in a partial sum gives the partial sum of the new pseudo-header', () => {
+    for (let i = 0; i < 200; i++) {
+      const a = (Math.random() * 2 ** 32) >>> 0;
+      const b = (Math.random() * 2 ** 32) >>> 0;
+      const c = (Math.random() * 2 ** 32) >>> 0;
+      const len = 20 + Math.floor(Math.random() * 65000);
+      assert.equal(
+        updatePartial32(partialPseudo(a, b, IpProto.TCP, len), a | 0, c | 0),
+        partialPseudo(c, b, IpProto.TCP, len),
+      );
+    }
+  });
+});
+
+describe('the next-hop table', () => {
+  test('the longest route through the uplink, and the neighbour it names', () => {
+    const hop = nextHop(
+      [...ROUTES, 'eth9\t000010AC\t00000000\t0001\t0\t0\t0\t0000F0FF'],
+      [...ARP, `198.51.100.7     0x1         0x2         02:00:00:00:00:07     *        up0`],
+    );
+    const u8 = new Uint8Array(20);
+    assert.ok(hop.writeHeader(u8, 2, WORLD | 0), 'via the default route');
+    assert.equal(formatMac(u8, 2), formatMac(ROUTER_MAC));
+    assert.equal(formatMac(u8, 8), formatMac(UPLINK_MAC));
+    assert.deepEqual([u8[14], u8[15]], [0x08, 0x00]);
+    assert.ok(hop.writeHeader(u8, 2, 0xc6336407 | 0), 'a neighbour on the connected subnet');
+    assert.equal(formatMac(u8, 2), '02:00:00:00:00:07');
+    assert.equal(hop.writeHeader(u8, 2, 0xc6336408 | 0), false, 'no neighbour entry for it (yet)');
+    assert.equal(hop.writeHeader(u8, 2, 0xac100001 | 0), false, 'routed out of another interface');
+  });
+
+  test('an incomplete neighbour entry is no next hop; no route at all neither', () => {
+    const hop = nextHop(ROUTES, [
+      `198.51.100.1     0x1         0x0         00:00:00:00:00:00     *        up0`,
+    ]);
+    assert.equal(hop.writeHeader(new Uint8Array(20), 0, WORLD | 0), false);
+    assert.equal(nextHop([], []).writeHeader(new Uint8Array(20), 0, WORLD | 0), false);
+  });
+});
+
+describe("a VM's aggregate out", () => {
+  test('leaves whole through the packet socket to the next hop, its partial checksum for the new address', () => {
+    const net = setup(nextHop(ROUTES, ARP));
+    const vmIp = net.att.ip;
+    send(net, PortId.VM, fromVm(tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN)));
+    const [syn] = net.io.take(PortId.TX);
+    const ext = parse(syn, 24).sport;
+    send(net, PortId.VM, vmAggregate(vmIp, 5000));
+    const out = net.io.take(PortId.TX);
+    assert.equal(out.length, 1, JSON.stringify(drops(net)));
+    const f = out[0];
+    const dv = view(f);
+    assert.deepEqual(
+      [f[0], f[1], dv.getUint16(4, true)],
+      [VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, MSS],
+      'offloads kept',
+    );
+    assert.equal(formatMac(f, 10), formatMac(ROUTER_MAC));
+    assert.equal(formatMac(f, 16), formatMac(UPLINK_MAC));
+    const p = parse(f, 24);
+    assert.deepEqual([p.src, p.dst, p.sport, p.ttl, p.total], [UPLINK, WORLD, ext, 63, 20 + 20 + 5000]);
+    assert.equal(view(p.l4).getUint16(16), partialPseudo(UPLINK, WORLD, IpProto.TCP, 5020));
+    completeTcp(f, 24);
+    assertChecksums(f, 24, 'once the device fills the checksum in');
+    assert.deepEqual(net.io.take(PortId.RAW), []);
+  });
+
+  test('with no next hop known: cut into segments with whole checksums, through the raw socket', () => {
+    const net = setup(nextHop(ROUTES, []));
+    const vmIp = net.att.ip;
+    send(net, PortId.VM, fromVm(tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN)));
+    const ext = parse(net.io.take(PortId.RAW)[0], 0).sport;
+    send(net, PortId.VM, vmAggregate(vmIp, 5000));
+    const segs = net.io.take(PortId.RAW);
+    assert.equal(segs.length, Math.ceil(5000 / MSS));
+    let seq = -1;
+    for (const s of segs) {
+      assertChecksums(s, 0, 'a segment');
+      const p = parse(s, 0);
+      assert.deepEqual([p.src, p.sport], [UPLINK, ext]);
+      const n = view(p.l4).getUint32(4);
+      assert.ok(n > seq);
+      seq = n;
+    }
+    assert.equal(
+      segs.reduce((sum, s) => sum + parse(s, 0).total - 40, 0),
+      5000,
+    );
+  });
+
+  test('a packet with only its checksum left to offload: filled in for the raw socket', () => {
+    const net = setup(undefined);
+    const vmIp = net.att.ip;
+    const pkt = tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN, {}, bytes(100));
+    view(pkt).setUint16(36, partialPseudo(vmIp, WORLD, IpProto.TCP, 120));
+    send(net, PortId.VM, fromVm(pkt, { flags: VNET_F_NEEDS_CSUM, csumStart: 34, csumOffset: 16 }));
+    const [out] = net.io.take(PortId.RAW);
+    assertChecksums(out, 0);
+    assert.equal(parse(out, 0).src, UPLINK);
+  });
+
+  test('offload offsets that do not point at the TCP checksum are dropped as bad-checksum-offload', () => {
+    const net = setup(undefined);
+    const pkt = tcp(net.att.ip, WORLD, 40000, 80, TcpFlag.SYN);
+    send(net, PortId.VM, fromVm(pkt, { flags: VNET_F_NEEDS_CSUM, csumStart: 30, csumOffset: 16 }));
+    assert.deepEqual(net.io.take(PortId.RAW), []);
+    assert.equal(drops(net)['bad-checksum-offload'], 1);
+  });
+});
+
+describe("the world's aggregate in", () => {
+  /** An aggregate from the world to the VM's mapping, as the capture socket reads a local sender's TSO. */
+  function worldAggregate(ext: number, len: number): Uint8Array {
+    const pkt = tcp(WORLD, UPLINK, 80, ext, TcpFlag.ACK, {}, bytes(len, 3));
+    view(pkt).setUint16(36, partialPseudo(WORLD, UPLINK, IpProto.TCP, 20 + len));
+    return captureFrame(pkt, {
+      flags: VNET_F_NEEDS_CSUM,
+      gsoType: VNET_GSO_TCPV4,
+      gsoSize: MSS,
+      hdrLen: 54,
+      csumStart: 34,
+      csumOffset: 16,
+    });
+  }
+
+  test('goes whole to a VM with virtio headers, its checksum left to the VM', () => {
+    const net = setup(undefined);
+    const vmIp = net.att.ip;
+    send(net, PortId.VM, fromVm(tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN)));
+    const ext = parse(net.io.take(PortId.RAW)[0], 0).sport;
+    send(net, PortId.CAPTURE, worldAggregate(ext, 9000));
+    const got = net.io.take(PortId.VM);
+    assert.equal(got.length, 1, JSON.stringify(drops(net)));
+    const f = got[0];
+    assert.deepEqual([f[0] & VNET_F_NEEDS_CSUM, f[1]], [VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4]);
+    assert.deepEqual([view(f).getUint16(6, true), view(f).getUint16(8, true)], [34, 16]);
+    assert.equal(formatMac(f, 10), formatMac(VM_MAC));
+    const p = parse(f, 24);
+    assert.deepEqual([p.src, p.dst, p.dport, p.total], [WORLD, vmIp, 40000, 9040]);
+    completeTcp(f, 24);
+    assertChecksums(f, 24);
+  });
+
+  test('one whose checksum the kernel already verified is given a partial sum for the VM', () => {
+    const net = setup(undefined);
+    const vmIp = net.att.ip;
+    send(net, PortId.VM, fromVm(tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN)));
+    const ext = parse(net.io.take(PortId.RAW)[0], 0).sport;
+    const frame = worldAggregate(ext, 4000);
+    frame[0] = 2; // DATA_VALID: GRO verified it; the field is the first segment's, wrong for the whole
+    view(frame).setUint16(24 + 36, 0xdead);
+    send(net, PortId.CAPTURE, frame);
+    const [f] = net.io.take(PortId.VM);
+    assert.equal(f[0] & VNET_F_NEEDS_CSUM, VNET_F_NEEDS_CSUM);
+    completeTcp(f, 24);
+    assertChecksums(f, 24);
+  });
+
+  test('is cut into segments for a VM without virtio headers', () => {
+    const net = setup(undefined);
+    net.vmPort.vnet = false;
+    net.vmPort.big = false;
+    net.io.vnet.delete(PortId.VM);
+    const vmIp = net.att.ip;
+    send(net, PortId.VM, ethFrame(tcp(vmIp, WORLD, 40000, 80, TcpFlag.SYN), VM_MAC, GW_MAC));
+    const ext = parse(net.io.take(PortId.RAW)[0], 0).sport;
+    send(net, PortId.CAPTURE, worldAggregate(ext, 4000));
+    const segs = net.io.take(PortId.VM);
+    assert.equal(segs.length, Math.ceil(4000 / MSS));
+    for (const s of segs) assertChecksums(s, 14, 'a segment to the VM');
+  });
+});
+
+describe('between ports with and without virtio headers', () => {
+  test("a VM's aggregate to the host link: whole to one with headers, in segments to one without", () => {
+    for (const headers of [true, false]) {
+      const net = setup(undefined);
+      if (headers) {
+        net.hostPort.vnet = true;
+        net.hostPort.big = true;
+        net.io.vnet.add(PortId.HOST);
+      }
+      const vmIp = net.att.ip;
+      const pkt = tcp(vmIp, 0xc0a84001, 40000, 8080, TcpFlag.ACK, {}, bytes(3000));
+      view(pkt).setUint16(36, partialPseudo(vmIp, 0xc0a84001, IpProto.TCP, 3020));
+      send(
+        net,
+        PortId.VM,
+        fromVm(pkt, {
+          flags: VNET_F_NEEDS_CSUM,
+          gsoType: VNET_GSO_TCPV4,
+          gsoSize: MSS,
+          hdrLen: 54,
+          csumStart: 34,
+          csumOffset: 16,
+        }),
+      );
+      const out = net.io.take(PortId.HOST);
+      if (headers) {
+        assert.equal(out.length, 1);
+        assert.equal(out[0][1], VNET_GSO_TCPV4);
+        completeTcp(out[0], 24);
+        assertChecksums(out[0], 24);
+      } else {
+        assert.equal(out.length, Math.ceil(3000 / MSS));
+        for (const s of out) assertChecksums(s, 14, 'a segment to the host link');
+      }
+    }
+  });
+});
