@@ -448,3 +448,12 @@ test('specialPurposeTable blocks exactly the registry minus its global entries (
   }
   assert.equal(t.lookup(ip('8.8.8.8')), Verdict.NONE);
 });
+
+test('DestinationPolicy: a host address added after a verdict was cached is blocked at once', () => {
+  const policy = new DestinationPolicy(new RuleTable(), ip('192.168.64.1'));
+  // Asked twice: the second answer is the cached one (the random test above asks every address twice).
+  assert.equal(policy.allows(ip('1.1.1.1') | 0), true);
+  assert.equal(policy.allows(ip('1.1.1.1') | 0), true);
+  policy.addHostAddress(ip('1.1.1.1'));
+  assert.equal(policy.allows(ip('1.1.1.1') | 0), false, 'the cached verdict went with the new host address');
+});
