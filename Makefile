@@ -84,7 +84,7 @@ fuzz: deps build
 # PREFIX/bin, this document in PREFIX/share/doc/softnet; and the files of packaging/ with their paths
 # rewritten for PREFIX: the sudoers drop-in (checked with visudo first), the systemd unit and the sysusers
 # entry that makes its user. DESTDIR stages it all elsewhere. Nothing is enabled or started; the launchd
-# plist is macOS's, copied by hand (PRIVILEGES.md).
+# plist is macOS's, copied by hand (docs/privileges.md).
 PREFIX ?= /usr/local
 LIBDIR = $(DESTDIR)$(PREFIX)/lib/softnet
 REWRITE = sed -e 's|/usr/local/bin/softnet|$(PREFIX)/bin/softnet|g' -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|g'
@@ -97,7 +97,7 @@ install: build
 	install -m 0755 native/build/Release/softnet.node $(LIBDIR)/native/build/Release/
 	npm ci --omit=dev --no-audit --no-fund --prefix $(LIBDIR)
 	ln -sfn ../lib/softnet/bin/softnet $(DESTDIR)$(PREFIX)/bin/softnet
-	install -D -m 0644 PRIVILEGES.md $(DESTDIR)$(PREFIX)/share/doc/softnet/PRIVILEGES.md
+	install -D -m 0644 docs/privileges.md $(DESTDIR)$(PREFIX)/share/doc/softnet/privileges.md
 	mkdir -p $(DESTDIR)/etc/sudoers.d $(DESTDIR)/etc/systemd/system
 	$(REWRITE) packaging/sudoers/softnet | visudo -cqf -
 	$(REWRITE) packaging/sudoers/softnet | install -m 0440 /dev/stdin $(DESTDIR)/etc/sudoers.d/softnet

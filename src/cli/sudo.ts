@@ -71,7 +71,7 @@ export function ensurePrivileged(argv: string[], settings: EngineSettings, keepF
   if (probe.status !== 0) {
     const why = probe.error?.message ?? (probe.stderr.trim().split('\n').pop() || `exit ${probe.status}`);
     throw new NotPrivileged(
-      `needs root, and sudo -n may not run ${exe} (${why}): install the sudoers drop-in packaging/sudoers/softnet (make install) and join its group, see PRIVILEGES.md`,
+      `needs root, and sudo -n may not run ${exe} (${why}): install the sudoers drop-in packaging/sudoers/softnet (make install) and join its group, see docs/privileges.md`,
     );
   }
   native.execvp('sudo', ['sudo', ...sudo], keep);

@@ -1,5 +1,5 @@
 // Dropping root after set-up for --user/--group, keeping exactly the capabilities with which the running
-// engine opens networks for VMs that arrive later (PRIVILEGES.md says why each one, and what is not kept).
+// engine opens networks for VMs that arrive later (docs/privileges.md says why each one, and what is not kept).
 
 import { readFileSync } from 'node:fs';
 import { native } from '../native.js';

@@ -246,7 +246,7 @@ describe('sudo: a user without root', () => {
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
-      /^softnet: needs root, and sudo -n may not run \S+bin\/softnet \(sudo: [^)]+\): install the sudoers drop-in packaging\/sudoers\/softnet[^\n]*PRIVILEGES\.md\n$/,
+      /^softnet: needs root, and sudo -n may not run \S+bin\/softnet \(sudo: [^)]+\): install the sudoers drop-in packaging\/sudoers\/softnet[^\n]*docs\/privileges\.md\n$/,
     );
   });
 });
