@@ -1,7 +1,8 @@
 // In-process pipeline bench: frames go through the real pipeline, segment and services with a fake port
 // (no system calls), so the figures are the cost of softnet's own per-frame code. Prints frames/s, ns a
 // frame and bytes allocated a frame for each scenario. Run: make bench, which runs
-// node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js
+// node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js; with
+// BENCH_ONLY=TEXT, only the scenarios whose name holds TEXT, and BENCH_BATCHES=N batches each.
 
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CaptureSink, PortTap } from '../src/capture/tap.js';
@@ -17,6 +18,8 @@ import { addBridgedVm, fromLanFrame, inProcessBridge, inProcessNetwork } from '.
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 40_000);
+/** Runs only the scenarios whose name holds this text (to profile one path). */
+const ONLY = process.env.BENCH_ONLY;
 // With --expose-gc and a young generation larger than the run allocates, no collection happens during a
 // run, so the heap's growth is exactly what the run allocated.
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -172,6 +175,7 @@ process.stdout.write(
   '| scenario | Mframes/s | ns/frame | Gbit/s | bytes allocated/frame |\n|---|---|---|---|---|\n',
 );
 for (const [name, port, f, outPort, tap] of scenarios) {
+  if (ONLY && !name.includes(ONLY)) continue;
   vmPort.tap = tap;
   io.flood(port.id, f);
   run(port, 2000);

@@ -1,7 +1,9 @@
 // The Internet checksum (RFC 1071) over bytes of the arena, and its incremental update (RFC 1624).
 // Sums are kept as plain numbers: 32-bit partial sums of 16-bit words never lose bits before fold().
 
-let viewOf: ArrayBufferLike | null = null;
+// A view of the last array summed: the pipeline always sums its arena, so this is made once. Keyed by the
+// array itself because reading `u8.buffer` is a builtin call that cost more than a 20-byte sum.
+let viewOf: Uint8Array | null = null;
 let view: DataView | null = null;
 
 /**
@@ -10,12 +12,12 @@ let view: DataView | null = null;
  * a time and keeps their halves in two integer sums: no double arithmetic, so nothing is boxed.
  */
 export function sum(u8: Uint8Array, off: number, len: number, acc: number): number {
-  if (viewOf !== u8.buffer) {
-    viewOf = u8.buffer;
-    view = new DataView(u8.buffer);
+  if (viewOf !== u8) {
+    viewOf = u8;
+    view = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
   }
   const dv = view!;
-  let i = u8.byteOffset + off;
+  let i = off;
   const end = i + len;
   let hi = 0;
   let lo = acc;
