@@ -1,7 +1,7 @@
 // The scale bench (issue 7): TCP throughput per VM with 1, 2, 4 and 8 VMs sending to the world at once;
 // softnet's CPU and memory with 100 idle VMs attached; and whether one VM slows down because many others
-// are attached. Same topology as the peers bench. Today each VM has its own softnet process (the per-VM
-// form); bench/scale/deployment.ts is where one engine for many VMs would plug in.
+// are attached. Same topology as the peers bench. By default every VM is handed to one engine (the first
+// VM's process); --deployment per-vm gives each VM an engine of its own, for comparison.
 // Run as root: make bench-scale, or node dist/bench/scale.js [--rounds N] [--seconds S] [--active 1,2,4,8]
 // [--idle 100] [--idle-seconds 10] [--deployment engine|per-vm] [--out DIR].
 
@@ -138,13 +138,19 @@ async function main(): Promise<void> {
     const reserved = await lab.exec(topo.host, 'cat', ['/proc/sys/net/ipv4/ip_local_reserved_ports']);
     await sleep(SETTLE_MS);
     const pids = deployment.pids();
+    const engine = deployment.enginePid();
     const before = cpuSeconds(pids);
+    const engineBefore = engine === undefined ? 0 : cpuSeconds([engine]);
     await sleep(idleSeconds * 1000);
     idle = {
       vms: pids.length,
       seconds: idleSeconds,
       cpuSeconds: cpuSeconds(pids) - before,
       rssBytes: rssBytes(pids),
+      engine:
+        engine === undefined
+          ? undefined
+          : { cpuSeconds: cpuSeconds([engine]) - engineBefore, rssBytes: rssBytes([engine]) },
       unreserved: unreserved(reserved.stdout, deployment.ranges()),
     };
     log(`idle: ${idle.cpuSeconds.toFixed(2)} CPU-seconds in ${idleSeconds} s over ${idle.vms} softnets`);

@@ -17,6 +17,8 @@ export interface Deployment {
   detach(count: number, parallel: number): Promise<void>;
   /** The softnet processes serving the attached VMs. */
   pids(): number[];
+  /** The one process among them that runs the engine for all the others, if there is one. */
+  enginePid(): number | undefined;
   /** The NAT port ranges in use, [lo, hi] each. */
   ranges(): Array<[number, number]>;
 }
@@ -79,6 +81,8 @@ abstract class PerVmProcesses implements Deployment {
     return this.attached.map((a) => a.child.pid).filter((p): p is number => p !== undefined);
   }
 
+  abstract enginePid(): number | undefined;
+
   ranges(): Array<[number, number]> {
     const ranges = new Set(this.slots.map((s) => s.natPorts));
     return [...ranges].map((r) => r.split('-').map(Number) as [number, number]);
@@ -92,8 +96,13 @@ export class OneEngine extends PerVmProcesses {
 
   /** The first VM alone, so its process runs the engine and, detached last, never hands it over mid-run. */
   override async attach(topo: Topology, vms: string[], parallel: number): Promise<void> {
-    if (this.attached.length === 0 && vms.length > 0) await super.attach(topo, vms.slice(0, 1), 1);
-    await super.attach(topo, this.attached.length > 0 && vms.length > 0 ? vms.slice(1) : vms, parallel);
+    const first = this.attached.length === 0 ? vms.slice(0, 1) : [];
+    await super.attach(topo, first, 1);
+    await super.attach(topo, vms.slice(first.length), parallel);
+  }
+
+  enginePid(): number | undefined {
+    return this.attached[0]?.child.pid;
   }
 
   protected start(topo: Topology, _vm: string, i: number) {
@@ -108,5 +117,9 @@ export class EnginePerVm extends PerVmProcesses {
 
   protected start(_topo: Topology, _vm: string, i: number) {
     return { slot: slot(i), stateDir: undefined };
+  }
+
+  enginePid(): undefined {
+    return undefined;
   }
 }

@@ -20,6 +20,8 @@ export interface IdleCost {
   seconds: number;
   cpuSeconds: number;
   rssBytes: number;
+  /** The part of those of the process that runs the engine for all the VMs, with one engine. */
+  engine?: { cpuSeconds: number; rssBytes: number };
   /** NAT port ranges the host namespace did not have reserved after every VM was attached. */
   unreserved: Array<[number, number]>;
 }
@@ -50,6 +52,7 @@ export interface ScaleRecord {
   errors: string[];
 }
 
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const gbit = (v: number | undefined) => (v === undefined ? 'missing' : (v / 1e9).toFixed(2));
 
 function lines(r: ScaleRecord): { head: string[]; table: string[][]; tail: string[] } {
@@ -71,6 +74,12 @@ function lines(r: ScaleRecord): { head: string[]; table: string[][]; tail: strin
     tail.push(
       `idle: ${i.vms} VMs attached and idle for ${i.seconds} s: softnet used ${i.cpuSeconds.toFixed(2)} CPU-seconds, ${pct.toFixed(1)} % of one core (${(pct / i.vms).toFixed(3)} % a VM); resident memory ${(i.rssBytes / 2 ** 20).toFixed(0)} MiB (${(i.rssBytes / 2 ** 20 / i.vms).toFixed(1)} MiB a VM)`,
     );
+    if (i.engine) {
+      const others = i.vms - 1;
+      tail.push(
+        `  of which the engine (the first VM's process): ${i.engine.cpuSeconds.toFixed(2)} CPU-seconds, ${((i.engine.cpuSeconds / i.seconds) * 100).toFixed(1)} % of one core, ${mib(i.engine.rssBytes)} MiB; each of the ${others} other per-VM processes: ${(((i.cpuSeconds - i.engine.cpuSeconds) / i.seconds / others) * 100).toFixed(3)} % of one core, ${mib((i.rssBytes - i.engine.rssBytes) / others)} MiB`,
+      );
+    }
     if (i.unreserved.length) {
       tail.push(
         `  NOTE: ${i.unreserved.length} NAT port ranges were not in ip_local_reserved_ports after the VMs attached: ${i.unreserved.map(([a, b]) => `${a}-${b}`).join(', ')}`,
