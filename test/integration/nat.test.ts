@@ -104,6 +104,28 @@ describe('a VM reaches the world through softnet NAT', () => {
     assert.ok(down.end.sum_received!.bytes > 0 && down.end.sum_received!.bits_per_second > 0);
   });
 
+  test("TCP crosses the VM's TAP as aggregates larger than the MTU, both ways", {
+    timeout: 90_000,
+  }, async (t) => {
+    const vmPort = async () => {
+      const c = await softnet.counters();
+      const key = Object.keys(c).find((k) => k.startsWith('port:/run/netns/'));
+      assert.ok(key, JSON.stringify(c));
+      return c[key];
+    };
+    const mean = (frames: number, bytes: number) => (frames > 0 ? bytes / frames : 0);
+    const a = await vmPort();
+    await iperf3(topo, vm, 2);
+    const b = await vmPort();
+    await iperf3(topo, vm, 2, ['-R']);
+    const c = await vmPort();
+    const fromVm = mean(b.rx_frames - a.rx_frames, b.rx_bytes - a.rx_bytes);
+    const toVm = mean(c.tx_frames - b.tx_frames, c.tx_bytes - b.tx_bytes);
+    t.diagnostic(`mean frame from the VM ${fromVm.toFixed(0)} B, to the VM ${toVm.toFixed(0)} B`);
+    assert.ok(fromVm > 1514, `the VM sent no aggregates: ${fromVm} B a frame\n${tail(softnet)}`);
+    assert.ok(toVm > 1514, `the VM was given no aggregates: ${toVm} B a frame\n${tail(softnet)}`);
+  });
+
   test('iperf3 UDP at 20 Mbit/s for 3 s reaches the server', { timeout: 60_000 }, async (t) => {
     const udp = await iperf3(topo, vm, 3, ['-u', '-b', '20M']);
     const server = udpReceivedByServer(udp);
