@@ -3,7 +3,7 @@
 // does not come back held. Written atomically after every attach and detach.
 
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { readStateFile } from '../util/json-file.js';
+import { readVersionedList } from '../util/json-file.js';
 
 /** One attached VM as it is remembered. */
 export interface VmRecord {
@@ -40,17 +40,7 @@ export class AttachmentStore {
 
   /** The records in the file; none if there is no file. An entry that is not a record is skipped. */
   load(): VmRecord[] {
-    let text: string;
-    try {
-      text = readStateFile(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
-    const data = JSON.parse(text) as { version?: number; vms?: unknown[] };
-    if (data.version !== 1 || !Array.isArray(data.vms))
-      throw new Error(`${this.path}: not a softnet attachment file`);
-    return data.vms.filter(isRecord);
+    return readVersionedList(this.path, 'vms', 'attachment').filter(isRecord);
   }
 
   /** Replaces the file's content with `records`. */

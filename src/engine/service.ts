@@ -21,24 +21,20 @@ import type { NetworkAdmin } from './control-api.js';
 import type { Engine } from './engine.js';
 import { UsageError } from './errors.js';
 import type { LiveNetwork } from './live-network.js';
-import { checkNetworkSpec, DEFAULT_NETWORK, FieldError, type NetworkSpec } from './network-spec.js';
+import {
+  checkNetworkSpec,
+  DEFAULT_NETWORK,
+  FieldError,
+  NETWORK_FLAG,
+  type NetworkSpec,
+} from './network-spec.js';
 
 /** The flags of `network add` (and of a config file's network), by the spec field they set. */
 export const ADD_FLAG: Record<string, string> = {
+  ...NETWORK_FLAG,
   name: 'NAME',
   cidr: '--cidr',
-  dhcpRange: '--dhcp-range',
   type: '--type',
-  hostLink: '--host-link',
-  leaseTime: '--lease-time',
-  mtu: '--mtu',
-  domain: '--domain',
-  routes: '--dhcp-route',
-  uplink: '--uplink',
-  natPorts: '--nat-ports',
-  natFlowsPerVm: '--nat-flows-per-vm',
-  bridgeInterface: '--bridge-interface',
-  reservations: '--dhcp-host',
 };
 
 /** A network added at run time gets host link sn-NAME unless it names one. */

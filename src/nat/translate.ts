@@ -22,6 +22,15 @@ export function decrementTtl(dv: DataView, ip: number): void {
   dv.setUint16(ip + IPV4.CHECKSUM, update16(dv.getUint16(ip + IPV4.CHECKSUM), word, next));
 }
 
+/** Puts `addr` in the address field `which` of the IPv4 header at `ip`, updating its checksum; returns the old one. */
+function swapAddress(dv: DataView, ip: number, which: number, addr: number): number {
+  // Signed 32-bit, so the value is not boxed when passed on (see pipeline/to-world.ts).
+  const old = dv.getUint32(ip + which) | 0;
+  dv.setUint32(ip + which, addr);
+  dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), old, addr));
+  return old;
+}
+
 /**
  * Replaces the source (`which` = IPV4.SRC) or destination (IPV4.DST) address of the packet at `ip` and,
  * when `l4` >= 0, the matching port (or ICMP echo id) of its transport header at `l4`.
@@ -36,10 +45,7 @@ export function rewrite(
   addr: number,
   port: number,
 ): void {
-  // Signed 32-bit, so the value is not boxed when passed on (see pipeline/to-world.ts).
-  const oldAddr = dv.getUint32(ip + which) | 0;
-  dv.setUint32(ip + which, addr);
-  dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), oldAddr, addr));
+  const oldAddr = swapAddress(dv, ip, which, addr);
   if (l4 < 0) return;
   if (proto === IpProto.ICMP) {
     const oldId = dv.getUint16(l4 + ICMP.ID);
@@ -73,9 +79,7 @@ export function rewritePartial(
   addr: number,
   port: number,
 ): void {
-  const oldAddr = dv.getUint32(ip + which) | 0;
-  dv.setUint32(ip + which, addr);
-  dv.setUint16(ip + IPV4.CHECKSUM, update32(dv.getUint16(ip + IPV4.CHECKSUM), oldAddr, addr));
+  const oldAddr = swapAddress(dv, ip, which, addr);
   dv.setUint16(l4 + (which === IPV4.SRC ? 0 : 2), port);
   const at = l4 + l4ChecksumAt(proto);
   dv.setUint16(at, updatePartial32(dv.getUint16(at), oldAddr, addr));

@@ -1,7 +1,7 @@
 // The lease file under --state-dir: the bound leases, rewritten whole and atomically after each change.
 
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { readStateFile } from '../util/json-file.js';
+import { readVersionedList } from '../util/json-file.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 
 /** A bound lease as it is kept on disk and in the lease table. */
@@ -27,18 +27,8 @@ export class LeaseStore {
 
   /** The leases in the file; none if it does not exist yet. A file that cannot be read is an error. */
   load(): StoredLease[] {
-    let text: string;
-    try {
-      text = readStateFile(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
-    const data = JSON.parse(text) as { version?: number; leases?: FileLease[] };
-    if (data.version !== 1 || !Array.isArray(data.leases))
-      throw new Error(`${this.path}: not a softnet lease file`);
     const out: StoredLease[] = [];
-    for (const l of data.leases) {
+    for (const l of readVersionedList(this.path, 'leases', 'lease') as FileLease[]) {
       const ip = parseIpv4(l.ip);
       const expires = Date.parse(l.expires);
       if (ip === null || Number.isNaN(expires) || typeof l.key !== 'string') {

@@ -13,6 +13,17 @@ export function readStateFile(path: string): string {
   }
 }
 
+/**
+ * The list under `key` of a softnet file of version 1 (`{"version": 1, KEY: [...]}`), or none when there is
+ * no such file; a file of another form throws, naming it as a `what` file.
+ */
+export function readVersionedList(path: string, key: string, what: string): unknown[] {
+  const data = readJsonFile(path, { version: 1, [key]: [] }) as Record<string, unknown> | null;
+  const list = data?.[key];
+  if (data?.version !== 1 || !Array.isArray(list)) throw new Error(`${path}: not a softnet ${what} file`);
+  return list;
+}
+
 /** The parsed content of `path`, or `fallback` when there is no such file; other failures throw. */
 export function readJsonFile(path: string, fallback: unknown): unknown {
   try {

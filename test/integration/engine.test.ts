@@ -263,3 +263,51 @@ describe('ten clones of one image side by side', () => {
     }
   });
 });
+
+describe('the host and disconnected types', () => {
+  const world = new World(new Topology());
+  const topo = world.topo;
+  after(() => world.cleanup());
+  before(() => world.start({ fileMb: 1 }), { timeout: 60_000 });
+
+  test('a host VM gets its lease and reaches the host, never the world', { timeout: 90_000 }, async () => {
+    const ns = await topo.netns('h');
+    const softnet = await softnetForVm(topo, world.host, ns, '52:54:00:e0:01:01', [
+      '--vm-net-type',
+      'host',
+      ...NAT_ARGS,
+    ]);
+    const lease = await vmOnline(topo, ns);
+    assert.equal(await pings(topo, ns, GATEWAY), 2, 'the VM -> the host');
+    assert.equal(await pings(topo, world.host, lease.ip), 2, 'the host -> the VM');
+    const uplink = await capture(topo, world.host, UPLINK, `host ${SERVER}`);
+    assert.equal(await pings(topo, ns, SERVER), 0, 'the VM -> the world');
+    const curl = await topo.status(ns, 'curl', ['-sS', '-m', '3', `http://${SERVER}:8080/small.txt`], 15_000);
+    assert.notEqual(curl.code, 0, 'a fetch from the world');
+    assert.equal((await uplink.stop()).trim(), '', 'nothing of the VM on the uplink');
+    assert.ok((await softnet.counters()).drops['dst-beyond-host-only-vm'] >= 2);
+  });
+
+  test('a disconnected VM shows no carrier, gets no lease and no answer, and softnet says why', {
+    timeout: 90_000,
+  }, async () => {
+    const ns = await topo.netns('d');
+    const softnet = await softnetForVm(topo, world.host, ns, '52:54:00:e0:01:02', [
+      '--vm-net-type',
+      'disconnected',
+      ...NAT_ARGS,
+    ]);
+    await softnet.waitFor(/vm is disconnected/);
+    const link = await topo.exec(ns, 'ip', ['link', 'show', 'eth0']);
+    assert.match(link.stdout, /NO-CARRIER/);
+    await assert.rejects(vmOnline(topo, ns), 'a lease');
+    await topo.exec(ns, 'ip', ['addr', 'add', '192.168.64.77/24', 'dev', 'eth0']);
+    assert.equal(await pings(topo, ns, GATEWAY), 0, 'the VM -> the gateway');
+    assert.equal(await pings(topo, world.host, '192.168.64.77'), 0, 'the host -> the VM');
+    const listed = await softnetCommand(topo, world.host, ['network', 'list-attached', 'default', '--json']);
+    const vm = (JSON.parse(listed.stdout) as Array<{ ip: string | null; mac: string }>).find(
+      (v) => v.mac === '52:54:00:e0:01:02',
+    );
+    assert.ok(vm && !vm.ip, `the disconnected VM holds no address: ${listed.stdout}`);
+  });
+});

@@ -16,6 +16,7 @@ import { Topology } from '../lib/topology.js';
 import {
   capture,
   dig,
+  echoAcrossGo,
   fetchSha256,
   GATEWAY,
   HOST_IP,
@@ -28,6 +29,7 @@ import {
   SERVER,
   SERVER_SMALL_MTU,
   SMALL_MTU,
+  startTcpEcho,
   UPLINK,
   udpEcho,
   udpReceivedByServer,
@@ -439,16 +441,7 @@ describe('a TCP connection through NAT survives a restart of softnet', () => {
     async () => {
       await world.start({ fileMb: 1 });
       vm = await topo.netns('vm');
-      // A TCP echo server in the world that serves one connection for as long as it lasts.
-      topo.spawn(world.world, 'python3', [
-        '-c',
-        `import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${SERVER}', ${ECHO_PORT})); s.listen()
-while True:
-    c, _ = s.accept()
-    while (d := c.recv(100)):
-        c.sendall(d)`,
-      ]);
+      startTcpEcho(world, ECHO_PORT);
     },
     { timeout: 60_000 },
   );
@@ -461,22 +454,7 @@ while True:
       await vmOnline(topo, vm);
       // The client sends a line, waits for the go-ahead file, sends another on the same connection.
       const go = `${topo.dir}/go-${signal}`;
-      const client = topo.spawn(vm, 'python3', [
-        '-c',
-        `import socket, os, time, sys
-for _ in range(100):
-    try:
-        c = socket.create_connection(('${SERVER}', ${ECHO_PORT}), timeout=30); break
-    except OSError: time.sleep(0.1)
-c.sendall(b'before'); print(c.recv(100).decode(), flush=True)
-while not os.path.exists('${go}'): time.sleep(0.05)
-c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
-      ]);
-      let out = '';
-      client.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      await until('the first echo', async () => out.includes('before'), 20_000);
+      const out = await echoAcrossGo(topo, vm, ECHO_PORT, go);
       // SIGKILL gets no last snapshot: wait for the periodic one (every 5 s while mappings change).
       if (signal === 'SIGKILL')
         await until(
@@ -490,8 +468,8 @@ c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
       // The VM's NIC came back with the new softnet; its client asks for its address again.
       await vmOnline(topo, vm);
       writeFileSync(go, '');
-      await until('the echo after the restart', async () => out.includes('after'), 30_000);
-      assert.equal(out, 'before\nafter\n');
+      await until('the echo after the restart', async () => out().includes('after'), 30_000);
+      assert.equal(out(), 'before\nafter\n');
       await softnet.stop();
     });
   }

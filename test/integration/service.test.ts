@@ -8,7 +8,17 @@ import { after, before, describe, test } from 'node:test';
 import { Udhcpc } from '../lib/clients.js';
 import { type Softnet, softnetCommand, softnetForVm, startSoftnet } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
-import { GATEWAY, SERVER, UPLINK, until, vmOnline, WORLD_NET, World } from '../lib/world.js';
+import {
+  echoAcrossGo,
+  GATEWAY,
+  SERVER,
+  startTcpEcho,
+  UPLINK,
+  until,
+  vmOnline,
+  WORLD_NET,
+  World,
+} from '../lib/world.js';
 
 const NAT_ARGS = ['--uplink', UPLINK, '--allow', WORLD_NET];
 
@@ -204,17 +214,7 @@ describe('a SIGKILL of the service in the middle of traffic, and a restart', () 
     timeout: 150_000,
   }, async () => {
     await world.start({ fileMb: 1 });
-    topo.spawn(world.world, 'python3', [
-      '-c',
-      `import socket, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${SERVER}', ${ECHO_PORT})); s.listen()
-def serve(c):
-    while (d := c.recv(100)):
-        c.sendall(d)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()`,
-    ]);
+    startTcpEcho(world, ECHO_PORT);
     let service = await serve(world);
     const vms: Array<{ ns: string; softnet: Softnet; ip: string; ext: string }> = [];
     for (const name of ['k1', 'k2']) {
@@ -224,22 +224,7 @@ while True:
     }
     // A TCP connection through NAT that sends a line, then another when told.
     const go = `${topo.dir}/go`;
-    const client = topo.spawn(vms[0].ns, 'python3', [
-      '-c',
-      `import socket, os, time
-for _ in range(100):
-    try:
-        c = socket.create_connection(('${SERVER}', ${ECHO_PORT}), timeout=30); break
-    except OSError: time.sleep(0.1)
-c.sendall(b'before'); print(c.recv(100).decode(), flush=True)
-while not os.path.exists('${go}'): time.sleep(0.05)
-c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
-    ]);
-    let out = '';
-    client.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    await until('the first echo', async () => out.includes('before'), 20_000);
+    const out = await echoAcrossGo(topo, vms[0].ns, ECHO_PORT, go);
     await until(
       'a flow snapshot',
       async () => existsSync(`${topo.dir}/state/nat-${UPLINK}-61000-64999.flows.json`),
@@ -272,8 +257,8 @@ c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
     assert.deepEqual(listed.map((v) => v.ip).sort(), vms.map((v) => v.ip).sort());
     assert.deepEqual(listed.map((v) => v.externalMac).sort(), vms.map((v) => v.ext).sort());
     writeFileSync(go, '');
-    await until('the echo after the restart', async () => out.includes('after'), 30_000);
-    assert.equal(out, 'before\nafter\n');
+    await until('the echo after the restart', async () => out().includes('after'), 30_000);
+    assert.equal(out(), 'before\nafter\n');
     // A new VM gets an address none of the others holds.
     const ns = await topo.netns('k3');
     await softnetForVm(topo, world.host, ns, '52:54:00:4b:00:03', NAT_ARGS);

@@ -596,3 +596,47 @@ export async function reservedPorts(topo: Topology, ns: string): Promise<Array<[
       return [Number(a), Number(b ?? a)] as [number, number];
     });
 }
+
+/** A TCP echo server at SERVER:`port` in `world`'s world namespace, serving each connection as long as it lasts. */
+export function startTcpEcho(world: World, port: number): void {
+  world.topo.spawn(world.world, 'python3', [
+    '-c',
+    `import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('${SERVER}', ${port})); s.listen()
+def serve(c):
+    while (d := c.recv(100)):
+        c.sendall(d)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()`,
+  ]);
+}
+
+/**
+ * A client in `ns` of the echo server at `port` that sends "before" and, once file `go` exists, "after" on
+ * the same TCP connection. Resolves once the first echo is back, with what the client printed so far.
+ */
+export async function echoAcrossGo(
+  topo: Topology,
+  ns: string,
+  port: number,
+  go: string,
+): Promise<() => string> {
+  const client = topo.spawn(ns, 'python3', [
+    '-c',
+    `import socket, os, time
+for _ in range(100):
+    try:
+        c = socket.create_connection(('${SERVER}', ${port}), timeout=30); break
+    except OSError: time.sleep(0.1)
+c.sendall(b'before'); print(c.recv(100).decode(), flush=True)
+while not os.path.exists('${go}'): time.sleep(0.05)
+c.sendall(b'after'); print(c.recv(100).decode(), flush=True)`,
+  ]);
+  let out = '';
+  client.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  await until('the first echo', async () => out.includes('before'), 20_000);
+  return () => out;
+}
