@@ -80,6 +80,40 @@ describe('softnet serve', () => {
     assert.deepEqual(await json(topo, world.host, ['network', 'list-attached', 'default']), []);
   });
 
+  test('a VM with two NICs on two networks: a per-VM process for each, a lease on each', {
+    timeout: 90_000,
+  }, async () => {
+    const ns = await topo.netns('m');
+    const nic0 = await softnetForVm(topo, world.host, ns, '52:54:00:5e:00:1a', NAT_ARGS);
+    const nic1 = await softnetForVm(topo, world.host, ns, '52:54:00:5e:00:1b', [
+      '--network',
+      'ci',
+      '--vm-ifname',
+      'eth1',
+    ]);
+    const lease0 = await vmOnline(topo, ns, 'eth0');
+    const lease1 = await new Udhcpc(topo, ns, 'eth1').once();
+    assert.match(lease0.ip, /^192\.168\.64\./);
+    assert.match(lease1.ip, /^10\.88\.0\./);
+    assert.equal(await pings(topo, ns, '10.88.0.1'), 2, "the VM -> the ci network's gateway, on eth1");
+    assert.equal(await pings(topo, ns, SERVER), 2, 'the VM -> the world, through the default network');
+    for (const ip of [lease0.ip, lease1.ip])
+      assert.equal(await pings(topo, world.host, ip), 2, `host -> ${ip}`);
+    const on = async (net: string) =>
+      (
+        (await json(topo, world.host, ['network', 'list-attached', net])) as Array<{
+          ip: string;
+          mac: string;
+        }>
+      )
+        .filter((v) => v.mac.startsWith('52:54:00:5e:00:1'))
+        .map((v) => `${v.mac} ${v.ip}`);
+    assert.deepEqual(await on('default'), [`52:54:00:5e:00:1a ${lease0.ip}`]);
+    assert.deepEqual(await on('ci'), [`52:54:00:5e:00:1b ${lease1.ip}`]);
+    await nic0.stop();
+    await nic1.stop();
+  });
+
   test("networks: the default one, the config file's, and one added, listed, used, reserved in and removed", {
     timeout: 90_000,
   }, async () => {
