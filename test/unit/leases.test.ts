@@ -307,7 +307,7 @@ describe('LeaseTable over a LeaseStore', () => {
     writeFileSync(file, '{"version":1,"leases":[{"key":"a","ip":"999.1.1.1","expires":"x"}]}');
     assert.throws(() => new LeaseTable(START, END, store, T0), /bad lease entry/);
     writeFileSync(file, '{"version":1,');
-    assert.throws(() => new LeaseTable(START, END, store, T0), SyntaxError);
+    assert.throws(() => new LeaseTable(START, END, store, T0), /leases\.json: .*JSON/);
   });
 
   test('a write that fails later is reported and the table goes on in memory; persist() throws', () => {
