@@ -34,7 +34,8 @@ export class ReplayIo extends FakeIo {
       const at = base + i * stride;
       u8.set(f, at);
       // As the addon does for a port without virtio headers: the header before the frame says "nothing".
-      u8.fill(0, at - 10, at);
+      // A loop, not fill(): a builtin call a frame would count against softnet.
+      for (let j = at - 10; j < at; j++) u8[j] = 0;
       lens[i] = f.length;
       k = k + 1 === n ? 0 : k + 1;
     }
