@@ -23,12 +23,18 @@ import {
   type ScaleRecord,
   textReport,
 } from './scale/report.js';
-import { cpuSeconds, rssBytes, unreserved } from './scale/usage.js';
+import { cpuSeconds, memory, unreserved } from './scale/usage.js';
 
 /** VMs attached at once while softnets start (each start is a burst of CPU on a 2-core machine). */
 const PARALLEL_ATTACH = 4;
-/** Time for the VMs just attached to go quiet before idle CPU is measured. */
-const SETTLE_MS = 3000;
+/**
+ * Time for the VMs just attached to go quiet before idle CPU is measured: a Node process spends its first
+ * 20 s or so on V8's first collections and compilations (measured: 20 per-VM processes took 7.5 % and 3.9 %
+ * of a core in the first two 10 s windows after they attached, then 0.8-1.0 %).
+ */
+const SETTLE_MS = 25_000;
+/** The idle time is measured, and logged, in windows of this many seconds. */
+const IDLE_WINDOW_S = 10;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -141,16 +147,24 @@ async function main(): Promise<void> {
     const engine = deployment.enginePid();
     const before = cpuSeconds(pids);
     const engineBefore = engine === undefined ? 0 : cpuSeconds([engine]);
-    await sleep(idleSeconds * 1000);
+    // Each window logged, so a process that has not gone quiet yet shows as a trend.
+    let windowStart = before;
+    for (let left = idleSeconds; left > 0; left -= IDLE_WINDOW_S) {
+      const s = Math.min(IDLE_WINDOW_S, left);
+      await sleep(s * 1000);
+      const now = cpuSeconds(pids);
+      log(`idle window of ${s} s: ${(((now - windowStart) / s) * 100).toFixed(1)} % of one core`);
+      windowStart = now;
+    }
     idle = {
       vms: pids.length,
       seconds: idleSeconds,
       cpuSeconds: cpuSeconds(pids) - before,
-      rssBytes: rssBytes(pids),
+      memory: memory(pids),
       engine:
         engine === undefined
           ? undefined
-          : { cpuSeconds: cpuSeconds([engine]) - engineBefore, rssBytes: rssBytes([engine]) },
+          : { cpuSeconds: cpuSeconds([engine]) - engineBefore, memory: memory([engine]) },
       unreserved: unreserved(reserved.stdout, deployment.ranges()),
     };
     log(`idle: ${idle.cpuSeconds.toFixed(2)} CPU-seconds in ${idleSeconds} s over ${idle.vms} softnets`);

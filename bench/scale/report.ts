@@ -1,6 +1,7 @@
 // The scale bench's record and its printed and markdown forms.
 
 import type { Conditions } from '../peers/conditions.js';
+import type { Memory } from './usage.js';
 
 /** Throughput with `vms` VMs running iperf3 to the world at once. */
 export interface ActiveStep {
@@ -19,9 +20,9 @@ export interface IdleCost {
   vms: number;
   seconds: number;
   cpuSeconds: number;
-  rssBytes: number;
+  memory: Memory;
   /** The part of those of the process that runs the engine for all the VMs, with one engine. */
-  engine?: { cpuSeconds: number; rssBytes: number };
+  engine?: { cpuSeconds: number; memory: Memory };
   /** NAT port ranges the host namespace did not have reserved after every VM was attached. */
   unreserved: Array<[number, number]>;
 }
@@ -71,13 +72,18 @@ function lines(r: ScaleRecord): { head: string[]; table: string[][]; tail: strin
   if (r.idle) {
     const i = r.idle;
     const pct = (i.cpuSeconds / i.seconds) * 100;
+    const m = i.memory;
     tail.push(
-      `idle: ${i.vms} VMs attached and idle for ${i.seconds} s: softnet used ${i.cpuSeconds.toFixed(2)} CPU-seconds, ${pct.toFixed(1)} % of one core (${(pct / i.vms).toFixed(3)} % a VM); resident memory ${(i.rssBytes / 2 ** 20).toFixed(0)} MiB (${(i.rssBytes / 2 ** 20 / i.vms).toFixed(1)} MiB a VM)`,
+      `idle: ${i.vms} VMs attached and idle for ${i.seconds} s: softnet used ${i.cpuSeconds.toFixed(2)} CPU-seconds, ${pct.toFixed(1)} % of one core (${(pct / i.vms).toFixed(3)} % a VM)`,
+      `  memory of its processes together: ${mib(m.pss)} MiB proportional (shared pages split among the processes sharing them), ${mib(m.private)} MiB private; resident summed ${mib(m.rss)} MiB (Node's shared code once a process)`,
     );
     if (i.engine) {
       const others = i.vms - 1;
+      const e = i.engine.memory;
+      const each = (v: number, w: number) => mib((v - w) / others);
       tail.push(
-        `  of which the engine (the first VM's process): ${i.engine.cpuSeconds.toFixed(2)} CPU-seconds, ${((i.engine.cpuSeconds / i.seconds) * 100).toFixed(1)} % of one core, ${mib(i.engine.rssBytes)} MiB; each of the ${others} other per-VM processes: ${(((i.cpuSeconds - i.engine.cpuSeconds) / i.seconds / others) * 100).toFixed(3)} % of one core, ${mib((i.rssBytes - i.engine.rssBytes) / others)} MiB`,
+        `  of which the engine (the first VM's process): ${i.engine.cpuSeconds.toFixed(2)} CPU-seconds, ${((i.engine.cpuSeconds / i.seconds) * 100).toFixed(1)} % of one core, ${mib(e.pss)} MiB proportional, ${mib(e.private)} MiB private, ${mib(e.rss)} MiB resident`,
+        `  each of the ${others} other per-VM processes: ${(((i.cpuSeconds - i.engine.cpuSeconds) / i.seconds / others) * 100).toFixed(3)} % of one core, ${each(m.pss, e.pss)} MiB proportional, ${each(m.private, e.private)} MiB private, ${each(m.rss, e.rss)} MiB resident`,
       );
     }
     if (i.unreserved.length) {

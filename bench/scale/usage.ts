@@ -19,16 +19,32 @@ export function cpuSeconds(pids: number[]): number {
   return ticks / TICKS;
 }
 
-/** The resident memory of `pids`, in bytes. */
-export function rssBytes(pids: number[]): number {
-  let kb = 0;
+/** Memory of a set of processes, in bytes, from /proc/PID/smaps_rollup. */
+export interface Memory {
+  /** Resident pages summed over the processes: pages they share (Node's code) count once a process. */
+  rss: number;
+  /** Proportional set: a shared page is split among the processes mapping it, so this is what they take together. */
+  pss: number;
+  /** Pages no other process maps (USS). */
+  private: number;
+}
+
+/** The memory of `pids`; a process that is gone counts 0. */
+export function memory(pids: number[]): Memory {
+  const kb = { rss: 0, pss: 0, private: 0 };
   for (const pid of pids) {
+    let text: string;
     try {
-      const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      if (m) kb += Number(m[1]);
-    } catch {}
+      text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    } catch {
+      continue;
+    }
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+    kb.rss += field('Rss');
+    kb.pss += field('Pss');
+    kb.private += field('Private_Clean') + field('Private_Dirty');
   }
-  return kb * 1024;
+  return { rss: kb.rss * 1024, pss: kb.pss * 1024, private: kb.private * 1024 };
 }
 
 /** The ranges that `reserved` (the text of ip_local_reserved_ports) does not wholly cover. */
