@@ -18,12 +18,14 @@
  * - A bridge network has a LAN (BridgeLan) instead of a host link: its VMs' addresses are the LAN's DHCP
  *   server's, learnt by the snoop into the same lease table (over the whole address space, as the LAN's
  *   addresses are not the network's subnet), so restoring, expiring and freeing work as for softnet's own
- *   leases. softnet's DHCP server never answers there: the bridge path relays instead.
+ *   leases. softnet's DHCP server never answers there: the bridge path relays instead. A bridged VM that
+ *   goes away has its lease released to the LAN's server, as its own client would on shutdown.
  */
 
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
 import { fromLan } from '../pipeline/bridge.js';
+import { emitRelease } from '../pipeline/bridge-dhcp.js';
 import { fromHost } from '../pipeline/from-host.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
@@ -32,7 +34,7 @@ import type { Segment } from '../pipeline/segment.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
 import { DhcpSnoop } from '../services/dhcp-snoop.js';
-import { LeaseStore } from '../services/lease-store.js';
+import { type LanServer, LeaseStore } from '../services/lease-store.js';
 import { LeaseTable } from '../services/leases.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
@@ -152,6 +154,7 @@ export class NetworkSegment implements Segment {
       const lease = this.leases.release(att.key);
       if (lease?.state === 'bound') {
         att.log.info('lease released', { ip: formatIpv4(lease.ip), mac: lease.mac, reason: 'vm-gone' });
+        if (this.lan !== null && lease.server !== undefined) this.releaseOnLan(att, lease.ip, lease.server);
       }
     }
     this.assign(att, 0);
@@ -206,6 +209,14 @@ export class NetworkSegment implements Segment {
       if (this.lan === null) this.announce(att);
     }
     this.events.addressChanged?.(att, ip);
+  }
+
+  /** Gives a bridged VM's address back to the LAN's server that leased it, as its client would have. */
+  private releaseOnLan(att: Attachment, ip: number, server: LanServer): void {
+    const off = this.p.ownFrame();
+    const len = emitRelease(this.p.u8, this.p.dv, off, att.extMac, ip, server);
+    this.p.sendNow(this.lan!.tx, len);
+    att.log.info('lease released on the LAN', { ip: formatIpv4(ip), server: formatIpv4(server.ip) });
   }
 
   /** Tells the host link that the VM's address is at its external MAC (a gratuitous ARP request). */

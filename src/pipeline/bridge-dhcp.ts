@@ -2,23 +2,41 @@
 // (chaddr, and a client identifier made of the MAC, rewritten), and the server's replies come back to the
 // VM at its own MAC; the snoop (services/dhcp-snoop.ts) learns from both which address the VM may use.
 // DHCP is the slow path: the messages are parsed into objects; the rewrite itself is in place, the UDP
-// checksum updated for it.
+// checksum updated for it. When a VM goes away, softnet sends its release for it (emitRelease).
 
+import { randomBytes } from 'node:crypto';
 import type { Attachment } from '../engine/attachment.js';
 import type { BridgeLan } from '../engine/bridge-lan.js';
-import { DHCP_CLIENT_PORT } from '../services/dhcp.js';
+import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../services/dhcp.js';
+import type { LanServer } from '../services/lease-store.js';
 import { Drop } from '../stats/drops.js';
+import { formatMac, parseMac } from '../wire/addr.js';
 import { writeMacUpdating } from '../wire/checksum.js';
-import { BOOTP, DhcpOp, DhcpOption, parseDhcp } from '../wire/dhcp.js';
-import { ETH, ETH_HEADER_LEN, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
+import {
+  BOOTP,
+  CLIENT_ID_ETHERNET,
+  DhcpOp,
+  DhcpOption,
+  DhcpType,
+  emitDhcp,
+  parseDhcp,
+  u32Option,
+} from '../wire/dhcp.js';
+import {
+  ETH,
+  ETH_HEADER_LEN,
+  EtherType,
+  emitEthernet,
+  isGroupMac,
+  sameMac,
+  writeMac,
+} from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
+import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
-import { UDP, UDP_HEADER_LEN } from '../wire/udp.js';
+import { emitUdp, UDP, UDP_HEADER_LEN } from '../wire/udp.js';
 import { settleChecksum } from './offload.js';
 import type { Pipeline } from './pipeline.js';
-
-/** Client identifier type 1 (RFC 2132 9.14): the hardware type of Ethernet, then the MAC. */
-const CLIENT_ID_ETHERNET = 1;
 
 /**
  * Relays DHCP client message from `att` (the frame at `frame`, its IPv4 header at `ip`) to the LAN;
@@ -86,13 +104,46 @@ export function relayToVm(
   if (!group && !sameMac(u8, frame + ETH.DST, vm.extMac)) return Drop.LAN_DST_NOT_VM;
   const parsed = parseDhcp(u8, bootp, ulen - UDP_HEADER_LEN, DhcpOp.BOOTREPLY);
   if (!parsed.ok) return parsed.reason;
-  const drop = lan.snoop.fromServer(vm, parsed.msg, Date.now());
+  const drop = lan.snoop.fromServer(vm, parsed.msg, formatMac(u8, frame + ETH.SRC), Date.now());
   if (drop !== Drop.NONE) return drop;
   rewriteMacs(p, l4, ulen, vm.extMac, vm.mac);
   // A broadcast reply stays one; it goes to this VM alone, as it is about no other.
   if (!group) writeMac(u8, frame + ETH.DST, vm.mac);
   p.queue(vm.port, frame, ETH_HEADER_LEN + total);
   return Drop.NONE;
+}
+
+/**
+ * Writes at `off` the DHCPRELEASE (RFC 2131 4.4.6) of a bridged VM that went away: from its external MAC
+ * and address `ip`, unicast to the server that leased it, under the client identifier it was leased
+ * under. Returns the frame's length.
+ */
+export function emitRelease(
+  u8: Uint8Array,
+  dv: DataView,
+  off: number,
+  extMac: Uint8Array,
+  ip: number,
+  server: LanServer,
+): number {
+  const serverMac = parseMac(server.mac);
+  if (serverMac === null) throw new Error(`bad server MAC ${server.mac}`);
+  const chaddr = new Uint8Array(16);
+  chaddr.set(extMac);
+  const options: Array<readonly [number, Uint8Array]> = [
+    [DhcpOption.MESSAGE_TYPE, Uint8Array.of(DhcpType.RELEASE)],
+    [DhcpOption.SERVER_ID, u32Option(server.ip)],
+  ];
+  if (server.clientId !== undefined)
+    options.push([DhcpOption.CLIENT_ID, Buffer.from(server.clientId, 'hex')]);
+  const release = { op: DhcpOp.BOOTREQUEST, xid: randomBytes(4).readUInt32BE(), flags: 0, ciaddr: ip };
+  const ipAt = emitEthernet(u8, off, serverMac, 0, extMac, EtherType.IPV4);
+  const udpAt = ipAt + IPV4_HEADER_LEN;
+  const payload = udpAt + UDP_HEADER_LEN;
+  const len = emitDhcp(u8, payload, { ...release, yiaddr: 0, siaddr: 0, chaddr, options });
+  emitUdp(dv, u8, udpAt, ip, server.ip, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, len);
+  emitIpv4(dv, u8, ipAt, IpProto.UDP, ip, server.ip, UDP_HEADER_LEN + len, 64);
+  return payload + len - off;
 }
 
 /**

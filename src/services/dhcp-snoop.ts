@@ -12,6 +12,10 @@
  * - From the server: OFFER binds nothing (the VM may still take another offer). ACK with an address binds
  *   it to the VM until its lease time (option 51) runs out; ACK to INFORM (no address) changes nothing.
  *   NAK ends the binding. An address ACKed to one VM is taken from any other VM that held it.
+ * - A binding keeps what a release needs (the server's address and MAC, the client identifier the VM was
+ *   leased under, as relayed), so when the VM goes away its lease goes back to the LAN's server
+ *   (segment.ts) instead of holding an address of the LAN's pool until it runs out: every VM run under a
+ *   new external MAC would otherwise take another.
  * - Bindings live in a LeaseTable keyed by the attachment's key (the identity a shared network's leases
  *   use) with the whole address space as its pool. It is written after every change, restored when the
  *   VM attaches again, so a restarted softnet does not cut a VM off until its next renewal, and expired by
@@ -22,7 +26,7 @@
 import type { Attachment } from '../engine/attachment.js';
 import { Drop } from '../stats/drops.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
-import { type DhcpMessage, DhcpOption, DhcpType, optionAddr } from '../wire/dhcp.js';
+import { CLIENT_ID_ETHERNET, type DhcpMessage, DhcpOption, DhcpType, optionAddr } from '../wire/dhcp.js';
 import type { LeaseTable } from './leases.js';
 
 /** The longest lease a binding keeps (an "infinite" one included): 2^31 - 1 seconds, about 68 years. */
@@ -32,6 +36,8 @@ const MAX_LEASE_S = 0x7fffffff;
 export class DhcpSnoop {
   /** Each VM's latest transaction id. */
   private readonly xids = new WeakMap<Attachment, number>();
+  /** The client identifier of each VM's latest message, as relayed to the LAN (hex), if it had one. */
+  private readonly clientIds = new WeakMap<Attachment, string | undefined>();
 
   constructor(
     private readonly leases: LeaseTable,
@@ -58,11 +64,15 @@ export class DhcpSnoop {
         return Drop.DHCP_BAD_TYPE;
     }
     this.xids.set(att, msg.xid);
+    this.clientIds.set(att, relayedClientId(att, msg.options.get(DhcpOption.CLIENT_ID)));
     return Drop.NONE;
   }
 
-  /** A server's reply for `att` (by its external MAC); Drop.NONE when it is to be delivered, or a reason. */
-  fromServer(att: Attachment, msg: DhcpMessage, now: number): number {
+  /**
+   * A server's reply for `att` (by its external MAC), sent from `serverMac`; Drop.NONE when it is to be
+   * delivered, or a reason.
+   */
+  fromServer(att: Attachment, msg: DhcpMessage, serverMac: string, now: number): number {
     if (this.xids.get(att) !== msg.xid) return Drop.DHCP_UNSOLICITED;
     if (msg.type === DhcpType.OFFER) return Drop.NONE;
     if (msg.type === DhcpType.NAK) {
@@ -87,7 +97,10 @@ export class DhcpSnoop {
       });
     }
     const mac = formatMac(att.extMac);
-    const event = this.leases.bind(att.key, mac, ip, now + seconds * 1000);
+    const serverId = optionAddr(msg, DhcpOption.SERVER_ID);
+    const server =
+      serverId === 0 ? undefined : { ip: serverId, mac: serverMac, clientId: this.clientIds.get(att) };
+    const event = this.leases.bind(att.key, mac, ip, now + seconds * 1000, undefined, server);
     this.assign(att, ip);
     att.log.info(`lease ${event}`, {
       ip: formatIpv4(ip),
@@ -105,6 +118,15 @@ export class DhcpSnoop {
     this.assign(att, 0);
     att.log.info('lease released', { ip: formatIpv4(ip), mac: formatMac(att.mac), reason });
   }
+}
+
+/** A client identifier as the LAN sees it: one of the MAC form holding the VM's MAC holds its external MAC. */
+function relayedClientId(att: Attachment, id: Uint8Array | undefined): string | undefined {
+  if (id === undefined) return undefined;
+  const out = Buffer.from(id);
+  if (out.length === 7 && out[0] === CLIENT_ID_ETHERNET && out.subarray(1).equals(att.mac))
+    out.set(att.extMac, 1);
+  return out.toString('hex');
 }
 
 /** Whether `ip` can be a host's own address: not 0.0.0.0/8, loopback, multicast, reserved or broadcast. */

@@ -17,7 +17,7 @@
  * - Time comes in as an argument (ms since the epoch), so expiry is driven by the caller's timer.
  */
 
-import type { LeaseStore, StoredLease } from './lease-store.js';
+import type { LanServer, LeaseStore, StoredLease } from './lease-store.js';
 
 /** One lease. */
 export interface Lease extends StoredLease {
@@ -123,12 +123,22 @@ export class LeaseTable {
     if (dropped) this.save();
   }
 
-  /** Binds `ip` to `key` until `until` after an ACK; returns whether this was a renewal of the same binding. */
-  bind(key: string, mac: string, ip: number, until: number, hostname?: string): 'bound' | 'renewed' {
+  /**
+   * Binds `ip` to `key` until `until` after an ACK (a bridged VM's from `server`); returns whether this was
+   * a renewal of the same binding.
+   */
+  bind(
+    key: string,
+    mac: string,
+    ip: number,
+    until: number,
+    hostname?: string,
+    server?: LanServer,
+  ): 'bound' | 'renewed' {
     const own = this.byKey.get(key);
     const renewed = own !== undefined && own.ip === ip && own.state === 'bound';
     this.take(key, ip);
-    this.put({ key, mac, ip, state: 'bound', expires: until, hostname });
+    this.put({ key, mac, ip, state: 'bound', expires: until, hostname, server });
     this.save();
     return renewed ? 'renewed' : 'bound';
   }

@@ -29,6 +29,8 @@ export const BOOTP_MIN_LEN = 300;
 /** More options than this in one message is an attack, not a client. */
 export const MAX_OPTIONS = 512;
 export const BROADCAST_FLAG = 0x8000;
+/** Client identifier (option 61) type 1 (RFC 2132 9.14): the hardware type of Ethernet, then the MAC. */
+export const CLIENT_ID_ETHERNET = 1;
 
 export const DhcpOp = { BOOTREQUEST: 1, BOOTREPLY: 2 } as const;
 
@@ -200,6 +202,8 @@ export function optionAddr(msg: DhcpMessage, code: number): number {
 
 /** A reply to build: the BOOTP fields that differ from the request, and the options in order. */
 export interface DhcpReply {
+  /** BOOTREQUEST for a message softnet sends as a client (a bridged VM's release); BOOTREPLY if absent. */
+  op?: number;
   xid: number;
   flags: number;
   ciaddr: number;
@@ -216,12 +220,12 @@ export function dhcpReplyLen(reply: DhcpReply): number {
   return Math.max(n, BOOTP_MIN_LEN);
 }
 
-/** Writes a BOOTREPLY at u8[off]; options longer than 255 bytes are split (RFC 3396). Returns its length. */
+/** Writes the message at u8[off]; options longer than 255 bytes are split (RFC 3396). Returns its length. */
 export function emitDhcp(u8: Uint8Array, off: number, reply: DhcpReply): number {
   const len = dhcpReplyLen(reply);
   u8.fill(0, off, off + len);
   const dv = new DataView(u8.buffer, u8.byteOffset + off, len);
-  dv.setUint8(BOOTP.OP, DhcpOp.BOOTREPLY);
+  dv.setUint8(BOOTP.OP, reply.op ?? DhcpOp.BOOTREPLY);
   dv.setUint8(BOOTP.HTYPE, 1);
   dv.setUint8(BOOTP.HLEN, 6);
   dv.setUint32(BOOTP.XID, reply.xid);

@@ -2,8 +2,8 @@
 // and a LAN host answers. The VM gets its lease from dnsmasq with busybox udhcpc, under its external MAC;
 // the LAN host and the VM reach each other; forged frames from the VM never appear on the LAN (tcpdump on
 // the LAN host); the interface going down and up is survived; two clones with one internal MAC get two
-// leases and reach each other; a restart after SIGKILL keeps the snooped address; a release ends it; a bad
-// --bridge-interface is one line and exit 2.
+// leases and reach each other; a restart after SIGKILL keeps the snooped address; a VM that goes away has its
+// lease released to dnsmasq; a release ends it; a bad --bridge-interface is one line and exit 2.
 //
 // Not provable here: that PACKET_MR_UNICAST makes a real NIC accept the external MACs. A veth delivers
 // every frame to its peer whatever its MAC filter, so these tests pass with or without the membership.
@@ -189,6 +189,24 @@ describe('bridge network type', () => {
     assert.equal((await ping(vm.ns, LAN_PEER)).code, 0);
     assert.equal((await ping(lan.peer, lease.ip)).code, 0);
     await vm.softnet.stop();
+  });
+
+  test("a VM that goes away has its lease released: dnsmasq's pool gets the address back", {
+    timeout: 60_000,
+  }, async () => {
+    const mac = '52:54:00:b7:00:04';
+    const vm = await bridgedVm('vm4', mac, `${topo.dir}/state-gone`);
+    const ext = await vm.softnet.externalMac();
+    const lease = await new Udhcpc(topo, vm.ns).once();
+    await until('dnsmasq wrote the lease', async () => lan.leases().some((l) => l.mac === ext));
+    // The VM's namespace goes, as a VM tool's does when its VM ends; udhcpc never released anything.
+    await topo.removeNetns(vm.ns);
+    await vm.softnet.waitFor(
+      new RegExp(`lease released on the LAN ip=${esc(lease.ip)} server=${esc(LAN_SERVER)}`),
+    );
+    assert.equal((await vm.softnet.exited).code, 0);
+    await until('dnsmasq freed the lease', async () => !lan.leases().some((l) => l.mac === ext));
+    assert.match(lan.log(), new RegExp(`DHCPRELEASE\\(\\S+\\) ${esc(lease.ip)} ${ext}`));
   });
 
   test('a release ends the binding: the address is cut off', { timeout: 60_000 }, async () => {

@@ -329,6 +329,54 @@ describe('bridge network', () => {
     assert.equal(dhcpReply(net.io.take(33).at(-1)!)?.msg.type, DhcpType.NAK);
   });
 
+  test('a VM that goes away has its lease released to the server that gave it, under its client identifier', () => {
+    const fresh = inProcessBridge();
+    fresh.io.keep = true;
+    const { port, att: a } = addBridgedVm(fresh, VM, VM_MAC, 'vm', 0);
+    const id: Array<[number, number[]]> = [[DhcpOption.CLIENT_ID, [1, ...VM_MAC]]];
+    for (const [type, reply] of [
+      [DhcpType.DISCOVER, DhcpType.OFFER],
+      [DhcpType.REQUEST, DhcpType.ACK],
+    ] as const) {
+      fresh.io.deliver(VM, dhcpFrame(VM_MAC, 78, type, id));
+      fresh.p.drain(port);
+      fresh.io.deliver(
+        RX,
+        fromLanFrame(
+          dhcpServerFrame(LAN_SERVER.mac, LAN_SERVER.ip, EXT, 78, reply, VM_IP, [
+            [DhcpOption.LEASE_TIME, be(120)],
+          ]),
+        ),
+      );
+      fresh.p.drain(fresh.rx);
+    }
+    assert.equal(a.ip, VM_IP);
+    fresh.io.take(TX);
+    fresh.seg.detach(a, true);
+    const sent = fresh.io.take(TX);
+    assert.equal(sent.length, 1);
+    const [out] = sent;
+    assert.equal(mac(out, 0), formatMac(LAN_SERVER.mac));
+    assert.equal(mac(out, 6), formatMac(EXT));
+    assert.equal(u32(out, 14 + 12), VM_IP);
+    assert.equal(u32(out, 14 + 16), LAN_SERVER.ip);
+    assert.ok(udpChecksumOk(out));
+    const msg = dhcpRequest(out)!;
+    assert.equal(msg.type, DhcpType.RELEASE);
+    assert.equal(msg.ciaddr, VM_IP);
+    assert.equal(formatMac(msg.chaddr.subarray(0, 6)), formatMac(EXT));
+    assert.deepEqual([...msg.options.get(DhcpOption.SERVER_ID)!], be(LAN_SERVER.ip));
+    assert.deepEqual([...msg.options.get(DhcpOption.CLIENT_ID)!], [1, ...EXT]);
+    assert.match(fresh.log.join(''), /lease released on the LAN ip=10\.77\.0\.100 server=10\.77\.0\.1/);
+  });
+
+  test('a VM detached for a restart keeps its lease: nothing is released', () => {
+    net.io.keep = true;
+    net.seg.detach(att, false);
+    assert.deepEqual(net.io.take(TX), []);
+    assert.equal(net.seg.leases.get('vm')?.ip, VM_IP);
+  });
+
   test('a binding ends when its lease runs out', () => {
     net.seg.tick(Date.now() + (LAN_SERVER.lease + 1) * 1000, 0);
     assert.equal(att.ip, 0);
@@ -421,9 +469,14 @@ describe('bridge leases across a restart', () => {
       second.io.deliver(VM, ipFrame(VM_MAC, LAN_HOST_MAC, VM_IP, LAN_HOST, IpProto.ICMP));
       second.p.drain(b.port);
       assert.equal(second.io.take(TX).length, 1);
-      // The VM went away: its binding is forgotten, and its membership dropped.
+      // The VM went away: its binding is forgotten, its lease released to the server the file names, and
+      // its membership dropped.
       second.seg.detach(b.att, true);
       assert.equal(second.seg.leases.get('vm'), undefined);
+      const release = second.io.take(TX).map(dhcpRequest);
+      assert.equal(release.length, 1);
+      assert.equal(release[0]?.type, DhcpType.RELEASE);
+      assert.equal(release[0]?.ciaddr, VM_IP);
       assert.deepEqual(second.memberships.at(-1), [formatMac(EXT), false]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { attachment } from '../lib/attachments.js';
 const be32 = (v: number) => [v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
 const IP = 0x0a4d0064;
 const SERVER = 0x0a4d0001;
+const SERVER_MAC = '02:ee:00:00:00:01';
 const T0 = Date.parse('2025-01-01T00:00:00Z');
 
 function message(
@@ -75,15 +76,15 @@ describe('DHCP snoop', () => {
   });
 
   test("only an ACK to the VM's own transaction binds, until its lease time, under the external MAC", () => {
-    assert.equal(snoop.fromServer(a, ack(1, IP), T0), Drop.DHCP_UNSOLICITED);
+    assert.equal(snoop.fromServer(a, ack(1, IP), SERVER_MAC, T0), Drop.DHCP_UNSOLICITED);
     assert.equal(snoop.fromClient(a, client(DhcpType.DISCOVER, 7)), Drop.NONE);
-    assert.equal(snoop.fromServer(a, ack(6, IP), T0), Drop.DHCP_UNSOLICITED);
+    assert.equal(snoop.fromServer(a, ack(6, IP), SERVER_MAC, T0), Drop.DHCP_UNSOLICITED);
     assert.equal(
-      snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.OFFER, 7, { yiaddr: IP }), T0),
+      snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.OFFER, 7, { yiaddr: IP }), SERVER_MAC, T0),
       Drop.NONE,
     );
     assert.equal(a.ip, 0);
-    assert.equal(snoop.fromServer(a, ack(7, IP), T0), Drop.NONE);
+    assert.equal(snoop.fromServer(a, ack(7, IP), SERVER_MAC, T0), Drop.NONE);
     assert.equal(a.ip, IP);
     assert.deepEqual(leases.get('a'), {
       key: 'a',
@@ -92,40 +93,42 @@ describe('DHCP snoop', () => {
       state: 'bound',
       expires: T0 + 120_000,
       hostname: undefined,
+      // What its release will need: the server's identifier and MAC; the VM sent no client identifier.
+      server: { ip: SERVER, mac: SERVER_MAC, clientId: undefined },
     });
     assert.match(
       lines.join(''),
       /lease bound ip=10\.77\.0\.100 mac=52:54:00:00:00:0a external_mac=\S+ lease=120 server=10\.77\.0\.1/,
     );
     snoop.fromClient(a, client(DhcpType.REQUEST, 8, { ciaddr: IP }));
-    snoop.fromServer(a, ack(8, IP), T0 + 60_000);
+    snoop.fromServer(a, ack(8, IP), SERVER_MAC, T0 + 60_000);
     assert.equal(leases.get('a')?.expires, T0 + 180_000);
     assert.match(lines.join(''), /lease renewed ip=10\.77\.0\.100/);
   });
 
   test('an ACK without a lease time or for no host address is dropped; one to INFORM changes nothing', () => {
     snoop.fromClient(a, client(DhcpType.REQUEST, 9));
-    assert.equal(snoop.fromServer(a, ack(9, IP, null), T0), Drop.DHCP_ACK_NO_LEASE);
+    assert.equal(snoop.fromServer(a, ack(9, IP, null), SERVER_MAC, T0), Drop.DHCP_ACK_NO_LEASE);
     for (const bad of [0xe0000001, 0x7f000001, 0xffffffff, 0x00000005])
-      assert.equal(snoop.fromServer(a, ack(9, bad), T0), Drop.DHCP_ACK_BAD_ADDRESS);
-    assert.equal(snoop.fromServer(a, ack(9, 0), T0), Drop.NONE);
+      assert.equal(snoop.fromServer(a, ack(9, bad), SERVER_MAC, T0), Drop.DHCP_ACK_BAD_ADDRESS);
+    assert.equal(snoop.fromServer(a, ack(9, 0), SERVER_MAC, T0), Drop.NONE);
     assert.equal(a.ip, 0);
   });
 
   test('an infinite lease is kept for 2^31 - 1 seconds', () => {
     snoop.fromClient(a, client(DhcpType.REQUEST, 10));
-    snoop.fromServer(a, ack(10, IP, [255, 255, 255, 255]), T0);
+    snoop.fromServer(a, ack(10, IP, [255, 255, 255, 255]), SERVER_MAC, T0);
     assert.equal(leases.get('a')?.expires, T0 + 0x7fffffff * 1000);
   });
 
   test('NAK, RELEASE of the bound address and DECLINE of it end the binding; other ones do not', () => {
     const bind = (xid: number) => {
       snoop.fromClient(a, client(DhcpType.REQUEST, xid));
-      snoop.fromServer(a, ack(xid, IP), T0);
+      snoop.fromServer(a, ack(xid, IP), SERVER_MAC, T0);
       assert.equal(a.ip, IP);
     };
     bind(1);
-    snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.NAK, 1), T0);
+    snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.NAK, 1), SERVER_MAC, T0);
     assert.equal(a.ip, 0);
     assert.equal(leases.get('a'), undefined);
     bind(2);
@@ -147,14 +150,17 @@ describe('DHCP snoop', () => {
   test('messages of the wrong side are refused', () => {
     assert.equal(snoop.fromClient(a, client(DhcpType.OFFER, 1)), Drop.DHCP_BAD_TYPE);
     snoop.fromClient(a, client(DhcpType.DISCOVER, 2));
-    assert.equal(snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.REQUEST, 2), T0), Drop.DHCP_BAD_TYPE);
+    assert.equal(
+      snoop.fromServer(a, message(DhcpOp.BOOTREPLY, DhcpType.REQUEST, 2), SERVER_MAC, T0),
+      Drop.DHCP_BAD_TYPE,
+    );
   });
 
   test('an address the server gives one VM is taken from another that held it', () => {
     snoop.fromClient(a, client(DhcpType.REQUEST, 1));
-    snoop.fromServer(a, ack(1, IP), T0);
+    snoop.fromServer(a, ack(1, IP), SERVER_MAC, T0);
     snoop.fromClient(b, client(DhcpType.REQUEST, 2));
-    snoop.fromServer(b, ack(2, IP), T0);
+    snoop.fromServer(b, ack(2, IP), SERVER_MAC, T0);
     assert.equal(a.ip, 0);
     assert.equal(b.ip, IP);
     assert.equal(leases.get('a'), undefined);

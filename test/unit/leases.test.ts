@@ -65,7 +65,15 @@ describe('LeaseTable in memory (no store)', () => {
     assert.equal(t.bind('a', 'm-a', START, T0 + LEASE, 'host-a'), 'bound');
     assert.deepEqual(
       { ...t.get('a')! },
-      { key: 'a', mac: 'm-a', ip: START, state: 'bound', expires: T0 + LEASE, hostname: 'host-a' },
+      {
+        key: 'a',
+        mac: 'm-a',
+        ip: START,
+        state: 'bound',
+        expires: T0 + LEASE,
+        hostname: 'host-a',
+        server: undefined,
+      },
     );
     assert.equal(t.bind('a', 'm-a', START, T0 + 2 * LEASE), 'renewed');
     assert.equal(t.get('a')!.expires, T0 + 2 * LEASE);
@@ -256,6 +264,33 @@ describe('LeaseTable over a LeaseStore', () => {
     assert.notEqual(t2.choose('b', 'm-b', START, T0 + 1000), START);
     assert.equal(t2.choose('b', 'm-b', 0, T0 + 1000), START + 1);
     assert.equal(t2.choose('a', 'm-a', 0, T0 + 1000), START);
+  });
+
+  test("a bridged VM's lease keeps the LAN server that gave it across a restart; a malformed one is an error", () => {
+    const t1 = new LeaseTable(START, END, store, T0);
+    const server = { ip: 0x0a4d0001, mac: '02:ee:00:00:00:01', clientId: '01020000000001' };
+    t1.bind('a', 'm-a', START, T0 + LEASE, undefined, server);
+    assert.deepEqual(onDisk().leases[0].server, {
+      ip: '10.77.0.1',
+      mac: '02:ee:00:00:00:01',
+      client_id: '01020000000001',
+    });
+    assert.deepEqual(new LeaseTable(START, END, store, T0).get('a')?.server, server);
+    for (const bad of [
+      { ip: 'x', mac: '02:ee:00:00:00:01' },
+      { ip: '10.77.0.1', mac: 'nope' },
+      { ip: '10.77.0.1', mac: '02:ee:00:00:00:01', client_id: 'zz' },
+    ]) {
+      const entry = {
+        key: 'a',
+        mac: 'm-a',
+        ip: '192.168.64.2',
+        expires: '2099-01-01T00:00:00.000Z',
+        server: bad,
+      };
+      writeFileSync(file, JSON.stringify({ version: 1, leases: [entry] }));
+      assert.throws(() => new LeaseStore(file).load(), /bad lease entry/);
+    }
   });
 
   test('expired leases are not loaded', () => {
