@@ -31,6 +31,8 @@ import type { LeaseTable } from './leases.js';
 
 /** The longest lease a binding keeps (an "infinite" one included): 2^31 - 1 seconds, about 68 years. */
 const MAX_LEASE_S = 0x7fffffff;
+/** The longest client identifier kept for a release: one option's worth, so the release fits its frame. */
+const MAX_CLIENT_ID = 255;
 
 /** Learns the VMs' addresses on one bridge network from their DHCP exchanges. */
 export class DhcpSnoop {
@@ -120,9 +122,12 @@ export class DhcpSnoop {
   }
 }
 
-/** A client identifier as the LAN sees it: one of the MAC form holding the VM's MAC holds its external MAC. */
+/**
+ * A client identifier as the LAN sees it (one of the MAC form holding the VM's MAC holds its external MAC),
+ * as hex; undefined when there is none, or one longer than one option (a release could not carry it).
+ */
 function relayedClientId(att: Attachment, id: Uint8Array | undefined): string | undefined {
-  if (id === undefined) return undefined;
+  if (id === undefined || id.length > MAX_CLIENT_ID) return undefined;
   const out = Buffer.from(id);
   if (out.length === 7 && out[0] === CLIENT_ID_ETHERNET && out.subarray(1).equals(att.mac))
     out.set(att.extMac, 1);

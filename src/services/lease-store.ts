@@ -36,7 +36,8 @@ interface FileLease {
 }
 
 const MAC_TEXT = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const HEX_TEXT = /^([0-9a-f]{2})+$/;
+/** A client identifier: at most one option's worth (MAX_CLIENT_ID in dhcp-snoop.ts). */
+const HEX_TEXT = /^([0-9a-f]{2}){1,255}$/;
 
 /** The server of a lease entry in the file: undefined when it names none, null when it is not well formed. */
 function fileServer(s: FileLease['server']): LanServer | undefined | null {

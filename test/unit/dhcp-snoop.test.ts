@@ -115,6 +115,20 @@ describe('DHCP snoop', () => {
     assert.equal(a.ip, 0);
   });
 
+  test('a binding keeps the client identifier as the LAN saw it, for the release; none longer than one option', () => {
+    const hex = (b: Iterable<number>) => Buffer.from([...b]).toString('hex');
+    const cases: Array<[number[], string | undefined]> = [
+      [[1, ...a.mac], hex([1, ...a.extMac])],
+      [[255, 1, 2, 3, 4], 'ff01020304'],
+      [new Array(256).fill(7), undefined],
+    ];
+    for (const [i, [id, kept]] of cases.entries()) {
+      snoop.fromClient(a, client(DhcpType.REQUEST, 20 + i, {}, [[DhcpOption.CLIENT_ID, id]]));
+      snoop.fromServer(a, ack(20 + i, IP), SERVER_MAC, T0);
+      assert.deepEqual(leases.get('a')?.server, { ip: SERVER, mac: SERVER_MAC, clientId: kept });
+    }
+  });
+
   test('an infinite lease is kept for 2^31 - 1 seconds', () => {
     snoop.fromClient(a, client(DhcpType.REQUEST, 10));
     snoop.fromServer(a, ack(10, IP, [255, 255, 255, 255]), SERVER_MAC, T0);
