@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Attachment } from '../engine/attachment.js';
 import type { BridgeLan } from '../engine/bridge-lan.js';
-import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../services/dhcp.js';
+import { DHCP_CLIENT_PORT, emitDhcpDatagram } from '../services/dhcp.js';
 import type { LanServer } from '../services/lease-store.js';
 import { Drop } from '../stats/drops.js';
 import { formatMac, parseMac } from '../wire/addr.js';
@@ -18,23 +18,13 @@ import {
   DhcpOp,
   DhcpOption,
   DhcpType,
-  emitDhcp,
   parseDhcp,
   u32Option,
 } from '../wire/dhcp.js';
-import {
-  ETH,
-  ETH_HEADER_LEN,
-  EtherType,
-  emitEthernet,
-  isGroupMac,
-  sameMac,
-  writeMac,
-} from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
-import { emitIpv4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
-import { emitUdp, UDP, UDP_HEADER_LEN } from '../wire/udp.js';
+import { UDP, UDP_HEADER_LEN } from '../wire/udp.js';
 import { settleChecksum } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 
@@ -136,14 +126,17 @@ export function emitRelease(
   ];
   if (server.clientId !== undefined)
     options.push([DhcpOption.CLIENT_ID, Buffer.from(server.clientId, 'hex')]);
-  const release = { op: DhcpOp.BOOTREQUEST, xid: randomBytes(4).readUInt32BE(), flags: 0, ciaddr: ip };
-  const ipAt = emitEthernet(u8, off, serverMac, 0, extMac, EtherType.IPV4);
-  const udpAt = ipAt + IPV4_HEADER_LEN;
-  const payload = udpAt + UDP_HEADER_LEN;
-  const len = emitDhcp(u8, payload, { ...release, yiaddr: 0, siaddr: 0, chaddr, options });
-  emitUdp(dv, u8, udpAt, ip, server.ip, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, len);
-  emitIpv4(dv, u8, ipAt, IpProto.UDP, ip, server.ip, UDP_HEADER_LEN + len, 64);
-  return payload + len - off;
+  const release = {
+    op: DhcpOp.BOOTREQUEST,
+    xid: randomBytes(4).readUInt32BE(),
+    flags: 0,
+    ciaddr: ip,
+    yiaddr: 0,
+    siaddr: 0,
+    chaddr,
+    options,
+  };
+  return emitDhcpDatagram(u8, dv, off, release, extMac, serverMac, ip, server.ip, DHCP_CLIENT_PORT);
 }
 
 /**

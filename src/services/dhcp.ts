@@ -260,19 +260,32 @@ export function emitDhcpFrame(
   gatewayMac: Uint8Array,
   gateway: number,
 ): number {
-  const ip = emitEthernet(
-    u8,
-    off,
-    out.broadcast ? BROADCAST_MAC : out.reply.chaddr,
-    0,
-    gatewayMac,
-    EtherType.IPV4,
-  );
+  const dstMac = out.broadcast ? BROADCAST_MAC : out.reply.chaddr;
+  return emitDhcpDatagram(u8, dv, off, out.reply, gatewayMac, dstMac, gateway, out.dstIp, DHCP_SERVER_PORT);
+}
+
+/**
+ * Writes at `off` the Ethernet/IPv4/UDP frame carrying DHCP message `msg` from `srcMac` and `src`, port
+ * `srcPort`, to `dstMac` and `dst` at the other DHCP port; returns its length.
+ */
+export function emitDhcpDatagram(
+  u8: Uint8Array,
+  dv: DataView,
+  off: number,
+  msg: DhcpReply,
+  srcMac: Uint8Array,
+  dstMac: Uint8Array,
+  src: number,
+  dst: number,
+  srcPort: number,
+): number {
+  const ip = emitEthernet(u8, off, dstMac, 0, srcMac, EtherType.IPV4);
   const udp = ip + IPV4_HEADER_LEN;
   const payload = udp + UDP_HEADER_LEN;
-  const len = emitDhcp(u8, payload, out.reply);
-  emitUdp(dv, u8, udp, gateway, out.dstIp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT, len);
-  emitIpv4(dv, u8, ip, IpProto.UDP, gateway, out.dstIp, UDP_HEADER_LEN + len, 64);
+  const len = emitDhcp(u8, payload, msg);
+  const dstPort = srcPort === DHCP_SERVER_PORT ? DHCP_CLIENT_PORT : DHCP_SERVER_PORT;
+  emitUdp(dv, u8, udp, src, dst, srcPort, dstPort, len);
+  emitIpv4(dv, u8, ip, IpProto.UDP, src, dst, UDP_HEADER_LEN + len, 64);
   return payload + len - off;
 }
 
