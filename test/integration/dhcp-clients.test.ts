@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Dhclient, dhcpcdOnce, Udhcpc } from '../lib/clients.js';
 import { type Softnet, softnetForVm } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
+import { capture } from '../lib/world.js';
 
 const GATEWAY = '192.168.64.1';
 
@@ -24,25 +25,7 @@ describe('busybox udhcpc', () => {
   });
 
   test('gets a 600 s lease, and no DHCP frame reaches the host link', async () => {
-    const capture = topo.spawn(host, 'tcpdump', [
-      '-n',
-      '-l',
-      '--immediate-mode',
-      '-i',
-      'softnet0',
-      'udp port 67 or udp port 68 or icmp',
-    ]);
-    let seen = '';
-    capture.stdout!.on('data', (d: Buffer) => {
-      seen += d.toString();
-    });
-    let err = '';
-    await new Promise<void>((resolve) => {
-      capture.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('listening on')) resolve();
-      });
-    });
+    const sniffer = await capture(topo, host, 'softnet0', 'udp port 67 or udp port 68 or icmp');
     const lease = await new Udhcpc(topo, vm).once();
     assert.equal(lease.lease, 600);
     assert.equal(lease.router, GATEWAY);
@@ -52,9 +35,8 @@ describe('busybox udhcpc', () => {
     );
     // Traffic the host link does carry, so the capture is known to work while it sees no DHCP.
     await topo.exec(host, 'ping', ['-c', '1', '-W', '2', lease.ip]);
-    capture.kill('SIGTERM');
-    await new Promise((resolve) => capture.once('close', resolve));
-    assert.match(seen, /ICMP echo request/, `the capture saw the ping, so it was running:\n${err}`);
+    const seen = await sniffer.stop();
+    assert.match(seen, /ICMP echo request/, `the capture saw the ping, so it was running:\n${seen}`);
     assert.doesNotMatch(seen, /BOOTP|DHCP|\.6[78]:/, `DHCP leaked onto the host link:\n${seen}`);
     const file = JSON.parse(readFileSync(`${topo.dir}/state/softnet0.leases.json`, 'utf8'));
     assert.equal(file.leases.length, 1);

@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Softnet, softnetForVm } from './softnet.js';
+import { tcpdumpListening } from './tcpdump.js';
 import type { Topology } from './topology.js';
 import { until, vmOnline } from './world.js';
 
@@ -229,28 +230,11 @@ export interface Sniffer {
 export async function sniff(topo: Topology, ns: string, iface: string, filter = 'not ip6'): Promise<Sniffer> {
   const child = topo.spawn(ns, 'tcpdump', ['-n', '-e', '-A', '-l', '--immediate-mode', '-i', iface, filter]);
   let out = '';
-  let err = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d.toString('latin1');
   });
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(
-      () => reject(new Error(`tcpdump on ${iface} did not start listening:\n${err}`)),
-      10_000,
-    );
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(t);
-      reject(new Error(`tcpdump on ${iface} exited:\n${err}`));
-    });
-  });
+  await tcpdumpListening(child, `tcpdump on ${iface}`);
   return {
     seen: () => out,
     async stop() {

@@ -24,6 +24,7 @@ import {
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClientLease, Udhcpc } from './clients.js';
+import { tcpdumpListening } from './tcpdump.js';
 import type { Topology } from './topology.js';
 
 export const GATEWAY = '192.168.64.1';
@@ -548,25 +549,11 @@ export interface Capture {
 export async function capture(topo: Topology, ns: string, iface: string, filter: string): Promise<Capture> {
   const child = topo.spawn(ns, 'tcpdump', ['-n', '-l', '--immediate-mode', '-i', iface, filter]);
   let out = '';
-  let err = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d.toString();
   });
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`tcpdump did not start listening:\n${err}`)), 10_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(t);
-      reject(new Error(`tcpdump exited:\n${err}`));
-    });
-  });
+  await tcpdumpListening(child);
   return {
     seen: () => out,
     async stop() {
