@@ -35,7 +35,7 @@ import { DestinationPolicy } from '../policy/destinations.js';
 import { RuleTable, Verdict } from '../policy/rules.js';
 import { PORT_STAT_NAMES, type Port } from '../ports/port.js';
 import { defaultRouteInterface } from '../ports/uplink.js';
-import { DROP_NAMES } from '../stats/drops.js';
+import { dropsByName } from '../stats/drops.js';
 import type { LogFields, Logger, LogLevel } from '../util/log.js';
 import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
 import { macKey } from '../wire/ethernet.js';
@@ -552,11 +552,7 @@ export class Engine {
   /** Counters as one object: per port and direction, and drops by reason (only those that happened). */
   counters(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
-    const drops: Record<string, number> = {};
-    this.p.drops.forEach((n, i) => {
-      if (n > 0) drops[DROP_NAMES[i]] = n;
-    });
-    out.drops = drops;
+    out.drops = dropsByName(this.p.drops);
     const ports: Port[] = [];
     for (const net of this.networks.values()) {
       ports.push(...net.seg.sidePorts, ...[...net.seg.attachments].map((a) => a.port));

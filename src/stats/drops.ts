@@ -98,3 +98,10 @@ export const DROP_NAMES: readonly string[] = reasons.map(([, name]) => name);
 
 /** How many reasons there are: the length of a counter array. */
 export const DROP_COUNT = reasons.length;
+
+/** The counters of `drops` (indexed by code) that are not zero, keyed by reason name. */
+export function dropsByName(drops: ArrayLike<number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let i = 0; i < drops.length; i++) if (drops[i] > 0) out[DROP_NAMES[i]] = drops[i];
+  return out;
+}

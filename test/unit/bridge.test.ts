@@ -11,7 +11,7 @@ import type { Attachment } from '../../src/engine/attachment.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
 import type { Port } from '../../src/ports/port.js';
-import { DROP_NAMES } from '../../src/stats/drops.js';
+import { DROP_NAMES, dropsByName } from '../../src/stats/drops.js';
 import { formatMac, parseCidr, parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
 import { checksum, pseudoHeader } from '../../src/wire/checksum.js';
@@ -58,10 +58,7 @@ describe('bridge network', () => {
   let net: InProcessBridge;
   let vmPort: Port;
   let att: Attachment;
-  const drops = () =>
-    Object.fromEntries(
-      [...net.p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0),
-    );
+  const drops = () => dropsByName(net.p.drops);
   const fromVm = (f: Uint8Array, port = vmPort) => {
     net.io.deliver(port.id, f);
     net.p.drain(port);

@@ -16,7 +16,7 @@ import type { NatUplink } from '../../src/nat/uplink.js';
 import type { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { FakeIo } from '../../src/ports/fake.js';
 import type { Port } from '../../src/ports/port.js';
-import { DROP_NAMES } from '../../src/stats/drops.js';
+import { dropsByName } from '../../src/stats/drops.js';
 import { parseMac } from '../../src/wire/addr.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
@@ -178,8 +178,7 @@ describe('port forwards through the pipeline', () => {
   let fwd: PortForward;
   let ufwd: PortForward;
 
-  const drops = () =>
-    Object.fromEntries([...p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+  const drops = () => dropsByName(p.drops);
   const fromVm = (f: Uint8Array) => {
     io.deliver(VM, f);
     p.drain(vmPort);

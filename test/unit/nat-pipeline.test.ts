@@ -11,7 +11,7 @@ import type { NatUplink } from '../../src/nat/uplink.js';
 import type { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { FakeIo } from '../../src/ports/fake.js';
 import type { Port } from '../../src/ports/port.js';
-import { DROP_NAMES } from '../../src/stats/drops.js';
+import { dropsByName } from '../../src/stats/drops.js';
 import { parseMac } from '../../src/wire/addr.js';
 import { checksum, pseudoHeader } from '../../src/wire/checksum.js';
 import { IpProto } from '../../src/wire/ipv4.js';
@@ -67,8 +67,7 @@ describe('NAT through the pipeline', () => {
   let vmPort: Port;
   let capture: Port;
 
-  const drops = () =>
-    Object.fromEntries([...p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+  const drops = () => dropsByName(p.drops);
   const fromVm = (f: Uint8Array) => {
     io.deliver(VM, f);
     p.drain(vmPort);

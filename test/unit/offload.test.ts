@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { NextHop } from '../../src/nat/next-hop.js';
-import { DROP_NAMES } from '../../src/stats/drops.js';
+import { dropsByName } from '../../src/stats/drops.js';
 import { formatMac, parseMac } from '../../src/wire/addr.js';
 import { checksum, partialPseudo, updatePartial32 } from '../../src/wire/checksum.js';
 import { IpProto } from '../../src/wire/ipv4.js';
@@ -71,8 +71,7 @@ function setup(hop: NextHop | undefined): InProcess {
   return net;
 }
 
-const drops = (net: InProcess) =>
-  Object.fromEntries([...net.p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+const drops = (net: InProcess) => dropsByName(net.p.drops);
 
 /** A frame the VM sends: a virtio header (plain unless given), then Ethernet to the gateway. */
 function fromVm(pkt: Uint8Array, vnet?: Parameters<typeof writeVnet>[2]): Uint8Array {

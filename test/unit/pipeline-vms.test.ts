@@ -7,7 +7,7 @@ import { AttType } from '../../src/engine/attachment.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
 import { Port } from '../../src/ports/port.js';
-import { DROP_NAMES } from '../../src/stats/drops.js';
+import { dropsByName } from '../../src/stats/drops.js';
 import { formatIpv4, formatMac, parseCidr, parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
 import { DhcpType } from '../../src/wire/dhcp.js';
@@ -25,9 +25,7 @@ const WORLD = 0xcb00710a;
 const B = 7;
 
 function dropsOf(net: InProcess): Record<string, number> {
-  return Object.fromEntries(
-    [...net.p.drops].map((n, i) => [DROP_NAMES[i], n] as [string, number]).filter(([, n]) => n > 0),
-  );
+  return dropsByName(net.p.drops);
 }
 
 /** A policy allowing `cidrs` (and reject mode when asked). */

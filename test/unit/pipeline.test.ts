@@ -6,7 +6,7 @@ import type { NetworkSegment } from '../../src/engine/segment.js';
 import { BATCH, Pipeline, STRIDE } from '../../src/pipeline/pipeline.js';
 import type { FakeIo } from '../../src/ports/fake.js';
 import { Port } from '../../src/ports/port.js';
-import { DROP_NAMES, Drop } from '../../src/stats/drops.js';
+import { Drop, dropsByName } from '../../src/stats/drops.js';
 import { parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';
 import { checksum } from '../../src/wire/checksum.js';
@@ -32,8 +32,7 @@ describe('pipeline with a fake port', () => {
   let seg: NetworkSegment;
   let vmIp: number;
 
-  const drops = () =>
-    Object.fromEntries([...p.drops].map((n, i) => [DROP_NAMES[i], n]).filter(([, n]) => (n as number) > 0));
+  const drops = () => dropsByName(p.drops);
   let vmPort: Port;
   const fromVm = (f: Uint8Array) => {
     io.deliver(VM, f);
