@@ -73,6 +73,16 @@ function setup(hop: NextHop | undefined): InProcess {
 
 const drops = (net: InProcess) => dropsByName(net.p.drops);
 
+/** The virtio header of a TCP/IPv4 aggregate (Ethernet, 20-byte IP and TCP headers) cut at MSS. */
+const TCP_AGGREGATE = {
+  flags: VNET_F_NEEDS_CSUM,
+  gsoType: VNET_GSO_TCPV4,
+  gsoSize: MSS,
+  hdrLen: 54,
+  csumStart: 34,
+  csumOffset: 16,
+};
+
 /** A frame the VM sends: a virtio header (plain unless given), then Ethernet to the gateway. */
 function fromVm(pkt: Uint8Array, vnet?: Parameters<typeof writeVnet>[2]): Uint8Array {
   const f = new Uint8Array(10 + 14 + pkt.length);
@@ -85,14 +95,7 @@ function fromVm(pkt: Uint8Array, vnet?: Parameters<typeof writeVnet>[2]): Uint8A
 function vmAggregate(vmIp: number, len: number): Uint8Array {
   const pkt = tcp(vmIp, WORLD, 40000, 80, TcpFlag.ACK, {}, bytes(len, 7));
   view(pkt).setUint16(20 + 16, partialPseudo(vmIp, WORLD, IpProto.TCP, 20 + len));
-  return fromVm(pkt, {
-    flags: VNET_F_NEEDS_CSUM,
-    gsoType: VNET_GSO_TCPV4,
-    gsoSize: MSS,
-    hdrLen: 54,
-    csumStart: 34,
-    csumOffset: 16,
-  });
+  return fromVm(pkt, TCP_AGGREGATE);
 }
 
 /** Fills in a TCP checksum left to offload in packet b[at...], as the device would. */
@@ -224,14 +227,7 @@ describe("the world's aggregate in", () => {
   function worldAggregate(ext: number, len: number): Uint8Array {
     const pkt = tcp(WORLD, UPLINK, 80, ext, TcpFlag.ACK, {}, bytes(len, 3));
     view(pkt).setUint16(36, partialPseudo(WORLD, UPLINK, IpProto.TCP, 20 + len));
-    return captureFrame(pkt, {
-      flags: VNET_F_NEEDS_CSUM,
-      gsoType: VNET_GSO_TCPV4,
-      gsoSize: MSS,
-      hdrLen: 54,
-      csumStart: 34,
-      csumOffset: 16,
-    });
+    return captureFrame(pkt, TCP_AGGREGATE);
   }
 
   test('goes whole to a VM with virtio headers, its checksum left to the VM', () => {
@@ -294,18 +290,7 @@ describe('between ports with and without virtio headers', () => {
       const vmIp = net.att.ip;
       const pkt = tcp(vmIp, 0xc0a84001, 40000, 8080, TcpFlag.ACK, {}, bytes(3000));
       view(pkt).setUint16(36, partialPseudo(vmIp, 0xc0a84001, IpProto.TCP, 3020));
-      send(
-        net,
-        PortId.VM,
-        fromVm(pkt, {
-          flags: VNET_F_NEEDS_CSUM,
-          gsoType: VNET_GSO_TCPV4,
-          gsoSize: MSS,
-          hdrLen: 54,
-          csumStart: 34,
-          csumOffset: 16,
-        }),
-      );
+      send(net, PortId.VM, fromVm(pkt, TCP_AGGREGATE));
       const out = net.io.take(PortId.HOST);
       if (headers) {
         assert.equal(out.length, 1);
