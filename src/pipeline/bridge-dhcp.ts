@@ -25,7 +25,7 @@ import { ETH, ETH_HEADER_LEN, isGroupMac, sameMac, writeMac } from '../wire/ethe
 import * as ipv4 from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
 import { UDP, UDP_HEADER_LEN } from '../wire/udp.js';
-import { settleChecksum } from './offload.js';
+import { checkDhcpClient } from './dhcp-client.js';
 import type { Pipeline } from './pipeline.js';
 
 /**
@@ -41,17 +41,11 @@ export function relayFromVm(
   hl: number,
   total: number,
 ): number {
-  const dv = p.dv;
+  const checked = checkDhcpClient(p, att, frame, ip, hl, total);
+  if (checked !== Drop.NONE) return checked;
   const u8 = p.u8;
   const l4 = ip + hl;
-  const ulen = udp.udpLen(dv, l4);
-  if (ulen < UDP_HEADER_LEN || ulen > total - hl) return Drop.UDP_MALFORMED;
-  if (udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT) return Drop.DHCP_NOT_CLIENT_PORT;
-  // Its checksum is updated below as chaddr changes: one left to offload is filled in first.
-  if (!settleChecksum(p, frame, ip, hl, total)) return Drop.BAD_OFFLOAD;
-  const src = ipv4.src(dv, ip);
-  if (!udp.checksumOk(dv, u8, l4, ulen, src, ipv4.dst(dv, ip))) return Drop.UDP_BAD_CHECKSUM;
-  if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
+  const ulen = udp.udpLen(p.dv, l4);
   const bootp = l4 + UDP_HEADER_LEN;
   const parsed = parseDhcp(u8, bootp, ulen - UDP_HEADER_LEN);
   if (!parsed.ok) return parsed.reason;

@@ -17,8 +17,9 @@ import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
 import * as udp from '../wire/udp.js';
 import { fromVmBridge } from './bridge.js';
+import { checkDhcpClient } from './dhcp-client.js';
 import { unsupportedEtherType } from './ethertype.js';
-import { forwardFrame, settleChecksum } from './offload.js';
+import { forwardFrame } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
 import { blocked, toWorld } from './to-world.js';
@@ -101,8 +102,7 @@ function fromVmIpv4(
   const fragment = ipv4.isFragment(dv, ip);
 
   if (proto === IpProto.UDP && !fragment && l4len >= udp.UDP_HEADER_LEN) {
-    if (udp.dstPort(dv, l4) === DHCP_SERVER_PORT)
-      return fromVmDhcp(p, seg, att, off, l4, l4len, src, dst, slot);
+    if (udp.dstPort(dv, l4) === DHCP_SERVER_PORT) return fromVmDhcp(p, seg, att, off, hl, total, dst, slot);
     // A VM is a DHCP client only: what a rogue server in it sends goes nowhere.
     if (udp.srcPort(dv, l4) === DHCP_SERVER_PORT || udp.dstPort(dv, l4) === DHCP_CLIENT_PORT)
       return Drop.DHCP_FROM_SERVER_PORT;
@@ -166,22 +166,18 @@ function fromVmDhcp(
   seg: Segment,
   att: Attachment,
   off: number,
-  l4: number,
-  l4len: number,
-  src: number,
+  hl: number,
+  total: number,
   dst: number,
   slot: number,
 ): number {
   const dv = p.dv;
   const u8 = p.u8;
-  const ulen = udp.udpLen(dv, l4);
-  if (ulen < udp.UDP_HEADER_LEN || ulen > l4len) return Drop.UDP_MALFORMED;
-  if (udp.srcPort(dv, l4) !== DHCP_CLIENT_PORT) return Drop.DHCP_NOT_CLIENT_PORT;
-  // A client's unicast renewal through the VM's UDP stack may leave its checksum to offload.
   const ip = off + ETH_HEADER_LEN;
-  if (!settleChecksum(p, off, ip, l4 - ip, l4 - ip + l4len)) return Drop.BAD_OFFLOAD;
-  if (!udp.checksumOk(dv, u8, l4, ulen, src, dst)) return Drop.UDP_BAD_CHECKSUM;
-  if (src !== 0 && src !== att.ip) return Drop.IP_SRC_SPOOFED;
+  const checked = checkDhcpClient(p, att, off, ip, hl, total);
+  if (checked !== Drop.NONE) return checked;
+  const l4 = ip + hl;
+  const ulen = udp.udpLen(dv, l4);
   if (dst !== LIMITED_BROADCAST && dst !== seg.cfg.gateway) return Drop.DHCP_OTHER_SERVER;
   if (!isBroadcastMac(u8, off + ETH.DST) && !sameMac(u8, off + ETH.DST, seg.gatewayMac)) {
     return Drop.DST_MAC_FOREIGN;
