@@ -52,9 +52,10 @@ describe('softnet capture', () => {
     const file = join(topo.dir, 'vm.pcap');
     const four = join(topo.dir, 'four.pcap');
     // By internal MAC, and by the external one the host knows it by.
+    // The second starts once the first captures, so that its frames are a run of the first's.
     const all = capture(topo, host, sock, [MAC, '-w', file]);
-    const first = capture(topo, host, sock, [extMac, '-w', four, '-c', '4']);
     await all.waitFor(/capturing vm-525400ca0001 \(52:54:00:ca:00:01\) to /);
+    const first = capture(topo, host, sock, [extMac, '-w', four, '-c', '4']);
     await first.waitFor(/capturing /);
 
     const lease = await new Udhcpc(topo, vm).once();
