@@ -83,4 +83,7 @@ napi_status control_register(napi_env env, napi_value exports);
 /* Registers dropping privileges and exec (privileges.c). */
 napi_status privileges_register(napi_env env, napi_value exports);
 
+/* Registers the host's interface events and state (rtnl.c). */
+napi_status rtnl_register(napi_env env, napi_value exports);
+
 #endif

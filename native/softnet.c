@@ -788,31 +788,6 @@ static napi_value if_hwaddr(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ifAddr(name) -> the interface's primary IPv4 address (host-order u32) and its MTU. */
-static napi_value if_addr(napi_env env, napi_callback_info info) {
-  napi_value argv[1], out, v;
-  char name[IFNAMSIZ];
-  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
-  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return throw_errno(env, errno, "socket");
-  struct ifreq a, m;
-  memset(&a, 0, sizeof a);
-  memset(&m, 0, sizeof m);
-  set_ifname(&a, name);
-  set_ifname(&m, name);
-  int r = ioctl(sock, SIOCGIFADDR, &a);
-  if (r == 0) r = ioctl(sock, SIOCGIFMTU, &m);
-  int e = errno;
-  close(sock);
-  if (r < 0) return throw_errno(env, e, name);
-  CHECK(napi_create_object(env, &out));
-  CHECK(napi_create_uint32(env, ntohl(((struct sockaddr_in *)&a.ifr_addr)->sin_addr.s_addr), &v));
-  CHECK(napi_set_named_property(env, out, "addr", v));
-  CHECK(napi_create_int32(env, m.ifr_mtu, &v));
-  CHECK(napi_set_named_property(env, out, "mtu", v));
-  return out;
-}
-
 /* rawSocket() -> fd of a non-blocking IPPROTO_RAW socket (whole IPv4 packets out, nothing in). */
 static napi_value raw_socket(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1270,7 +1245,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"ifConfigure", NULL, if_configure, NULL, NULL, NULL, napi_default, NULL},
       {"ifHwaddr", NULL, if_hwaddr, NULL, NULL, NULL, napi_default, NULL},
       {"fdKind", NULL, fd_kind, NULL, NULL, NULL, napi_default, NULL},
-      {"ifAddr", NULL, if_addr, NULL, NULL, NULL, napi_default, NULL},
       {"rawSocket", NULL, raw_socket, NULL, NULL, NULL, napi_default, NULL},
       {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
       {"portSetFilter", NULL, port_set_filter, NULL, NULL, NULL, napi_default, NULL},
@@ -1287,6 +1261,7 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(control_register(env, exports));
   CHECK(privileges_register(env, exports));
+  CHECK(rtnl_register(env, exports));
   CHECK(napi_create_string_utf8(env, "softnet:io", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_object(env, &resource));
   CHECK(napi_async_init(env, resource, name, &async_ctx));

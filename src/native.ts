@@ -9,6 +9,15 @@ import { createRequire } from 'node:module';
  */
 export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, WATCH: 3, RAW: 4 } as const;
 
+/** An interface's state as ifState reads it: addr 0 when it has no IPv4 address. */
+export interface IfState {
+  index: number;
+  up: boolean;
+  running: boolean;
+  addr: number;
+  mtu: number;
+}
+
 /** The addon's functions; see native/softnet.c for their contracts. */
 export interface Native {
   setArena(arena: ArrayBuffer): void;
@@ -28,7 +37,6 @@ export interface Native {
   tapCarrier(fd: number, on: boolean): void;
   ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
   ifHwaddr(name: string): Uint8Array;
-  ifAddr(name: string): { addr: number; mtu: number };
   rawSocket(): number;
   packetSocket(ifname: string, filter: Uint8Array): number;
   portSetFilter(port: number, filter: Uint8Array): void;
@@ -52,6 +60,9 @@ export interface Native {
   netnsLock(name: string): number;
   dropPrivileges(uid: number, gid: number, keep: number, ambient: number): void;
   execvp(file: string, args: string[], keep: number): never;
+  rtnlOpen(): number;
+  rtnlDrain(fd: number): number;
+  ifState(name: string): IfState | null;
   gsoSegment(src: number, len: number, dst: number, stride: number, max: number, lens: Uint32Array): number;
 }
 

@@ -59,7 +59,7 @@ export async function runCommand(argv: string[]): Promise<void> {
             text(n.gateway),
             text(n.dhcpRange),
             text(n.hostLink),
-            n.uplink ? `${n.uplink} ${n.natAddress} ${n.natPorts}` : '-',
+            n.natPorts ? natText(n) : '-',
             text(n.vms),
           ]),
         ),
@@ -129,6 +129,12 @@ export async function runCommand(argv: string[]): Promise<void> {
   }
 }
 
+/** Where a network's NAT leaves now (interface, address, ports), and why not when it is on hold. */
+function natText(m: Message): string {
+  const at = `${text(m.uplink)} ${text(m.natAddress)} ${text(m.natPorts)}`;
+  return m.natHeld ? `${at}, on hold: ${text(m.natHeld)}` : at;
+}
+
 async function show(argv: string[]): Promise<void> {
   const g = parseFlags(argv, { values: new Set(['--control-socket']), bools: new Set(['--json']), words: 1 });
   if (g.words.length !== 1) throw new UsageError('VM', 'show needs a VM (its name, MAC or address)');
@@ -148,11 +154,14 @@ async function show(argv: string[]): Promise<void> {
       ['forwards', (v.forwards as string[]).join(', ') || '-'],
       ['allow', (v.allow as string[]).join(', ') || '-'],
       ['block', (v.block as string[]).join(', ') || '-'],
+      ['nat', v.natPorts ? natText(v) : '-'],
       ['nat mappings', text(v.natMappings)],
+      ['state', v.statePersisted === false ? `not persisted (${text(v.stateError)})` : 'persisted'],
       ['frames from vm', `${c.rx_frames} (${c.rx_bytes} bytes)`],
       ['frames to vm', `${c.tx_frames} (${c.tx_bytes} bytes, ${c.tx_drops} dropped)`],
       ['per-vm process', text(v.pid)],
       ['attached since', text(v.since)],
+      ['degraded', (v.degraded as string[] | undefined)?.join(', ') || '-'],
     ];
     return rows.map(([k, val]) => `${`${k}:`.padEnd(16)}${val}\n`).join('');
   });

@@ -77,7 +77,7 @@ export async function runServe(argv: string[]): Promise<void> {
   const service = new Service(engine, network, config, log);
   try {
     await service.start();
-    engine.listen(controlHandlers(engine, service, log));
+    engine.listen(controlHandlers(engine, service));
     // Before dropping privileges, which a port below 1024 needs.
     if (settings.metrics !== null) await startMetrics(engine, settings.metrics, log);
     if (settings.user !== null && settings.group !== null) engine.dropTo(settings.user, settings.group);

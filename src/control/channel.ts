@@ -1,13 +1,34 @@
 // One control connection (either end): messages in and out, an fd passed along with a message, and
 // requests matched to their replies. Readiness comes from a WATCH port of the addon.
+//
+// What one connection costs is bounded: messages are read into one buffer shared by every channel (each
+// is decoded before the next is read), and one wake-up reads MAX_READS messages at most, so a client that
+// floods cannot keep the others or the VMs' frames waiting. A `refused` event (the engine would not take
+// the connection) fails the requests waiting with its reason.
 
 import { native, PortMode } from '../native.js';
-import { BINARY_TAG, ControlError, decode, encode, MAX_MESSAGE, type Message } from './protocol.js';
+import {
+  BINARY_TAG,
+  ControlError,
+  decode,
+  EngineGone,
+  encode,
+  MAX_MESSAGE,
+  type Message,
+  TOO_LONG,
+} from './protocol.js';
 
 /** Linux's EAGAIN, EPIPE and EMSGSIZE, as the addon returns them (negated). */
 const EAGAIN = 11;
 const EPIPE = 32;
 const EMSGSIZE = 90;
+/** Messages read in one wake-up; the rest wait for the next turn of the event loop. */
+const MAX_READS = 64;
+/** Messages a refused connection may still have waiting, read and dropped before it is closed. */
+const MAX_DRAIN = 4096;
+/** Where every channel reads its messages. */
+const rx = new Uint8Array(MAX_MESSAGE);
+const fdOut = new Int32Array(1);
 
 /** What the owner of a channel does with what arrives. */
 export interface ChannelHandlers {
@@ -15,7 +36,7 @@ export interface ChannelHandlers {
   message(ch: Channel, msg: Message, fd: number): void;
   /** A binary message (a captured frame); `bytes` is only valid during the call. */
   binary?(ch: Channel, bytes: Uint8Array): void;
-  /** A message that is not one: bad JSON, wrong version. The connection stays open. */
+  /** A message that is not one: bad JSON, wrong version, too long (TOO_LONG). The connection stays open. */
   malformed?(ch: Channel, why: string): void;
   /** The other end closed, or the connection failed; the channel is closed already. */
   closed(ch: Channel): void;
@@ -24,8 +45,6 @@ export interface ChannelHandlers {
 /** A control connection over a SOCK_SEQPACKET fd, which the channel owns from now on. */
 export class Channel {
   private readonly port: number;
-  private readonly buf = new Uint8Array(MAX_MESSAGE);
-  private readonly fdOut = new Int32Array(1);
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve(m: Message): void; reject(e: Error): void }>();
   closed = false;
@@ -62,7 +81,7 @@ export class Channel {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (!this.send({ ...args, id, op }, passFd)) {
-        reject(new ControlError('the softnet engine is gone'));
+        reject(new EngineGone());
         return;
       }
       this.waiting.set(id, { resolve, reject });
@@ -81,32 +100,48 @@ export class Channel {
 
   /** Closes the connection; pending requests are rejected. */
   close(): void {
+    this.closeWith(new EngineGone());
+  }
+
+  /** Tells the other end why it is refused (a `refused` event), then closes as if it had hung up. */
+  refuse(why: string): void {
+    this.send({ event: 'refused', error: why });
+    // Input left unread would fail the other end's next read (ECONNRESET) before it reads why.
+    for (let i = 0; i < MAX_DRAIN; i++) {
+      const n = native.ctlRecv(this.fd, rx, fdOut);
+      if (fdOut[0] >= 0) native.closeFd(fdOut[0]);
+      if (n <= 0 && n !== -EMSGSIZE) break;
+    }
+    this.hangUp();
+  }
+
+  private closeWith(reason: ControlError): void {
     if (this.closed) return;
     this.closed = true;
     native.portClose(this.port);
-    for (const w of this.waiting.values()) w.reject(new ControlError('the softnet engine is gone'));
+    for (const w of this.waiting.values()) w.reject(reason);
     this.waiting.clear();
   }
 
   private readable(): void {
-    while (!this.closed) {
-      const n = native.ctlRecv(this.fd, this.buf, this.fdOut);
+    for (let i = 0; i < MAX_READS && !this.closed; i++) {
+      const n = native.ctlRecv(this.fd, rx, fdOut);
       if (n === -EAGAIN) return;
       if (n === -EMSGSIZE) {
-        this.handlers.malformed?.(this, 'message too long');
+        this.handlers.malformed?.(this, TOO_LONG);
         continue;
       }
       if (n <= 0) {
         this.hangUp();
         return;
       }
-      this.dispatch(this.buf.subarray(0, n), this.fdOut[0]);
+      this.dispatch(rx.subarray(0, n), fdOut[0]);
     }
   }
 
-  private hangUp(): void {
+  private hangUp(reason: ControlError = new EngineGone()): void {
     if (this.closed) return;
-    this.close();
+    this.closeWith(reason);
     this.handlers.closed(this);
   }
 
@@ -120,6 +155,11 @@ export class Channel {
     if (typeof msg === 'string') {
       if (fd >= 0) native.closeFd(fd);
       this.handlers.malformed?.(this, msg);
+      return;
+    }
+    if (msg.event === 'refused' && msg.id === undefined) {
+      if (fd >= 0) native.closeFd(fd);
+      this.hangUp(new ControlError(String(msg.error)));
       return;
     }
     const w =

@@ -3,7 +3,8 @@
 // A client sends requests `{v, id, op, ...}`; the engine answers each with `{v, id, ok: true, ...}` or
 // `{v, id, ok: false, error, flag?}` (flag: the command-line flag the error is about, so the per-VM form
 // can print its usual one line and exit 2). The engine also sends events `{v, event, ...}` without an id
-// (a VM was detached, a capture ended). A message whose first byte is 0 is binary, not JSON: captured
+// (a VM was detached, a capture ended), and `{v, event: 'refused', error}` just before it closes a
+// connection it will not serve (too many, out of file descriptors, garbage, a flood). A message whose first byte is 0 is binary, not JSON: captured
 // frames (capture/records.ts).
 
 /** The protocol version this build speaks; a request of another version is refused. */
@@ -12,6 +13,9 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_MESSAGE = 256 * 1024;
 /** First byte of a binary message. */
 export const BINARY_TAG = 0;
+
+/** Why a message was dropped unread: it was longer than MAX_MESSAGE. */
+export const TOO_LONG = 'message too long';
 
 /** A decoded JSON message: a request, a reply or an event. */
 export type Message = Record<string, unknown>;
@@ -23,6 +27,13 @@ export class ControlError extends Error {
     readonly flag: string | null = null,
   ) {
     super(message);
+  }
+}
+
+/** The connection to the engine closed before an answer came: another engine may take over. */
+export class EngineGone extends ControlError {
+  constructor() {
+    super('the softnet engine is gone');
   }
 }
 

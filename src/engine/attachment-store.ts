@@ -1,9 +1,11 @@
 // The VMs attached to an engine, on disk (STATE_DIR/attachments.json), so that a successor engine knows
 // them: it gives each VM that comes back its key, name and external MAC again, and frees what a VM that
-// does not come back held. Written atomically after every attach and detach.
+// does not come back held. Written atomically after every attach and detach (a disk that refuses is
+// retried, see StateFiles). A file that cannot be read is moved aside: the VMs that come back then attach
+// under the keys their per-VM processes resume with, and keep their leases.
 
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { readVersionedList } from '../util/json-file.js';
+import { readOrSetAside, readVersionedList } from '../util/json-file.js';
+import { type StateFiles, type StateWriter, stateFiles } from '../util/state-files.js';
 
 /** One attached VM as it is remembered. */
 export interface VmRecord {
@@ -36,15 +38,26 @@ function isRecord(x: unknown): x is VmRecord {
 
 /** Reads and writes one attachment file. */
 export class AttachmentStore {
-  constructor(readonly path: string) {}
+  private readonly writer: StateWriter;
 
-  /** The records in the file; none if there is no file. An entry that is not a record is skipped. */
-  load(): VmRecord[] {
-    return readVersionedList(this.path, 'vms', 'attachment').filter(isRecord);
+  constructor(
+    readonly path: string,
+    private readonly files: StateFiles = stateFiles,
+  ) {
+    this.writer = files.writer(path);
   }
 
-  /** Replaces the file's content with `records`. */
+  /** The records in the file; none if there is none or it cannot be read. An entry that is not a record is skipped. */
+  load(): VmRecord[] {
+    const list = readOrSetAside(this.path, this.files, [], () =>
+      readVersionedList(this.path, 'vms', 'attachment'),
+    );
+    return list.filter(isRecord);
+  }
+
+  /** Replaces the file's content with `records`; never throws (see StateFiles). */
   save(records: Iterable<VmRecord>): void {
-    writeFileAtomic(this.path, `${JSON.stringify({ version: 1, vms: [...records] }, null, 1)}\n`);
+    const text = `${JSON.stringify({ version: 1, vms: [...records] }, null, 1)}\n`;
+    this.writer.save(() => text);
   }
 }

@@ -78,6 +78,12 @@ export class Captures {
     for (const [id, run] of this.running) if (run.ch === ch) void this.end(id, 'client-gone', false);
   }
 
+  /** Whether the client at `ch` runs a capture. */
+  holds(ch: Channel): boolean {
+    for (const run of this.running.values()) if (run.ch === ch) return true;
+    return false;
+  }
+
   /** Ends every capture (the engine stops), telling each client why. */
   closeAll(reason: string): void {
     for (const id of [...this.running.keys()]) void this.end(id, reason, true);

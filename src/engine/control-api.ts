@@ -2,14 +2,18 @@
 // gets an error reply naming what is wrong (and the per-VM flag, where there is one), never a crash.
 
 import { CAPTURE_FORMAT } from '../capture/records.js';
-import type { Channel, ChannelHandlers } from '../control/channel.js';
+import type { Channel } from '../control/channel.js';
 import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
+import { CONTROL_DEGRADED, type ServerHandlers } from '../control/server.js';
 import { native } from '../native.js';
-import type { Logger } from '../util/log.js';
+import { DNS_DEGRADED, ResolvConf } from '../services/resolv-conf.js';
+import { toWall } from '../util/clock.js';
+import { stateFiles } from '../util/state-files.js';
 import { formatIpv4 } from '../wire/addr.js';
 import type { Engine, LiveVm } from './engine.js';
 import { portStats } from './engine.js';
 import { UsageError } from './errors.js';
+import { checkFdHeadroom, outOfFdsCode, outOfFdsMessage } from './fd-headroom.js';
 import type { LiveNetwork } from './live-network.js';
 import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
 import { checkVmSpec, VM_FLAG, type VmSpec } from './vm-spec.js';
@@ -34,12 +38,12 @@ export function networkInfo(net: LiveNetwork): Message {
     hostLink: net.hostLink,
     gatewayMac: own ? [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':') : null,
     leaseTime: own ? cfg.leaseTime : null,
-    uplink: net.uplink ? net.uplink.name : null,
-    natAddress: net.uplink ? formatIpv4(net.uplink.nat.addr) : null,
-    natPorts: net.uplink ? net.uplink.natPorts : null,
+    ...uplinkInfo(net),
+    hostLinkProblem: net.hostLinkProblem,
     reservations: net.spec.reservations,
     vms: net.seg.attachments.size,
     declared: net.declared,
+    ...stateHealth(),
   };
 }
 
@@ -55,7 +59,7 @@ export function vmInfo(live: LiveVm): Message {
     mac: live.vm.mac,
     externalMac: live.record.extMac,
     ip: att.ip === 0 ? null : formatIpv4(att.ip),
-    leaseExpires: lease && lease.state === 'bound' ? new Date(lease.expires).toISOString() : null,
+    leaseExpires: lease && lease.state === 'bound' ? new Date(toWall(lease.expires)).toISOString() : null,
     hostDevice: live.net.hostLink,
     port: att.port.name,
     forwards: live.vm.expose,
@@ -65,7 +69,36 @@ export function vmInfo(live: LiveVm): Message {
     since: live.record.since,
     counters: portStats(att.port),
     natMappings: att.natIndex.size,
+    ...uplinkInfo(live.net),
+    ...stateHealth(),
   };
+}
+
+/** Whether the engine's state files hold what it has in memory, and if not, which fails and why. */
+function stateHealth(): Message {
+  return { statePersisted: stateFiles.persisted, stateError: stateFiles.error };
+}
+
+/**
+ * Which interface and address a network's NAT uses now, and why it is on hold when it is (the address
+ * it had stays shown: its mappings wait for it).
+ */
+function uplinkInfo(net: LiveNetwork): Message {
+  const up = net.uplink;
+  return {
+    uplink: up ? up.ifname : null,
+    natAddress: up && up.nat.addr !== 0 ? formatIpv4(up.nat.addr) : null,
+    natPorts: up ? up.natPorts : null,
+    natHeld: up ? up.heldReason : null,
+  };
+}
+
+/** The degraded states the engine is in (DESIGN.md, "Degraded, not dead"). */
+function degradedStates(engine: Engine): string[] {
+  const out: string[] = [];
+  if (ResolvConf.active()?.degraded) out.push(DNS_DEGRADED);
+  if (engine.controlServer?.outOfFds) out.push(CONTROL_DEGRADED);
+  return out;
 }
 
 /** A capture request's frame limit: its `count`, or no limit. */
@@ -88,13 +121,15 @@ function fieldErrors<T>(flags: Record<string, string>, check: () => T): T {
 
 /** Turns an error into what the reply carries: a UsageError keeps its flag. */
 function replyError(e: unknown): Error {
+  const fds = outOfFdsCode(e);
+  if (fds) return new ControlError(outOfFdsMessage(fds));
   if (e instanceof UsageError) return new ControlError(e.detail, e.flag);
   if (e instanceof ControlError) return e;
   return new ControlError(e instanceof Error ? e.message : String(e));
 }
 
 /** The handlers of the engine's control connections. */
-export function controlHandlers(engine: Engine, admin: NetworkAdmin | null, log: Logger): ChannelHandlers {
+export function controlHandlers(engine: Engine, admin: NetworkAdmin | null): ServerHandlers {
   const handle = async (ch: Channel, msg: Message, fd: number): Promise<Message> => {
     const op = msg.op;
     if (op !== 'attach' && fd >= 0) native.closeFd(fd);
@@ -124,7 +159,7 @@ export function controlHandlers(engine: Engine, admin: NetworkAdmin | null, log:
       case 'show': {
         const live = engine.find(str(msg, 'vm'));
         if (!live) throw new ControlError(`no VM ${str(msg, 'vm')} is attached`);
-        return vmInfo(live);
+        return { ...vmInfo(live), degraded: degradedStates(engine) };
       }
       case 'counters':
         return { counters: engine.counters() };
@@ -154,26 +189,29 @@ export function controlHandlers(engine: Engine, admin: NetworkAdmin | null, log:
   };
   return {
     message(ch, msg, fd) {
-      if (typeof msg.id !== 'number' || typeof msg.op !== 'string') {
-        if (fd >= 0) native.closeFd(fd);
-        log.warn('control message ignored', { why: 'not a request' });
-        return;
-      }
       handle(ch, msg, fd).then(
         (result) => ch.reply(msg, result),
         (e) => ch.reply(msg, replyError(e)),
       );
     },
-    malformed(_ch, why) {
-      log.warn('control message ignored', { why });
-    },
     closed(ch) {
       engine.channelClosed(ch);
+    },
+    holds(ch) {
+      for (const v of engine.vms.values()) if (v.owner.channel === ch) return true;
+      return engine.captures.holds(ch);
     },
   };
 }
 
 async function attach(engine: Engine, ch: Channel, msg: Message, fd: number): Promise<Message> {
+  // A VM fd that could not be received (no fd left for it) arrives as none: the headroom says why.
+  try {
+    checkFdHeadroom();
+  } catch (e) {
+    if (fd >= 0) native.closeFd(fd);
+    throw e;
+  }
   if (fd < 0) throw new ControlError('attach needs the VM port fd passed along');
   let network: NetworkSpec;
   let vm: VmSpec;

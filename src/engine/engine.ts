@@ -30,13 +30,16 @@ import { join } from 'node:path';
 import type { Channel } from '../control/channel.js';
 import { ControlServer } from '../control/server.js';
 import { native, PortMode } from '../native.js';
-import { epochSeconds, Pipeline } from '../pipeline/pipeline.js';
+import { Pipeline } from '../pipeline/pipeline.js';
 import { DestinationPolicy } from '../policy/destinations.js';
 import { RuleTable, Verdict } from '../policy/rules.js';
+import { HostEvents } from '../ports/host-events.js';
 import { PORT_STAT_NAMES, type Port } from '../ports/port.js';
 import { defaultRouteInterface } from '../ports/uplink.js';
 import { dropsByName } from '../stats/drops.js';
+import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { LogFields, Logger, LogLevel } from '../util/log.js';
+import { stateFiles } from '../util/state-files.js';
 import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
 import { macKey } from '../wire/ethernet.js';
 import { type Attachment, AttType } from './attachment.js';
@@ -50,6 +53,9 @@ import { openPort } from './ports.js';
 import { dropPrivileges, KEPT_NAMES } from './privileges.js';
 import { LiveUplink } from './uplinks.js';
 import type { VmSpec } from './vm-spec.js';
+
+/** Seconds between looks at the host's interfaces without an event. */
+const HOST_CHECK_TICKS = 5;
 
 /** How the engine runs. */
 export interface EngineOptions {
@@ -117,6 +123,11 @@ export class Engine {
   private readonly store: AttachmentStore;
   private control: ControlServer | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private hostEvents: HostEvents | null = null;
+  private hostCheckPending = false;
+  private ticks = 0;
+  /** Bridge networks whose interface failed (logged once). */
+  private readonly bridgeFailed = new Set<string>();
   private stopping = false;
   private readonly onReady = (id: number, status: number): void => this.ready(id, status);
   private readonly redrain = (port: Port): void => this.drainPort(port);
@@ -127,23 +138,36 @@ export class Engine {
     private readonly exit: (code: number) => void,
   ) {
     native.setArena(this.p.arena);
+    stateFiles.useLog(log);
     flagged('--state-dir', () => mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 }));
     // Leases and records are one engine's: two engines writing one directory would undo each other.
     if (flagged('--state-dir', () => native.lockFile(join(opts.stateDir, 'engine.lock'))) < 0)
       throw new UsageError('--state-dir', `${opts.stateDir} is in use by another softnet engine`);
     this.store = new AttachmentStore(join(opts.stateDir, 'attachments.json'));
-    const records = flagged('--state-dir', () => this.store.load());
-    const deadline = Date.now() + opts.graceMs;
+    const records = this.store.load();
+    const deadline = monotonicMs() + opts.graceMs;
     for (const record of records) this.awaited.set(record.key, { record, deadline });
+  }
+
+  /** The control socket, once listening (its refusals, its degraded state). */
+  get controlServer(): ControlServer | null {
+    return this.control;
   }
 
   /** Starts serving: the control socket (whose lock the caller holds) and the timer. */
   listen(handlers: ConstructorParameters<typeof ControlServer>[2]): void {
     this.control = flagged(
       '--control-socket',
-      () => new ControlServer(this.opts.controlSocket, this.opts.controlGid, handlers),
+      () => new ControlServer(this.opts.controlSocket, this.opts.controlGid, handlers, this.log),
     );
     this.timer = setInterval(() => this.tick(), 1000);
+    try {
+      this.hostEvents = new HostEvents(this.checkHostSoon);
+    } catch (e) {
+      this.log.warn('no rtnetlink events: the host is looked at every few seconds only', {
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 
   /** Drops to `user`/`group` once set-up is done, handing the state directory over first. */
@@ -197,8 +221,7 @@ export class Engine {
         declared,
         this.log,
         {
-          hostLinkFailed: (err) =>
-            this.fail(`${spec.type === 'bridge' ? 'bridge interface' : 'host link'} ${link} failed: ${err}`),
+          hostLinkFailed: (err) => this.sideFailed(spec, link, err),
           vmGone: (att, err) => this.vmGone(att, err),
           addressChanged: (att, ip) => this.forwards.moved(att, ip),
         },
@@ -212,7 +235,8 @@ export class Engine {
         bridge_interface: spec.bridgeInterface ?? undefined,
         gateway: spec.type === 'bridge' ? undefined : formatIpv4(net.seg.cfg.gateway),
         subnet: spec.type === 'bridge' ? undefined : spec.cidr,
-        uplink: uplink ? `${uplink.name} ${formatIpv4(uplink.nat.addr)}` : undefined,
+        uplink: uplink ? (uplink.ifname ?? 'none') : undefined,
+        nat_address: uplink && !uplink.nat.held ? formatIpv4(uplink.nat.addr) : undefined,
       });
       return net;
     } catch (e) {
@@ -221,30 +245,48 @@ export class Engine {
     }
   }
 
-  /** The uplink a shared network NATs through, opened if no network uses it yet; null when there is none. */
-  private uplinkFor(spec: NetworkSpec): LiveUplink | null {
-    const name = spec.uplink ?? defaultRouteInterface();
-    if (name === null) {
-      this.log.warn('no default route and no --uplink: VMs reach the host only', { network: spec.name });
-      return null;
-    }
-    const key = `${name} ${spec.natPorts}`;
-    let up = this.uplinks.get(key);
+  /**
+   * The uplink a shared network NATs through (the one it names, else the default route's, followed as
+   * it moves), opened if no network uses it yet; held until the interface can carry NAT.
+   */
+  private uplinkFor(spec: NetworkSpec): LiveUplink {
+    const key = LiveUplink.key(spec.uplink, spec.natPorts);
+    let up = this.uplinks.get(key) ?? this.sameInterface(spec);
     if (!up) {
       up = LiveUplink.open(
         this.p,
-        name,
+        spec.uplink,
         spec.natPorts,
         spec.natFlowsPerVm,
         this.opts.stateDir,
         this.log,
-        (err) => this.fail(`uplink ${name} failed: ${err}`),
+        (port) => native.portWatch(port.id, this.onReady),
+        this.checkHostSoon,
       );
-      native.portWatch(up.capturePort.id, this.onReady);
       this.uplinks.set(key, up);
     }
     up.users++;
     return up;
+  }
+
+  /**
+   * An open uplink of `spec`'s port range on the interface it would use (one named, and the default route's
+   * when it names none): one interface has one guard per range, so they share it. A network naming the
+   * interface pins one that followed the default route there: what an operator named stays in use.
+   */
+  private sameInterface(spec: NetworkSpec): LiveUplink | undefined {
+    const iface = spec.uplink ?? defaultRouteInterface();
+    if (iface === null) return undefined;
+    for (const up of this.uplinks.values()) {
+      if (up.natPorts !== spec.natPorts || up.ifname !== iface) continue;
+      if (spec.uplink !== null && up.want === null) {
+        this.uplinks.delete(LiveUplink.key(up.want, up.natPorts));
+        up.pin(spec.uplink);
+        this.uplinks.set(LiveUplink.key(up.want, up.natPorts), up);
+      }
+      return up;
+    }
+    return undefined;
   }
 
   private releaseUplink(up: LiveUplink): void {
@@ -252,7 +294,48 @@ export class Engine {
     // Stopping saved it already, before the networks closing took the VMs' mappings away.
     if (!this.stopping) up.save(this.p.clock);
     up.close();
-    this.uplinks.delete(`${up.name} ${up.natPorts}`);
+    this.uplinks.delete(LiveUplink.key(up.want, up.natPorts));
+  }
+
+  /**
+   * The host link or a bridge's LAN socket failed. A host link is looked at and repaired; a bridge's
+   * interface is the host's, so its VMs are cut off from the LAN until it works again, and the engine goes on.
+   */
+  private sideFailed(spec: NetworkSpec, link: string, err: string): void {
+    if (spec.type !== 'bridge') {
+      this.checkHostSoon();
+      return;
+    }
+    if (this.bridgeFailed.has(spec.name)) return;
+    this.bridgeFailed.add(spec.name);
+    this.log.error('bridge interface failed: its VMs are cut off from the LAN', {
+      network: spec.name,
+      bridge_interface: link,
+      error: err,
+    });
+  }
+
+  /** Reads the uplinks and host links again at the next turn of the event loop (once, however often asked). */
+  private readonly checkHostSoon = (): void => {
+    if (this.hostCheckPending || this.stopping) return;
+    this.hostCheckPending = true;
+    setImmediate(() => {
+      this.hostCheckPending = false;
+      this.checkHost();
+    });
+  };
+
+  /** Follows the host's interfaces: every uplink, every host link (see uplinks.ts and live-network.ts). */
+  private checkHost(): void {
+    if (this.stopping) return;
+    for (const up of this.uplinks.values()) {
+      try {
+        up.check();
+      } catch (e) {
+        this.log.error('uplink check failed', { error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    for (const net of this.networks.values()) net.checkHostLink();
   }
 
   private closeNetwork(net: LiveNetwork): void {
@@ -521,16 +604,13 @@ export class Engine {
   }
 
   private saveRecords(): void {
-    try {
-      this.store.save(this.records());
-    } catch (e) {
-      this.log.error('attachment store write failed', { error: e instanceof Error ? e.message : String(e) });
-    }
+    this.store.save(this.records());
   }
 
   private tick(): void {
-    this.p.clock = epochSeconds();
-    const now = Date.now();
+    this.p.clock = monotonicSeconds();
+    const now = monotonicMs();
+    stateFiles.retry();
     for (const net of this.networks.values()) net.seg.tick(now, this.p.clock);
     for (const up of this.uplinks.values()) up.tick(this.p.clock);
     let changed = false;
@@ -547,6 +627,9 @@ export class Engine {
       changed = true;
     }
     if (changed) this.saveRecords();
+    // The events say when the host changes; this catches what they could not say (a lost event, a
+    // change the socket was not subscribed to).
+    if (++this.ticks % HOST_CHECK_TICKS === 0) this.checkHost();
   }
 
   /** Counters as one object: per port and direction, and drops by reason (only those that happened). */
@@ -557,7 +640,7 @@ export class Engine {
     for (const net of this.networks.values()) {
       ports.push(...net.seg.sidePorts, ...[...net.seg.attachments].map((a) => a.port));
     }
-    for (const up of this.uplinks.values()) ports.push(up.nat.raw, up.capturePort);
+    for (const up of this.uplinks.values()) ports.push(...up.ports);
     for (const port of ports) out[`port:${port.name}`] = portStats(port);
     return out;
   }
@@ -585,6 +668,7 @@ export class Engine {
     if (this.stopping) return;
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    this.hostEvents?.close();
     const others = [...this.vms.values()].filter((v) => v.owner.channel !== null).length;
     if (others > 0)
       this.log.info('handing over', { vms: others, reason: 'their per-VM processes take over' });
@@ -594,11 +678,7 @@ export class Engine {
     this.forwards.removeAll('engine-stopping');
     for (const up of this.uplinks.values()) up.save(this.p.clock);
     for (const net of [...this.networks.values()]) this.closeNetwork(net);
-  }
-
-  private fail(message: string): void {
-    this.log.error(message);
-    this.stop(1);
+    stateFiles.flush();
   }
 
   private ready(id: number, status: number): void {

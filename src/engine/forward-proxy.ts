@@ -20,6 +20,7 @@
 
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { monotonicMs } from '../util/clock.js';
 import { formatIpv4 } from '../wire/addr.js';
 
 /** TCP connections one forward relays at once. */
@@ -124,17 +125,17 @@ async function udpProxy(host: string, ext: number, target: ProxyTarget): Promise
       if (ip === 0) return;
       if (sessions.size >= MAX_SESSIONS) end(sessions.keys().next().value as string);
       const sock = createSocket({ type: 'udp4' });
-      const session: Session = { sock, ip: formatIpv4(ip), last: Date.now() };
+      const session: Session = { sock, ip: formatIpv4(ip), last: monotonicMs() };
       sock.on('message', (reply: Buffer, vm: RemoteInfo) => {
         if (vm.address !== session.ip || vm.port !== target.port) return;
-        session.last = Date.now();
+        session.last = monotonicMs();
         listener.send(reply, from.port, from.address);
       });
       sock.on('error', () => end(key));
       sessions.set(key, session);
       s = session;
     }
-    s.last = Date.now();
+    s.last = monotonicMs();
     s.sock.send(msg, target.port, s.ip);
   });
   await new Promise<void>((resolve, reject) => {
@@ -147,7 +148,7 @@ async function udpProxy(host: string, ext: number, target: ProxyTarget): Promise
   // After the bind: an error now (a send that failed) is no reason to stop serving.
   listener.on('error', () => {});
   const timer = setInterval(() => {
-    const now = Date.now();
+    const now = monotonicMs();
     for (const [key, s] of sessions) if (now - s.last > SESSION_IDLE_MS) end(key);
   }, 5000);
   timer.unref();

@@ -132,7 +132,7 @@ export class EngineForwards {
     if (nat && f.ext >= nat.forwards.lo && f.ext <= nat.forwards.hi)
       throw new UsageError(
         '--expose',
-        `${text}: port ${f.ext} is in the NAT port range ${nat.forwards.lo}-${nat.forwards.hi} of ${net.uplink?.name}`,
+        `${text}: port ${f.ext} is in the NAT port range ${nat.forwards.lo}-${nat.forwards.hi} of ${net.uplink?.ifname ?? 'the uplink'}`,
       );
     for (const other of this.byAtt.values()) {
       for (const o of other.list) {

@@ -1,6 +1,12 @@
 // A network the engine runs: its host link TAP carrying the gateway address, DNS at the gateway, and the
 // segment that decides its frames; a bridge network has the LAN of an interface instead of the first two.
 // Opened when it is declared (the service) or first asked for (a VM).
+//
+// The host link is softnet's, but the host's administrator (or a network manager) may delete it, set it
+// down or take its address away. checkHostLink() runs on every rtnetlink event and every few seconds and
+// puts back what is missing: the same TAP (name, MAC, address, hence the subnet's route) made again, or
+// the link brought up and given its address again. The VMs keep their addresses and ports meanwhile, and
+// the host hears of each VM's address again once the link is back.
 
 import { join } from 'node:path';
 import { native } from '../native.js';
@@ -19,6 +25,13 @@ import type { LiveUplink } from './uplinks.js';
 
 /** One running network. */
 export class LiveNetwork {
+  /** What is wrong with the host link that softnet could not repair yet; null when nothing is. */
+  hostLinkProblem: string | null = null;
+  /** Times the host link was found deleted, down or without its address, and put back. */
+  hostLinkRepairs = 0;
+  /** The host link TAP's interface index: another one means softnet's TAP was deleted. */
+  private linkIndex: number;
+
   private constructor(
     readonly spec: NetworkSpec,
     readonly seg: NetworkSegment,
@@ -26,7 +39,11 @@ export class LiveNetwork {
     private dns: DnsForwarder | null,
     /** Declared networks stay without VMs; one a VM brought along closes with its last VM. */
     readonly declared: boolean,
-  ) {}
+    private readonly log: Logger,
+    private readonly watch: (port: Port) => void,
+  ) {
+    this.linkIndex = spec.type === 'bridge' ? 0 : (native.ifState(spec.hostLink)?.index ?? 0);
+  }
 
   /**
    * Opens `spec`'s host link and segment; `watch` starts readiness callbacks on a port. Throws UsageError
@@ -87,7 +104,7 @@ export class LiveNetwork {
       });
     }
     watch(hostPort);
-    return new LiveNetwork(spec, seg, uplink, dns, declared);
+    return new LiveNetwork(spec, seg, uplink, dns, declared, log, watch);
   }
 
   /**
@@ -145,12 +162,69 @@ export class LiveNetwork {
     }
     watch(rx);
     watch(tx);
-    return new LiveNetwork(spec, seg, null, null, declared);
+    return new LiveNetwork(spec, seg, null, null, declared, log, watch);
   }
 
   /** The interface the network holds: its host link's TAP, or the interface a bridge network bridges to. */
   get hostLink(): string {
     return linkOf(this.spec);
+  }
+
+  /** Reads the host link afresh and puts back what someone else undid (see the top of this file). */
+  checkHostLink(): void {
+    if (this.spec.type === 'bridge') return;
+    const name = this.spec.hostLink;
+    const { gateway, prefix } = this.seg.cfg;
+    const st = native.ifState(name);
+    let found: string[];
+    try {
+      if (st === null || st.index !== this.linkIndex) {
+        found = [st === null ? 'deleted' : 'replaced'];
+        this.remakeHostLink();
+      } else {
+        found = [];
+        if (!st.up) found.push('down');
+        if (st.addr !== gateway) found.push(st.addr === 0 ? 'address-missing' : 'address-changed');
+        if (found.length === 0) return;
+        native.ifConfigure(name, gateway, prefix, true);
+      }
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (this.hostLinkProblem === null)
+        this.log.error('host link cannot be repaired: the host does not reach the VMs', {
+          network: this.spec.name,
+          host_link: name,
+          error: why,
+        });
+      this.hostLinkProblem = why;
+      return;
+    }
+    this.hostLinkProblem = null;
+    this.hostLinkRepairs++;
+    this.log.warn('host link repaired', { network: this.spec.name, host_link: name, found: found.join(',') });
+  }
+
+  /** Makes the host link's TAP again, as it was opened, in place of the one that went away. */
+  private remakeHostLink(): void {
+    const spec = this.spec;
+    const cfg = this.seg.cfg;
+    const link = openHostLink(
+      spec.hostLink,
+      gatewayMacFor(spec.hostLink, spec.cidr),
+      cfg.gateway,
+      cfg.prefix,
+      spec.mtu,
+    );
+    let port: Port;
+    try {
+      port = openPort(link.spec);
+    } catch (e) {
+      native.closeFd(link.spec.fd);
+      throw e;
+    }
+    this.seg.replaceHostLink(port);
+    this.watch(port);
+    this.linkIndex = native.ifState(spec.hostLink)?.index ?? 0;
   }
 
   /** Closes the host link and every attachment (leases stay on disk) and stops DNS. */

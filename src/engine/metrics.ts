@@ -3,15 +3,21 @@
 // leases and pool; per uplink its NAT mappings by protocol; the captures running; the engine itself.
 
 import type { Server } from 'node:http';
+import { CONTROL_DEGRADED, type RefusalReason } from '../control/server.js';
 import { NatProto } from '../nat/flows.js';
 import { PortStat } from '../ports/port.js';
+import { DNS_DEGRADED, ResolvConf } from '../services/resolv-conf.js';
 import { DROP_NAMES, Drop } from '../stats/drops.js';
 import { type MetricsAddress, serveMetrics } from '../stats/metrics-http.js';
 import { Exposition, type Labels } from '../stats/prometheus.js';
+import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
+import { stateFiles } from '../util/state-files.js';
 import { VERSION } from '../version.js';
+import { formatIpv4 } from '../wire/addr.js';
 import type { Engine } from './engine.js';
 import { UsageError } from './errors.js';
+import type { LiveUplink } from './uplinks.js';
 
 /** Per-VM counters: metric name, the port counter it reads, help. */
 const VM_COUNTERS: ReadonlyArray<readonly [string, number, string]> = [
@@ -24,6 +30,15 @@ const VM_COUNTERS: ReadonlyArray<readonly [string, number, string]> = [
     PortStat.TX_DROPS,
     "Frames for the VM that its port could not take (the VM's queue was full, or it had gone).",
   ],
+];
+
+const REFUSALS: readonly RefusalReason[] = [
+  'malformed',
+  'too-long',
+  'flood',
+  'idle',
+  'too-many-connections',
+  'out-of-fds',
 ];
 
 const PROTOCOLS: ReadonlyArray<readonly [string, number]> = [
@@ -72,7 +87,8 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
     'DHCP leases bound on the network (held by VMs attached or not).',
     nets.map((n) => {
       let bound = 0;
-      for (const l of n.seg.leases.all()) if (l.state === 'bound' && l.expires > now) bound++;
+      const mono = monotonicMs();
+      for (const l of n.seg.leases.all()) if (l.state === 'bound' && l.expires > mono) bound++;
       return [netLabel(n.spec.name), bound] as const;
     }),
   );
@@ -91,7 +107,7 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
     ups.flatMap((u) =>
       PROTOCOLS.map(
         ([protocol, proto]) =>
-          [{ uplink: u.name, ports: u.natPorts, protocol }, u.nat.flows.inUse(proto)] as const,
+          [{ uplink: uplinkLabel(u), ports: u.natPorts, protocol }, u.nat.flows.inUse(proto)] as const,
       ),
     ),
   );
@@ -99,8 +115,77 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
     'softnet_nat_ports',
     'gauge',
     "External ports of the uplink's range: the most mappings it holds per protocol.",
-    ups.map((u) => [{ uplink: u.name, ports: u.natPorts }, u.nat.flows.hi - u.nat.flows.lo + 1] as const),
+    ups.map(
+      (u) => [{ uplink: uplinkLabel(u), ports: u.natPorts }, u.nat.flows.hi - u.nat.flows.lo + 1] as const,
+    ),
   );
+  out.family(
+    'softnet_uplink_usable',
+    'gauge',
+    'Whether the uplink carries NAT now (0: held, with the reason and the address its mappings wait for).',
+    ups.map(
+      (u) =>
+        [
+          {
+            uplink: uplinkLabel(u),
+            ports: u.natPorts,
+            address: u.nat.addr === 0 ? '' : formatIpv4(u.nat.addr),
+            reason: u.heldReason ?? '',
+          },
+          u.nat.held ? 0 : 1,
+        ] as const,
+    ),
+  );
+  out.family(
+    'softnet_uplink_outages_total',
+    'counter',
+    'Times the uplink could not carry NAT (down, gone, without an address, no default route).',
+    ups.map((u) => [{ uplink: uplinkLabel(u), ports: u.natPorts }, u.outages] as const),
+  );
+  out.family(
+    'softnet_host_link_usable',
+    'gauge',
+    "Whether the network's host link is as softnet made it (0: it could not be repaired yet).",
+    nets
+      .filter((n) => n.spec.type !== 'bridge')
+      .map((n) => [netLabel(n.spec.name), n.hostLinkProblem === null ? 1 : 0] as const),
+  );
+  out.family(
+    'softnet_host_link_repairs_total',
+    'counter',
+    "Times the network's host link was found deleted, down or without its address, and put back.",
+    nets
+      .filter((n) => n.spec.type !== 'bridge')
+      .map((n) => [netLabel(n.spec.name), n.hostLinkRepairs] as const),
+  );
+
+  out.family(
+    'softnet_state_persisted',
+    'gauge',
+    'Whether every state file holds what softnet has in memory (0: writes fail and are being retried).',
+    [[{}, stateFiles.persisted ? 1 : 0]],
+  );
+  out.family('softnet_state_write_failures_total', 'counter', 'Writes of state files that failed.', [
+    [{}, stateFiles.failedWrites],
+  ]);
+  const control = engine.controlServer;
+  out.family(
+    'softnet_control_rejected_total',
+    'counter',
+    'Control connections refused, by reason.',
+    REFUSALS.map((reason) => [{ reason }, control?.refused.get(reason) ?? 0] as const),
+  );
+  const dns = ResolvConf.active();
+  out.family(
+    'softnet_dns_resolvers',
+    'gauge',
+    "Nameservers of the host's resolv.conf that DNS at the gateway forwards to.",
+    dns ? [[{}, dns.servers.length]] : [],
+  );
+  out.family('softnet_degraded', 'gauge', 'Whether softnet is in the degraded state (1) or not (0).', [
+    [{ state: DNS_DEGRADED }, dns?.degraded ? 1 : 0],
+    [{ state: CONTROL_DEGRADED }, control?.outOfFds ? 1 : 0],
+  ]);
 
   out.family('softnet_captures', 'gauge', 'Captures running (softnet capture).', [
     [{}, engine.captures.size],
@@ -122,6 +207,11 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
     [{}, (now - engine.started) / 1000],
   ]);
   return out.text();
+}
+
+/** An uplink's label: the interface NAT uses now, else the one asked for. */
+function uplinkLabel(u: LiveUplink): string {
+  return u.ifname ?? u.want ?? 'none';
 }
 
 /** Serves the engine's metrics at `addr`; throws a UsageError naming --metrics when it cannot listen there. */

@@ -12,7 +12,8 @@
  *   integer to V8, where an address above 2^31 would be a boxed number allocated on every lookup.
  * - When a VM gets an address, the host link hears a gratuitous ARP from its external MAC: the host may
  *   still have that address at the MAC of the VM that held it before (for half a minute or so).
- * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet. A VM that goes away
+ * - Leases expire, and idle NAT mappings end, on a one-second timer, not per packet, and on the
+ *   monotonic clock (util/clock.ts), so a step of the wall clock neither ends them all nor keeps them. A VM that goes away
  *   takes its mappings with it. A reserved address held by an attached VM does not expire: a static guest
  *   never renews it.
  * - A bridge network has a LAN (BridgeLan) instead of a host link: its VMs' addresses are the LAN's DHCP
@@ -29,13 +30,14 @@ import { emitRelease } from '../pipeline/bridge-dhcp.js';
 import { fromHost } from '../pipeline/from-host.js';
 import { fromVm } from '../pipeline/from-vm.js';
 import type { Pipeline, PortOwner } from '../pipeline/pipeline.js';
-import { epochSeconds, STRIDE } from '../pipeline/pipeline.js';
+import { STRIDE } from '../pipeline/pipeline.js';
 import type { Segment } from '../pipeline/segment.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
 import { DhcpSnoop } from '../services/dhcp-snoop.js';
 import { type LanServer, LeaseStore } from '../services/lease-store.js';
 import { LeaseTable } from '../services/leases.js';
+import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import { ArpOp, emitArp } from '../wire/arp.js';
@@ -68,6 +70,8 @@ export class NetworkSegment implements Segment {
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
   readonly lan: BridgeLan | null;
+  /** Who handles the host link's frames: kept to give a remade host link the same owner. */
+  private readonly hostOwner: PortOwner | null;
 
   /**
    * For a bridge network `lanSide` is its LAN, `hostLink` its sending socket and `gatewayMac` the bridged
@@ -76,7 +80,8 @@ export class NetworkSegment implements Segment {
   constructor(
     private readonly p: Pipeline,
     readonly cfg: NetworkConfig,
-    readonly hostLink: Port,
+    /** Replaced when the host link is made again (see replaceHostLink). */
+    public hostLink: Port,
     readonly gatewayMac: Uint8Array,
     leaseFile: string | null,
     readonly nat: NatUplink | null,
@@ -89,8 +94,7 @@ export class NetworkSegment implements Segment {
       lanSide ? 1 : cfg.poolStart,
       lanSide ? 0xfffffffe : cfg.poolEnd,
       leaseFile ? new LeaseStore(leaseFile) : null,
-      Date.now(),
-      (e) => log.error('lease store write failed', { error: e instanceof Error ? e.message : String(e) }),
+      monotonicMs(),
     );
     const assign = (att: Attachment, ip: number) => this.assign(att, ip);
     this.dhcp = new DhcpServer(cfg, this.leases, assign);
@@ -105,6 +109,7 @@ export class NetworkSegment implements Segment {
       p.add(lan.rx, lanOwner);
       p.add(lan.tx, lanOwner);
       this.lan = lan;
+      this.hostOwner = null;
     } else {
       const hostOwner: PortOwner = {
         frame: (_port, off, len) => fromHost(p, this, off, len),
@@ -112,6 +117,7 @@ export class NetworkSegment implements Segment {
       };
       p.add(hostLink, hostOwner);
       this.lan = null;
+      this.hostOwner = hostOwner;
     }
   }
 
@@ -128,7 +134,7 @@ export class NetworkSegment implements Segment {
   /** Attaches a VM's port; its reservation, or a lease it still holds, makes its address usable at once. */
   attach(port: Port, id: AttachmentIdentity): Attachment {
     const att = new Attachment(port, id, this.gatewayMac);
-    const now = Date.now();
+    const now = monotonicMs();
     const mac = formatMac(att.mac);
     const reserved = this.leases.reservation(mac);
     const lease = this.leases.get(att.key);
@@ -160,12 +166,25 @@ export class NetworkSegment implements Segment {
     this.assign(att, 0);
     this.lan?.remove(att);
     this.nat?.flows.removeOwner(att);
-    this.nat?.fragments.sweep(epochSeconds(), att);
+    this.nat?.fragments.sweep(monotonicSeconds(), att);
     this.p.remove(att.port);
     att.port.close();
   }
 
-  /** Ends leases (`now` in ms) and idle flows (`clock` in s) whose time is up; run once a second. */
+  /**
+   * Puts a host link made again in place of one that failed or was deleted (the old port is closed), and
+   * tells the host where every VM's address is, as when each got it.
+   */
+  replaceHostLink(port: Port): void {
+    if (this.hostOwner === null) throw new Error('a bridge network has no host link');
+    this.p.remove(this.hostLink);
+    this.hostLink.close();
+    this.hostLink = port;
+    this.p.add(port, this.hostOwner);
+    for (const att of this.attachments) if (att.ip !== 0) this.announce(att);
+  }
+
+  /** Ends leases (`now`: monotonic ms) and idle flows (`clock`: monotonic s) whose time is up; run once a second. */
   tick(now: number, clock: number): void {
     this.nat?.fragments.sweep(clock);
     const half = (this.cfg.leaseTime * 1000) / 2;

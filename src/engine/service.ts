@@ -9,13 +9,16 @@
  * - Two networks never share a name, a host link or an address: subnets that overlap are refused.
  * - SIGHUP reads the config file again: networks it gained open, networks it lost close if no VM is
  *   attached to them (else they stay, with a warning, until the next reload).
+ * - A bad config file is the operator's: a usage error. networks.json and reservations.json are the
+ *   engine's own: one that cannot be read is moved aside (StateFiles) and the service starts without
+ *   what it held; a saved network that can no longer be opened is logged and left out.
  */
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { readJsonFile } from '../util/json-file.js';
+import { readJsonFile, readOrSetAside } from '../util/json-file.js';
 import type { Logger } from '../util/log.js';
+import { type StateWriter, stateFiles } from '../util/state-files.js';
 import { parseCidr } from '../wire/addr.js';
 import type { NetworkAdmin } from './control-api.js';
 import type { Engine } from './engine.js';
@@ -53,6 +56,8 @@ export function addedNetwork(raw: Record<string, unknown>): NetworkSpec {
 export class Service implements NetworkAdmin {
   private readonly savedPath: string;
   private readonly reservationsPath: string;
+  private readonly savedWriter: StateWriter;
+  private readonly reservationsWriter: StateWriter;
   /** Names of the networks that come from the config file, and of those added at run time. */
   private fromConfig = new Set<string>();
   private readonly added = new Map<string, NetworkSpec>();
@@ -66,7 +71,13 @@ export class Service implements NetworkAdmin {
   ) {
     this.savedPath = join(engine.opts.stateDir, 'networks.json');
     this.reservationsPath = join(engine.opts.stateDir, 'reservations.json');
-    this.reservations = readJsonFile(this.reservationsPath, {}) as Record<string, Record<string, string>>;
+    this.savedWriter = stateFiles.writer(this.savedPath);
+    this.reservationsWriter = stateFiles.writer(this.reservationsPath);
+    this.reservations = readOrSetAside(this.reservationsPath, stateFiles, {}, () => {
+      const r = readJsonFile(this.reservationsPath, {});
+      if (!isReservations(r)) throw new Error('not a softnet reservations file');
+      return r;
+    });
   }
 
   /** Opens the default network, the config file's and the saved ones; throws UsageError naming the flag at fault. */
@@ -76,14 +87,21 @@ export class Service implements NetworkAdmin {
       await this.open(spec);
       this.fromConfig.add(spec.name);
     }
-    const saved = readJsonFile(this.savedPath, []) as Array<Record<string, unknown>>;
+    const saved = readOrSetAside(this.savedPath, stateFiles, [], () => {
+      const list = readJsonFile(this.savedPath, []);
+      if (!Array.isArray(list)) throw new Error('not a softnet networks file');
+      return list as Array<Record<string, unknown>>;
+    });
     for (const raw of saved) {
-      const spec = addedNetwork(raw);
       try {
+        const spec = addedNetwork(raw);
         await this.open(spec);
         this.added.set(spec.name, spec);
       } catch (e) {
-        this.log.error('saved network not opened', { network: spec.name, error: (e as Error).message });
+        this.log.error('saved network not opened', {
+          network: typeof raw?.name === 'string' ? raw.name : undefined,
+          error: (e as Error).message,
+        });
       }
     }
   }
@@ -157,7 +175,8 @@ export class Service implements NetworkAdmin {
     if (!net) throw new UsageError('NAME', `no network ${name}`);
     this.engine.reserve(net, mac, ip);
     this.reservations[name] = { ...net.spec.reservations };
-    writeFileAtomic(this.reservationsPath, `${JSON.stringify(this.reservations, null, 1)}\n`);
+    const text = `${JSON.stringify(this.reservations, null, 1)}\n`;
+    this.reservationsWriter.save(() => text);
   }
 
   /** SIGHUP: the config file again; networks it gained open, networks it lost close when idle. */
@@ -192,6 +211,18 @@ export class Service implements NetworkAdmin {
   }
 
   private saveAdded(): void {
-    writeFileAtomic(this.savedPath, `${JSON.stringify([...this.added.values()], null, 1)}\n`);
+    const text = `${JSON.stringify([...this.added.values()], null, 1)}\n`;
+    this.savedWriter.save(() => text);
   }
+}
+
+/** Whether `x` is what reservations.json holds: by network, MAC -> address, all text. */
+function isReservations(x: unknown): x is Record<string, Record<string, string>> {
+  const isMap = (m: unknown) => typeof m === 'object' && m !== null && !Array.isArray(m);
+  return (
+    isMap(x) &&
+    Object.values(x as object).every(
+      (net) => isMap(net) && Object.values(net as object).every((ip) => typeof ip === 'string'),
+    )
+  );
 }

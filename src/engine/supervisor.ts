@@ -17,7 +17,8 @@
  *   come back (its supervisor restarts it) for SERVICE_WAIT_MS before it runs an engine itself: the
  *   service's networks, not this command line's, are the ones its VM was given.
  * - A first hand-off that the engine refuses (a flag whose value cannot be used) is a usage error: one
- *   line naming the flag, exit 2, exactly as when this process runs the engine itself.
+ *   line naming the flag, exit 2, exactly as when this process runs the engine itself. A refusal for
+ *   another reason (the engine is out of file descriptors) is one line saying so, and exit 1.
  * - --metrics is served only while this process runs the engine; handed to another engine, it says so.
  */
 
@@ -26,7 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmOptions } from '../cli/args.js';
 import type { Channel } from '../control/channel.js';
 import { connectEngine } from '../control/client.js';
-import { ControlError, type Message } from '../control/protocol.js';
+import { ControlError, EngineGone, type Message } from '../control/protocol.js';
 import { takeEngineLock } from '../control/server.js';
 import { native, PortMode } from '../native.js';
 import type { PortSpec } from '../ports/port.js';
@@ -130,7 +131,8 @@ export class Supervisor {
         } catch (e) {
           ch.close();
           if (e instanceof ControlError && e.flag !== null) throw new UsageError(e.flag, e.message);
-          if (!(e instanceof ControlError)) throw e;
+          // Only a connection that broke is worth another try; a refusal says why, in one line.
+          if (!(e instanceof EngineGone)) throw e;
         }
       } else if (!this.toService || Date.now() - start > SERVICE_WAIT_MS) {
         const lock = flagged('--control-socket', () => takeEngineLock(path));
@@ -180,7 +182,7 @@ export class Supervisor {
       this.own = live;
       this.key = live.att.key;
       this.toService = false;
-      engine.listen(controlHandlers(engine, null, this.log));
+      engine.listen(controlHandlers(engine, null));
       if (o.metrics !== null) await startMetrics(engine, o.metrics, held.log);
       if (o.user !== null && o.group !== null) engine.dropTo(o.user, o.group);
       held.release();

@@ -2,14 +2,25 @@
  * NAT uplinks of one engine, by interface.
  *
  * Theory of operation
- * - One uplink interface has one address, one reserved port range, one flow table and one nftables guard,
- *   whatever number of networks NAT through it: every shared network naming the same interface shares its
- *   LiveUplink (a count of users says when it can close). Two networks asking for different port ranges
- *   on one interface are refused, since the host's stack would see two guards.
+ * - One uplink has one address, one reserved port range, one flow table and one nftables guard, whatever
+ *   number of networks NAT through it: every shared network naming the same interface (or none: the
+ *   default route's) and port range shares its LiveUplink (a count of users says when it can close). Two
+ *   networks asking for different port ranges on one interface are refused, since the host's stack would
+ *   see two guards.
+ * - The host's interfaces change under the engine. check() runs on every rtnetlink event, when a socket
+ *   of the uplink fails, and every few seconds, and reads the uplink afresh: which interface (the one named,
+ *   or the default route's, which may move), whether it is up with carrier, its primary IPv4 address and
+ *   MTU. An uplink that cannot carry NAT is held (nat.held): the capture and send sockets are closed, the
+ *   VMs' packets for the world are dropped under uplink-unavailable, and the mappings and the guard stay,
+ *   so flows resume where they were when the same address comes back. A new address ends every mapping
+ *   (the world knows none of them under it; their ports go back to the pool), moves the guard and the
+ *   capture filter to it, and starts a new snapshot; nothing is ever sent from an address the interface no
+ *   longer has, since check() holds or readdresses before any packet of the next batch. Entering and
+ *   leaving the held state are logged once each.
  * - Replies captured on the uplink go to the mapping's owner, whatever its network; the owner carries its
  *   gateway MAC, so the capture needs no network of its own.
- * - The mappings are snapshotted to STATE_DIR/nat-<uplink>-<lo>-<hi>.flows.json at stop and every few seconds while they
- *   change, keyed by the VMs' lease identities, and made again when those VMs attach.
+ * - The mappings are snapshotted to STATE_DIR/nat-<uplink>-<lo>-<hi>.flows.json at stop and every few
+ *   seconds while they change, keyed by the VMs' lease identities, and made again when those VMs attach.
  * - Port forwards are added and removed here in three places kept in step: the forward table (what the
  *   pipeline translates), the guard's sets (what the host's stack never sees) and the capture filter (what
  *   the packet socket takes). Adding goes table, guard, filter and removing table, filter, guard, so no
@@ -21,111 +32,273 @@ import { FlowStore } from '../nat/flow-store.js';
 import { FlowTable, NatProto } from '../nat/flows.js';
 import { type ForwardOwner, ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
 import { FragmentTable } from '../nat/fragments.js';
-import { NatGuard, withGuardLock } from '../nat/guard.js';
+import { GuardConflict, NatGuard, withGuardLock } from '../nat/guard.js';
 import { NextHop } from '../nat/next-hop.js';
 import type { NatUplink } from '../nat/uplink.js';
-import { native, PortMode } from '../native.js';
+import { type IfState, native, PortMode } from '../native.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
-import { captureFilter, openUplink } from '../ports/uplink.js';
+import { captureFilter, defaultRouteInterface } from '../ports/uplink.js';
 import type { Logger } from '../util/log.js';
+import { formatIpv4 } from '../wire/addr.js';
 import type { Attachment } from './attachment.js';
-import { flagged } from './errors.js';
+import { UsageError } from './errors.js';
 import { portRange } from './network-spec.js';
 import { openPort } from './ports.js';
 
 /** Seconds between snapshots of the NAT mappings while they change. */
 const FLOW_SNAPSHOT_S = 5;
 
-/** One open uplink: its sockets, guard, mappings and snapshot. */
+/** Why an uplink cannot carry NAT now; null when it can. */
+export function holdReason(name: string | null, st: IfState | null): string | null {
+  if (name === null) return 'no-default-route';
+  if (st === null) return 'interface-gone';
+  if (!st.up) return 'interface-down';
+  if (!st.running) return 'no-carrier';
+  if (st.addr === 0) return 'no-address';
+  return null;
+}
+
+/** One uplink: its sockets, guard, mappings and snapshot, following the interface's state. */
 export class LiveUplink {
   users = 0;
+  /** Times the uplink was held (for metrics). */
+  outages = 0;
+  /** The interface NAT uses now (or last used, or will use); null before there was one. */
+  ifname: string | null = null;
+  /** Why NAT is on hold, or null while it runs. */
+  heldReason: string | null = 'starting';
+  private heldSince = Date.now();
+  private index = 0;
+  private capture: Port | null = null;
+  private guard: NatGuard | null = null;
+  private store: FlowStore | null = null;
   private saved = { changes: 0, at: 0 };
+  private readonly lo: number;
+  private readonly hi: number;
 
   private constructor(
-    readonly name: string,
+    private wanted: string | null,
     readonly natPorts: string,
     readonly nat: NatUplink,
-    private readonly capture: Port,
-    private readonly guard: NatGuard,
-    private readonly store: FlowStore,
+    private readonly stateDir: string,
     private readonly p: Pipeline,
     private readonly log: Logger,
-  ) {}
+    private readonly watch: (port: Port) => void,
+    private readonly failed: () => void,
+  ) {
+    ({ lo: this.lo, hi: this.hi } = portRange('natPorts', natPorts));
+  }
+
+  /** The engine's key for an uplink: the interface asked for (or the default route's) and the range. */
+  static key(want: string | null, natPorts: string): string {
+    return `${want ?? '(default route)'} ${natPorts}`;
+  }
 
   /**
-   * Opens uplink `name` with port range `natPorts`; `failed` is told when its capture fails. Throws a
-   * UsageError naming --uplink (no such interface) or --nat-ports (a range another softnet uses).
+   * Opens the uplink `want` (null: the default route's) with port range `natPorts`, usable at once if the
+   * interface is, else held until it is; `watch` starts readiness on a port it opens, `failed` is told
+   * when one of them fails. Throws a UsageError naming --nat-ports when another softnet guards the range.
    */
   static open(
     p: Pipeline,
-    name: string,
+    want: string | null,
     natPorts: string,
     perVm: number | null,
     stateDir: string,
     log: Logger,
-    failed: (err: string) => void,
+    watch: (port: Port) => void,
+    failed: () => void,
   ): LiveUplink {
     const { lo, hi } = portRange('natPorts', natPorts);
-    const up = flagged('--uplink', () => openUplink(name, lo, hi));
-    const raw = openPort(up.raw);
-    let capture: Port | null = null;
-    let tx: Port | null = null;
+    const raw = openPort({ fd: native.rawSocket(), mode: PortMode.RAW, name: `${want ?? 'uplink'}:raw` });
+    const nat: NatUplink = {
+      flows: new FlowTable(lo, hi, perVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4))),
+      forwards: new ForwardTable(lo, hi),
+      fragments: new FragmentTable(),
+      addr: 0,
+      mtu: 1500,
+      held: true,
+      raw,
+      tx: null,
+      hop: null,
+    };
+    const up = new LiveUplink(want, natPorts, nat, stateDir, p, log, watch, failed);
     try {
-      const sender = native.packetTxSocket(name);
-      tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx`, vnet: true });
-      const hop = new NextHop(name, sender.mac);
-      capture = openPort(up.capture);
-      capture.big = true;
-      const guard = flagged('--nat-ports', () =>
-        withGuardLock(() => NatGuard.install(name, up.addr, lo, hi)),
-      );
-      const nat: NatUplink = {
-        flows: new FlowTable(lo, hi, perVm ?? Math.max(64, Math.floor((hi - lo + 1) / 4))),
-        forwards: new ForwardTable(lo, hi),
-        fragments: new FragmentTable(),
-        addr: up.addr,
-        mtu: up.mtu,
-        raw,
-        tx,
-        hop,
-      };
-      const store = new FlowStore(join(stateDir, `nat-${name}-${lo}-${hi}.flows.json`), up.addr);
-      const live = new LiveUplink(name, natPorts, nat, capture, guard, store, p, log);
-      p.add(capture, {
-        frame: (_port, off, len) => fromUplink(p, nat, off, len),
-        failed: (_port, errno) => failed(`uplink capture: ${native.errnoName(errno)}`),
-      });
-      // It never receives; watching it lets the addon send what the socket could not take at once.
-      native.portWatch(tx.id, () => {});
-      return live;
+      up.check(true);
     } catch (e) {
-      raw.close();
-      capture?.close();
-      tx?.close();
+      up.close();
       throw e;
+    }
+    return up;
+  }
+
+  /** The interface asked for; null: the default route's, followed as it moves (see pin()). */
+  get want(): string | null {
+    return this.wanted;
+  }
+
+  /** Stays on interface `name` from now on: a network named the interface this one followed the default route to. */
+  pin(name: string): void {
+    this.wanted = name;
+  }
+
+  /** The ports the uplink has open now, for counters. */
+  get ports(): Port[] {
+    return [this.nat.raw, ...(this.capture ? [this.capture] : []), ...(this.nat.tx ? [this.nat.tx] : [])];
+  }
+
+  /**
+   * Reads the interface afresh and follows it: holds NAT, resumes it, or moves it to a new interface or
+   * address. `first` (at open) lets a guard conflict throw as a usage error; later it holds the uplink.
+   */
+  check(first = false): void {
+    const name = this.wanted ?? defaultRouteInterface();
+    const st = name === null ? null : native.ifState(name);
+    const reason = holdReason(name, st);
+    if (reason !== null || st === null || name === null) {
+      this.hold(reason ?? 'interface-gone', name);
+      return;
+    }
+    if (st.mtu !== this.nat.mtu && this.nat.addr !== 0 && !this.nat.held)
+      this.log.info('uplink mtu changed', { uplink: name, from: this.nat.mtu, to: st.mtu });
+    this.nat.mtu = st.mtu;
+    const moved = name !== this.ifname || st.index !== this.index;
+    const readdressed = st.addr !== this.nat.addr;
+    if (!moved && !readdressed && !this.nat.held && this.capture !== null) return;
+    try {
+      this.activate(name, st, moved, readdressed);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (first && e instanceof GuardConflict) throw new UsageError('--nat-ports', why);
+      this.closeSockets();
+      this.hold(`open-failed: ${why}`, name);
     }
   }
 
-  /** The capture port, for readiness. */
-  get capturePort(): Port {
-    return this.capture;
+  /** Makes NAT run on interface `name` in state `st`. */
+  private activate(name: string, st: IfState, moved: boolean, readdressed: boolean): void {
+    const nat = this.nat;
+    if (readdressed && nat.addr !== 0) {
+      const ended = nat.flows.clear();
+      this.log.warn('uplink address changed: its mappings end', {
+        uplink: name,
+        from: formatIpv4(nat.addr),
+        to: formatIpv4(st.addr),
+        mappings_ended: ended,
+      });
+    }
+    if (moved && this.ifname !== null && this.ifname !== name)
+      this.log.warn('uplink moved', { from: this.ifname, to: name });
+    nat.addr = st.addr;
+    if (moved || readdressed || this.guard === null) {
+      withGuardLock(() => {
+        this.guard?.remove();
+        this.guard = null;
+        this.guard = NatGuard.install(name, st.addr, this.lo, this.hi);
+        for (const proto of [NatProto.TCP, NatProto.UDP])
+          this.guard.addForwards(protoName(proto) as 'tcp' | 'udp', nat.forwards.ports(proto));
+      });
+    }
+    if (moved || readdressed || this.store === null) {
+      this.store = new FlowStore(
+        join(this.stateDir, `nat-${name}-${this.lo}-${this.hi}.flows.json`),
+        st.addr,
+      );
+      this.saved = { changes: -1, at: 0 };
+    }
+    if (moved || this.capture === null) this.openSockets(name);
+    else this.refilter();
+    this.ifname = name;
+    this.index = st.index;
+    if (nat.held) {
+      nat.held = false;
+      const was = this.heldReason;
+      this.heldReason = null;
+      if (was === 'starting') return;
+      this.log.info('uplink usable: NAT resumed', {
+        uplink: name,
+        address: formatIpv4(nat.addr),
+        was,
+        held_ms: Date.now() - this.heldSince,
+      });
+    }
+  }
+
+  private hold(reason: string, name: string | null): void {
+    const wasHeld = this.nat.held;
+    this.nat.held = true;
+    this.closeSockets();
+    if (wasHeld && this.heldReason !== 'starting') {
+      this.heldReason = reason;
+      return;
+    }
+    this.heldReason = reason;
+    this.heldSince = Date.now();
+    this.outages++;
+    this.log.warn('uplink unavailable: NAT on hold', {
+      uplink: name ?? this.want ?? 'none',
+      reason,
+      address: this.nat.addr === 0 ? undefined : formatIpv4(this.nat.addr),
+    });
+  }
+
+  /** Opens the capture and send sockets on `name` for the current address. */
+  private openSockets(name: string): void {
+    this.closeSockets();
+    const nat = this.nat;
+    const fwd = nat.forwards;
+    const captureFd = native.packetSocket(
+      name,
+      captureFilter(nat.addr, this.lo, this.hi, {
+        tcp: fwd.ports(NatProto.TCP),
+        udp: fwd.ports(NatProto.UDP),
+      }),
+    );
+    const capture = openPort({ fd: captureFd, mode: PortMode.DGRAM, name: `${name}:capture` });
+    capture.big = true;
+    this.capture = capture;
+    this.p.add(capture, {
+      frame: (_port, off, len) => fromUplink(this.p, nat, off, len),
+      failed: () => this.failed(),
+    });
+    this.watch(capture);
+    const sender = native.packetTxSocket(name);
+    const tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx`, vnet: true });
+    this.p.add(tx, { frame: () => {}, failed: () => this.failed() });
+    // It never receives; watching it lets the addon send what the socket could not take at once.
+    this.watch(tx);
+    nat.tx = tx;
+    nat.hop = new NextHop(name, sender.mac);
+  }
+
+  private closeSockets(): void {
+    const nat = this.nat;
+    for (const port of [this.capture, nat.tx]) {
+      if (port === null) continue;
+      this.p.remove(port);
+      port.close();
+    }
+    this.capture = null;
+    nat.tx = null;
+    nat.hop = null;
   }
 
   /** Makes a VM's saved mappings again as it attaches; returns how many came back. */
   restore(att: Attachment, clock: number): number {
-    return this.store.restore(this.nat.flows, att, att.key, clock);
+    return this.store?.restore(this.nat.flows, att, att.key, clock) ?? 0;
   }
 
   /** Parks a detaching VM's mappings for its return (see FlowStore), ending them in the table. */
   park(att: Attachment): void {
-    this.store.park(this.nat.flows, att, att.key);
+    if (this.store) this.store.park(this.nat.flows, att, att.key);
+    else this.nat.flows.removeOwner(att);
   }
 
   /** Forgets what is parked for a VM that is not coming back. */
   forget(key: string): void {
-    this.store.forget(key);
+    this.store?.forget(key);
   }
 
   /**
@@ -138,7 +311,7 @@ export class LiveUplink {
       for (const [proto, ext, int] of list) added.push(this.nat.forwards.add(owner, proto, ext, int));
       for (const proto of [NatProto.TCP, NatProto.UDP]) {
         const name = protoName(proto) as 'tcp' | 'udp';
-        this.guard.addForwards(
+        this.guard?.addForwards(
           name,
           added.filter((f) => f.proto === proto).map((f) => f.ext),
         );
@@ -163,20 +336,23 @@ export class LiveUplink {
     }
     for (const proto of [NatProto.TCP, NatProto.UDP]) {
       const name = protoName(proto) as 'tcp' | 'udp';
-      this.guard.removeForwards(
+      this.guard?.removeForwards(
         name,
         list.filter((f) => f.proto === proto).map((f) => f.ext),
       );
     }
   }
 
-  /** Gives the capture socket a filter for the NAT range and the forwarded ports of the moment. */
+  /** Gives the capture socket a filter for the address, NAT range and forwarded ports of the moment. */
   private refilter(): void {
-    const { lo, hi } = portRange('natPorts', this.natPorts);
+    if (this.capture === null) return;
     const fwd = this.nat.forwards;
     native.portSetFilter(
       this.capture.id,
-      captureFilter(this.nat.addr, lo, hi, { tcp: fwd.ports(NatProto.TCP), udp: fwd.ports(NatProto.UDP) }),
+      captureFilter(this.nat.addr, this.lo, this.hi, {
+        tcp: fwd.ports(NatProto.TCP),
+        udp: fwd.ports(NatProto.UDP),
+      }),
     );
   }
 
@@ -191,6 +367,7 @@ export class LiveUplink {
 
   /** Writes the mappings for the next start; a failure is logged, the mappings go on in memory. */
   save(clock: number): void {
+    if (this.store === null) return;
     this.saved = { changes: this.nat.flows.changes, at: clock };
     try {
       this.store.save(this.nat.flows, (owner) => (owner as Attachment).key);
@@ -201,10 +378,11 @@ export class LiveUplink {
 
   /** Closes the sockets and removes the guard; the snapshot stays. */
   close(): void {
-    for (const port of [this.nat.raw, this.capture, ...(this.nat.tx ? [this.nat.tx] : [])]) {
-      this.p.remove(port);
-      port.close();
-    }
-    withGuardLock(() => this.guard.remove());
+    this.closeSockets();
+    this.p.remove(this.nat.raw);
+    this.nat.raw.close();
+    const guard = this.guard;
+    this.guard = null;
+    if (guard) withGuardLock(() => guard.remove());
   }
 }

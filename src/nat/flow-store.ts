@@ -6,7 +6,10 @@
  * - The snapshot holds, per mapping, the VM's identity (its lease key), protocol, VM port, external port,
  *   TCP state and the remotes its filter admits, with the uplink address they were made on.
  * - It is written atomically (temp file + rename) at stop and, while mappings come and go, every few
- *   seconds; a mapping's idle time is not saved (a restored one starts a fresh timeout).
+ *   seconds; a disk that refuses is retried (StateFiles). A mapping's idle time is not saved (a restored
+ *   one starts a fresh timeout), so the file holds no clock at all.
+ * - A snapshot that cannot be read (not JSON, another version, not of its form) is moved aside: the VMs'
+ *   connections through NAT are lost, nothing else.
  * - At start the snapshot is read once; when a VM attaches, its mappings are made again with the same
  *   external ports, which are still reserved and still unused by anyone. A snapshot from another uplink
  *   address is ignored: the world knows those flows by an address softnet no longer has.
@@ -15,8 +18,8 @@
  *   connections survive its softnet being restarted. Saved mappings not yet claimed are kept the same way.
  */
 
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { readStateFile } from '../util/json-file.js';
+import { readOrSetAside, readStateFile } from '../util/json-file.js';
+import { type StateFiles, type StateWriter, stateFiles } from '../util/state-files.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import type { FlowTable, Mapping, NatOwner } from './flows.js';
 
@@ -32,16 +35,16 @@ interface SavedMapping {
 /** Reads and writes the mapping snapshot of one uplink address. */
 export class FlowStore {
   private saved = new Map<string, SavedMapping[]>();
+  private readonly writer: StateWriter;
 
   constructor(
-    private readonly path: string,
+    path: string,
     private readonly addr: number,
+    files: StateFiles = stateFiles,
   ) {
-    let data: { addr?: string; mappings?: SavedMapping[] } = {};
-    try {
-      data = JSON.parse(readStateFile(path));
-    } catch {}
-    if (data.addr !== formatIpv4(addr) || !Array.isArray(data.mappings)) return;
+    this.writer = files.writer(path);
+    const data = readOrSetAside(path, files, null, () => readSnapshot(path));
+    if (data === null || data.addr !== formatIpv4(addr)) return;
     for (const m of data.mappings) {
       const list = this.saved.get(m.key) ?? [];
       list.push(m);
@@ -87,8 +90,39 @@ export class FlowStore {
       const key = keyOf(m.owner);
       if (key !== undefined) mappings.push(saved(key, m));
     }
-    writeFileAtomic(this.path, JSON.stringify({ addr: formatIpv4(this.addr), mappings }));
+    const text = JSON.stringify({ version: 1, addr: formatIpv4(this.addr), mappings });
+    this.writer.save(() => text);
   }
+}
+
+/**
+ * The snapshot in file `path`, or null when there is none; throws for one that is not a snapshot. A file
+ * without a version is of version 1 (softnet wrote none before).
+ */
+function readSnapshot(path: string): { addr: unknown; mappings: SavedMapping[] } | null {
+  let text: string;
+  try {
+    text = readStateFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const data = JSON.parse(text) as { version?: unknown; addr?: unknown; mappings?: unknown };
+  if ((data?.version ?? 1) !== 1 || !Array.isArray(data?.mappings) || !data.mappings.every(isSaved))
+    throw new Error('not a softnet NAT snapshot');
+  return { addr: data.addr, mappings: data.mappings };
+}
+
+function isSaved(x: unknown): x is SavedMapping {
+  const m = x as SavedMapping;
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof m.key === 'string' &&
+    [m.proto, m.vmPort, m.extPort, m.tcpState].every(Number.isInteger) &&
+    Array.isArray(m.remotes) &&
+    m.remotes.every((r) => typeof r === 'string')
+  );
 }
 
 function saved(key: string, m: Mapping): SavedMapping {

@@ -187,6 +187,13 @@ export class FlowTable {
     for (const m of [...owner.natIndex.values()]) this.remove(m);
   }
 
+  /** Ends every mapping (the uplink's address changed: the world knows none of them any more); returns how many. */
+  clear(): number {
+    const n = this.all.size;
+    for (const m of [...this.all]) this.remove(m);
+    return n;
+  }
+
   /** Ends the mappings idle past their timeout; returns how many ended. */
   sweep(now: number): number {
     let n = 0;

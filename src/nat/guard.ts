@@ -124,6 +124,9 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Thrown when a live softnet (or another network of this engine) guards an overlapping range. */
+export class GuardConflict extends Error {}
+
 /** The guard of one uplink address and port range; remove() undoes it. */
 export class NatGuard {
   private constructor(
@@ -158,7 +161,9 @@ export class NatGuard {
       if (alive(g.pid)) {
         if (g.lo <= hi && g.hi >= lo) {
           const who = g.pid === process.pid ? 'another network of this engine' : `softnet pid ${g.pid}`;
-          throw new Error(`ports ${g.lo}-${g.hi} on ${uplink} are used by ${who}; pick another --nat-ports`);
+          throw new GuardConflict(
+            `ports ${g.lo}-${g.hi} on ${uplink} are used by ${who}; pick another --nat-ports`,
+          );
         }
         continue;
       }

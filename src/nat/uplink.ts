@@ -13,15 +13,20 @@ export interface NatUplink {
   readonly flows: FlowTable;
   readonly forwards: ForwardTable;
   readonly fragments: FragmentTable;
-  /** The uplink's IPv4 address: every translated flow's source. */
-  readonly addr: number;
-  readonly mtu: number;
+  /** The uplink's IPv4 address: every translated flow's source (0 before the uplink was first usable). */
+  addr: number;
+  mtu: number;
+  /**
+   * Set while the uplink cannot carry NAT (down, gone, without an address): the VMs' packets for the world
+   * are dropped (or refused, with --reject) and the mappings wait for it.
+   */
+  held: boolean;
   /** The raw IPv4 socket translated packets leave by when `tx` cannot take them. */
   readonly raw: Port;
   /**
    * A packet socket on the uplink with virtio headers, for frames whose next hop `hop` knows: an aggregate
    * leaves in one send. Null where there is none (tests, an uplink it could not be opened on).
    */
-  readonly tx: Port | null;
-  readonly hop: NextHop | null;
+  tx: Port | null;
+  hop: NextHop | null;
 }

@@ -10,6 +10,7 @@ import type { BridgeLan } from '../engine/bridge-lan.js';
 import { DHCP_CLIENT_PORT, emitDhcpDatagram } from '../services/dhcp.js';
 import type { LanServer } from '../services/lease-store.js';
 import { Drop } from '../stats/drops.js';
+import { monotonicMs } from '../util/clock.js';
 import { formatMac, parseMac } from '../wire/addr.js';
 import { writeMacUpdating } from '../wire/checksum.js';
 import {
@@ -88,7 +89,7 @@ export function relayToVm(
   if (!group && !sameMac(u8, frame + ETH.DST, vm.extMac)) return Drop.LAN_DST_NOT_VM;
   const parsed = parseDhcp(u8, bootp, ulen - UDP_HEADER_LEN, DhcpOp.BOOTREPLY);
   if (!parsed.ok) return parsed.reason;
-  const drop = lan.snoop.fromServer(vm, parsed.msg, formatMac(u8, frame + ETH.SRC), Date.now());
+  const drop = lan.snoop.fromServer(vm, parsed.msg, formatMac(u8, frame + ETH.SRC), monotonicMs());
   if (drop !== Drop.NONE) return drop;
   rewriteMacs(p, l4, ulen, vm.extMac, vm.mac);
   // A broadcast reply stays one; it goes to this VM alone, as it is about no other.

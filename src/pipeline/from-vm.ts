@@ -8,6 +8,7 @@ import { answerArpInPlace } from '../services/arp.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcpFrame } from '../services/dhcp.js';
 import { answerEchoInPlace } from '../services/icmp.js';
 import { Drop } from '../stats/drops.js';
+import { monotonicMs } from '../util/clock.js';
 import * as arp from '../wire/arp.js';
 import { checksum } from '../wire/checksum.js';
 import { parseDhcp } from '../wire/dhcp.js';
@@ -184,7 +185,7 @@ function fromVmDhcp(
   }
   const parsed = parseDhcp(u8, l4 + udp.UDP_HEADER_LEN, ulen - udp.UDP_HEADER_LEN);
   if (!parsed.ok) return parsed.reason;
-  const out = seg.dhcp.handle(parsed.msg, att, Date.now());
+  const out = seg.dhcp.handle(parsed.msg, att, monotonicMs());
   if (typeof out === 'number') return out;
   const at = p.answerOffset(slot);
   p.queue(att.port, at, emitDhcpFrame(u8, dv, at, out, seg.gatewayMac, seg.cfg.gateway));

@@ -24,6 +24,7 @@
 
 import { type Port, PortStat } from '../ports/port.js';
 import { DROP_COUNT, Drop } from '../stats/drops.js';
+import { monotonicSeconds } from '../util/clock.js';
 
 /** Frames in one batch. */
 export const BATCH = 64;
@@ -54,11 +55,6 @@ const OWN_BASE = OWN_PART + HEADROOM;
 /** Batches taken from one port before the others get a turn. */
 export const DRAIN_ROUNDS = 8;
 
-/** The current time in whole seconds since the epoch. */
-export function epochSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
 /** The batched I/O the pipeline needs: the addon's recv and send, or a fake in tests and the bench. */
 export interface FrameIo {
   recv(port: number, base: number, stride: number, max: number, lens: Uint32Array): number;
@@ -80,10 +76,11 @@ export class Pipeline {
   readonly dv = new DataView(this.arena);
   readonly drops = new Float64Array(DROP_COUNT);
   /**
-   * Seconds since the epoch as of the last tick (once a second): the flows' clock. Timeouts need no finer
-   * one, and whole seconds are small integers, stored in a flow without allocating.
+   * Monotonic seconds as of the last tick (once a second): the flows' clock. Timeouts need no finer one,
+   * whole seconds are small integers, stored in a flow without allocating, and a step of the wall clock
+   * does not end every mapping at once.
    */
-  clock = epochSeconds();
+  clock = monotonicSeconds();
   private readonly lens = new Uint32Array(BATCH);
   private readonly oneOff = new Uint32Array(1);
   private readonly oneLen = new Uint32Array(1);

@@ -25,6 +25,7 @@ import type { Segment } from './segment.js';
 
 const DF = 0x4000;
 const ICMP_FRAG_NEEDED = 4;
+const ICMP_NET_UNREACHABLE = 0;
 
 /** Decides a VM's IPv4 packet (header at `ip`, `hl` and `total` bytes) whose destination is not the gateway. */
 export function toWorld(
@@ -47,6 +48,7 @@ export function toWorld(
   if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   const nat = seg.nat;
   if (nat === null) return Drop.NO_ROUTE;
+  if (nat.held) return held(p, seg, att, ip, hl, total, slot);
   if (!sameMac(u8, off + ETH.DST, seg.gatewayMac)) return Drop.DST_MAC_FOREIGN;
   if (dv.getUint8(ip + IPV4.TTL) <= 1) {
     answer(p, seg, att, ip, total, slot, IcmpType.TIME_EXCEEDED, 0, 0);
@@ -253,6 +255,21 @@ export function blocked(
     if (len > 0) p.queue(att.port, out, len);
   }
   return Drop.POLICY_BLOCKED;
+}
+
+/** Drops a packet for the world while the uplink cannot carry it, answering "network unreachable" in reject mode. */
+function held(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  ip: number,
+  hl: number,
+  total: number,
+  slot: number,
+): number {
+  if (att.policy.reject && mayAnswer(p.dv, ip, hl, total))
+    answer(p, seg, att, ip, total, slot, IcmpType.DEST_UNREACHABLE, ICMP_NET_UNREACHABLE, 0);
+  return Drop.UPLINK_HELD;
 }
 
 /**

@@ -1,9 +1,8 @@
-// The NAT uplink's two sockets: a raw IPv4 socket that sends translated packets from the host's address,
-// and a packet socket that captures, before the host's stack, the replies addressed to softnet's ports.
+// What the NAT uplink's sockets need of the host: the default route's interface (the uplink when none is
+// named), and the filter of the packet socket that captures, before the host's stack, the replies
+// addressed to softnet's ports.
 
 import { readFileSync } from 'node:fs';
-import { native, PortMode } from '../native.js';
-import type { PortSpec } from './port.js';
 
 /** The interface of the default route in this namespace, from /proc/net/route; null when there is none. */
 export function defaultRouteInterface(): string | null {
@@ -139,32 +138,4 @@ export function captureFilter(
     ...portList('tcp-forwards', forwards.tcp),
     ...portList('udp-forwards', forwards.udp),
   ]);
-}
-
-/** The uplink's address, MTU and sockets. */
-export interface UplinkSockets {
-  name: string;
-  addr: number;
-  mtu: number;
-  raw: PortSpec;
-  capture: PortSpec;
-}
-
-/** Opens the raw and capture sockets of uplink `name` for the NAT port range [lo, hi]. */
-export function openUplink(name: string, lo: number, hi: number): UplinkSockets {
-  const { addr, mtu } = native.ifAddr(name);
-  const rawFd = native.rawSocket();
-  try {
-    const captureFd = native.packetSocket(name, captureFilter(addr, lo, hi));
-    return {
-      name,
-      addr,
-      mtu,
-      raw: { fd: rawFd, mode: PortMode.RAW, name: `${name}:raw` },
-      capture: { fd: captureFd, mode: PortMode.DGRAM, name: `${name}:capture` },
-    };
-  } catch (e) {
-    native.closeFd(rawFd);
-    throw e;
-  }
 }

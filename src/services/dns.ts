@@ -1,6 +1,7 @@
 /*
  * DNS at the gateway: the VMs' resolver is the gateway address, and softnet forwards their queries to the
- * host's own resolvers (the nameservers of /etc/resolv.conf, a local stub such as 127.0.0.53 included).
+ * host's own resolvers (the nameservers of /etc/resolv.conf, a local stub such as 127.0.0.53 included), followed
+ * as that file changes (resolv-conf.ts).
  *
  * Theory of operation
  * - The forwarder listens on the gateway address of the host link, UDP and TCP port 53, in softnet's
@@ -8,39 +9,66 @@
  * - UDP: each query gets a fresh 16-bit id on the upstream socket (two VMs may pick the same id), and is
  *   sent to the first resolver; unanswered after 2 s it goes to the next, and after every resolver had its
  *   turn it is forgotten. Answers go back with the client's id, truncated ones too: the client then asks
- *   over TCP.
+ *   over TCP. A query keeps the list of resolvers it started with when the file changes meanwhile.
  * - TCP: each connection from a VM is spliced to a connection to a resolver; DNS's own 2-byte length
  *   framing passes through untouched.
+ * - With no resolver (the degraded state of resolv-conf.ts) each query is answered SERVFAIL at once, over
+ *   UDP and TCP, so clients fail fast instead of waiting out their timeouts.
  * - Nothing here is on the per-frame hot path.
  */
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Logger } from '../util/log.js';
+import { ResolvConf } from './resolv-conf.js';
+
+export { resolversFrom } from './resolv-conf.js';
 
 const RETRY_MS = 2000;
-
-/** The IPv4 nameservers of a resolv.conf. */
-export function resolversFrom(path = '/etc/resolv.conf'): string[] {
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {}
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(line);
-    if (m) out.push(m[1]);
-  }
-  return out;
-}
+/** The largest DNS message over TCP (its 2-byte length), and its length prefix. */
+const MAX_TCP_MESSAGE = 0xffff + 2;
 
 interface Pending {
   client: RemoteInfo;
   id: number;
   query: Buffer;
+  /** The resolvers when the query came, and the one it was last sent to. */
+  servers: readonly string[];
   resolver: number;
   sentAt: number;
+}
+
+/**
+ * A SERVFAIL answer to `query`: its header and question, QR and RA set, no records; null when the query
+ * is too short or its question cannot be read.
+ */
+export function servfail(query: Uint8Array): Buffer | null {
+  if (query.length < 12) return null;
+  let end = 12;
+  const questions = (query[4] << 8) | query[5];
+  if (questions === 1) {
+    for (;;) {
+      if (end >= query.length) return null;
+      const len = query[end];
+      if (len === 0) {
+        end++;
+        break;
+      }
+      if ((len & 0xc0) === 0xc0) {
+        end += 2;
+        break;
+      }
+      end += 1 + len;
+    }
+    end += 4;
+    if (end > query.length) return null;
+  }
+  const out = Buffer.from(query.subarray(0, questions === 1 ? end : 12));
+  out[2] = 0x80 | (query[2] & 0x79); // QR, the opcode and RD kept
+  out[3] = 0x80 | 2; // RA, SERVFAIL
+  out.writeUInt16BE(questions === 1 ? 1 : 0, 4);
+  out.fill(0, 6, 12);
+  return out;
 }
 
 /** The UDP and TCP forwarder at one gateway address. */
@@ -53,17 +81,18 @@ export class DnsForwarder {
     private readonly server: Socket,
     private readonly upstream: Socket,
     private readonly tcp: Server,
-    private readonly resolvers: string[],
+    private readonly resolvers: ResolvConf,
     private readonly log: Logger,
   ) {
     server.on('message', (msg, rinfo) => this.query(msg, rinfo));
     upstream.on('message', (msg, rinfo) => this.answer(msg, rinfo));
     tcp.on('connection', (vm) => {
-      if (this.resolvers.length === 0) {
-        vm.destroy();
+      const servers = this.resolvers.servers;
+      if (servers.length === 0) {
+        failTcp(vm);
         return;
       }
-      const up = connect(53, this.resolvers[0]);
+      const up = connect(53, servers[0]);
       vm.pipe(up).pipe(vm);
       const end = () => {
         vm.destroy();
@@ -76,7 +105,10 @@ export class DnsForwarder {
     this.timer.unref();
   }
 
-  /** Binds UDP and TCP port 53 on `addr`; rejects when they cannot be bound. */
+  /**
+   * Binds UDP and TCP port 53 on `addr`; rejects when they cannot be bound. `resolvers` is the list just
+   * read from the resolv.conf, which the forwarder then follows.
+   */
   static async start(addr: string, resolvers: string[], log: Logger): Promise<DnsForwarder> {
     const server = createSocket('udp4');
     const upstream = createSocket('udp4');
@@ -104,21 +136,26 @@ export class DnsForwarder {
     }
     server.on('error', (e) => log.warn('dns socket error', { error: e.message }));
     upstream.on('error', (e) => log.warn('dns upstream error', { error: e.message }));
-    if (resolvers.length === 0)
-      log.warn('dns: no IPv4 nameserver in /etc/resolv.conf; queries will go unanswered');
-    return new DnsForwarder(server, upstream, tcp, resolvers, log);
+    return new DnsForwarder(server, upstream, tcp, ResolvConf.acquire(log, resolvers), log);
   }
 
   /** Stops listening. */
   close(): void {
     clearInterval(this.timer);
+    this.resolvers.release();
     this.server.close();
     this.upstream.close();
     this.tcp.close();
   }
 
   private query(msg: Buffer, client: RemoteInfo): void {
-    if (msg.length < 12 || this.resolvers.length === 0) return;
+    if (msg.length < 12) return;
+    const servers = this.resolvers.servers;
+    if (servers.length === 0) {
+      const fail = servfail(msg);
+      if (fail) this.server.send(fail, client.port, client.address);
+      return;
+    }
     let id = this.nextId;
     for (let i = 0; i < 0x10000 && this.pending.has(id); i++) id = (id + 1) & 0xffff;
     if (this.pending.has(id)) return;
@@ -126,16 +163,16 @@ export class DnsForwarder {
     const query = Buffer.from(msg);
     const original = query.readUInt16BE(0);
     query.writeUInt16BE(id, 0);
-    const p: Pending = { client, id: original, query, resolver: 0, sentAt: Date.now() };
+    const p: Pending = { client, id: original, query, servers, resolver: 0, sentAt: Date.now() };
     this.pending.set(id, p);
-    this.upstream.send(query, 53, this.resolvers[0]);
+    this.upstream.send(query, 53, servers[0]);
   }
 
   private answer(msg: Buffer, from: RemoteInfo): void {
     if (msg.length < 12 || from.port !== 53) return;
     const id = msg.readUInt16BE(0);
     const p = this.pending.get(id);
-    if (!p || from.address !== this.resolvers[p.resolver]) return;
+    if (!p || from.address !== p.servers[p.resolver]) return;
     this.pending.delete(id);
     msg.writeUInt16BE(p.id, 0);
     this.server.send(msg, p.client.port, p.client.address);
@@ -146,13 +183,35 @@ export class DnsForwarder {
     for (const [id, p] of this.pending) {
       if (now - p.sentAt < RETRY_MS) continue;
       p.resolver++;
-      if (p.resolver >= this.resolvers.length) {
+      if (p.resolver >= p.servers.length) {
         this.pending.delete(id);
         this.log.warn('dns query unanswered', { client: p.client.address });
         continue;
       }
       p.sentAt = now;
-      this.upstream.send(p.query, 53, this.resolvers[p.resolver]);
+      this.upstream.send(p.query, 53, p.servers[p.resolver]);
     }
   }
+}
+
+/** Answers the first query of a TCP connection SERVFAIL and closes it (there is no resolver to ask). */
+function failTcp(vm: TcpSocket): void {
+  let got = Buffer.alloc(0);
+  vm.on('error', () => vm.destroy());
+  vm.on('data', (chunk) => {
+    got = Buffer.concat([got, chunk]);
+    if (got.length > MAX_TCP_MESSAGE) {
+      vm.destroy();
+      return;
+    }
+    if (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) return;
+    const fail = servfail(got.subarray(2, 2 + got.readUInt16BE(0)));
+    if (!fail) {
+      vm.destroy();
+      return;
+    }
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(fail.length);
+    vm.end(Buffer.concat([len, fail]));
+  });
 }

@@ -11,10 +11,13 @@
  *   address may lie outside the pool (a static address beside the dynamic range).
  * - Bound leases are persisted after every change (LeaseStore: temp file + rename), so a restarted
  *   softnet, even after SIGKILL, knows every address a client may still use and never hands it to another.
- *   The engine writes once at start so an unwritable store fails there; a later failure is reported and
- *   the table goes on in memory rather than cutting every VM off.
- *   Offers are not persisted: a client whose offer was lost simply asks again.
- * - Time comes in as an argument (ms since the epoch), so expiry is driven by the caller's timer.
+ *   A disk that refuses the write degrades softnet rather than cutting every VM off: the table goes on in
+ *   memory and the write is retried (StateFiles). Offers are not persisted: a client whose offer was lost
+ *   simply asks again.
+ * - A lease file that cannot be trusted was moved aside by the store; addresses it contested are held
+ *   back like declined ones, and what it still held soundly is written again at once.
+ * - Time comes in as an argument (monotonic ms, util/clock.ts), so expiry is driven by the caller's timer
+ *   and a step of the wall clock changes nothing.
  */
 
 import type { LanServer, LeaseStore, StoredLease } from './lease-store.js';
@@ -38,14 +41,13 @@ export class LeaseTable {
     private readonly poolEnd: number,
     private readonly store: LeaseStore | null,
     now: number,
-    /** Told when a write after a change fails (disk full, permissions); the table goes on in memory. */
-    private readonly saveFailed: (e: unknown) => void = () => {},
   ) {
-    for (const l of store?.load() ?? []) {
-      if (l.expires > now && this.inPool(l.ip) && !this.byIp.has(l.ip) && !this.byKey.has(l.key)) {
-        this.put({ ...l, state: 'bound' });
-      }
-    }
+    const loaded = store?.load();
+    if (!loaded) return;
+    for (const l of loaded.leases)
+      if (l.expires > now && this.inPool(l.ip)) this.put({ ...l, state: 'bound' });
+    for (const [ip, until] of loaded.contested) if (until > now) this.declined.set(ip, until);
+    if (loaded.setAside) this.save();
   }
 
   /** The lease of an identity, if any (an expired one is still returned until expire() runs). */
@@ -209,19 +211,18 @@ export class LeaseTable {
     if (this.byIp.get(l.ip) === l) this.byIp.delete(l.ip);
   }
 
-  /** Writes the bound leases now; throws if the store cannot be written (checked once at start). */
+  /** Writes the bound leases now; throws if permission is refused (checked once at start, see StateWriter.saveNow). */
   persist(): void {
-    if (!this.store) return;
-    const bound: Lease[] = [];
-    for (const l of this.byKey.values()) if (l.state === 'bound') bound.push(l);
-    this.store.save(bound);
+    this.store?.saveNow(this.bound());
   }
 
   private save(): void {
-    try {
-      this.persist();
-    } catch (e) {
-      this.saveFailed(e);
-    }
+    this.store?.save(this.bound());
+  }
+
+  private bound(): Lease[] {
+    const bound: Lease[] = [];
+    for (const l of this.byKey.values()) if (l.state === 'bound') bound.push(l);
+    return bound;
   }
 }

@@ -86,6 +86,7 @@ const reasons = [
   ['LAN_TOO_BIG', 'too-big-for-lan'],
   ['VM_DOWN', 'vm-port-closed'],
   ['TX_FULL', 'tx-queue-full'],
+  ['UPLINK_HELD', 'uplink-unavailable'],
 ] as const;
 
 type Key = (typeof reasons)[number][0];

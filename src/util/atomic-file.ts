@@ -5,7 +5,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-/** Replaces `path` with `text`: temp file, fsync, rename, fsync of the directory. */
+/** Replaces `path` with `text`: temp file, fsync, rename, fsync of the directory; a failure leaves no temp file. */
 export function writeFileAtomic(path: string, text: string): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -14,12 +14,20 @@ export function writeFileAtomic(path: string, text: string): void {
   rmSync(tmp, { force: true });
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeFileSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeFileSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    // A full disk fails the write: no temp file is left behind (unless the disk went read-only meanwhile).
+    try {
+      rmSync(tmp, { force: true });
+    } catch {}
+    throw e;
   }
-  renameSync(tmp, path);
   const dfd = openSync(dir, 'r');
   try {
     fsyncSync(dfd);

@@ -2,6 +2,7 @@
 // user an engine dropped to, and the next engine opens it as root.
 
 import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import type { StateFiles } from './state-files.js';
 
 /** The text of state file `path`; a symbolic link there is refused (ELOOP), not followed. */
 export function readStateFile(path: string): string {
@@ -31,5 +32,19 @@ export function readJsonFile(path: string, fallback: unknown): unknown {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
     throw new Error(`${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * `read()`; when it throws (the file is not JSON, not of its form, not readable), the file is moved aside
+ * (StateFiles.quarantine) and `fallback` returned, so an engine starts without it.
+ */
+export function readOrSetAside<T>(path: string, files: StateFiles, fallback: T, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    files.quarantine(path, message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message);
+    return fallback;
   }
 }

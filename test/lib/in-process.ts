@@ -99,6 +99,7 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
         fragments: new FragmentTable(),
         addr: o.nat.addr,
         mtu: o.nat.mtu ?? 1500,
+        held: false,
         raw: new Port(PortId.RAW, 'raw', QUEUE_LEN, none),
         tx: o.nat.hop ? vnetPort(io, PortId.TX, 'tx') : null,
         hop: o.nat.hop ?? null,

@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { LeaseStore } from '../../src/services/lease-store.js';
 import { LeaseTable } from '../../src/services/leases.js';
+import type { Clocks } from '../../src/util/clock.js';
+import { Logger } from '../../src/util/log.js';
+import { RETRY_MAX_MS, RETRY_MIN_MS, StateFiles } from '../../src/util/state-files.js';
 
 const ip = (s: string) => s.split('.').reduce((a, o) => a * 256 + Number(o), 0);
 const START = ip('192.168.64.2');
@@ -194,12 +197,29 @@ describe('LeaseTable over a LeaseStore', () => {
   let dir: string;
   let file: string;
   let store: LeaseStore;
+  let files: StateFiles;
+  /** What the state files logged. */
+  let logged: string[];
+  /** The state files' monotonic clock, moved by the tests. */
+  let mono: number;
+  /** Monotonic and wall time alike, so that T0 reads as 2025-01-01 in the file. */
+  const clocks: Clocks = { mono: () => 0, wall: () => 0 };
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'softnet-leases-'));
     file = join(dir, 'state', 'softnet0.leases.json');
-    store = new LeaseStore(file);
+    logged = [];
+    mono = 0;
+    files = new StateFiles(new Logger('text', (line) => logged.push(line)), () => mono);
+    store = new LeaseStore(file, files, clocks);
   });
+
+  /** The files in the state directory other than the lease file, with a timestamp replaced by T. */
+  function others(): string[] {
+    return readdirSync(join(dir, 'state'))
+      .filter((f) => f !== 'softnet0.leases.json')
+      .map((f) => f.replace(/corrupt-[0-9TZ-]+$/, 'corrupt-T'));
+  }
   afterEach(() => {
     rmSync(dir, { recursive: true, force: true });
   });
@@ -254,7 +274,7 @@ describe('LeaseTable over a LeaseStore', () => {
   test('after a restart the bound lease is kept and not handed to another key', () => {
     const t1 = new LeaseTable(START, END, store, T0);
     t1.bind('a', 'm-a', START, T0 + LEASE, 'vm-a');
-    const t2 = new LeaseTable(START, END, new LeaseStore(file), T0 + 1000);
+    const t2 = new LeaseTable(START, END, new LeaseStore(file, files, clocks), T0 + 1000);
     const l = t2.get('a');
     assert.equal(l?.state, 'bound');
     assert.equal(l?.ip, START);
@@ -266,7 +286,7 @@ describe('LeaseTable over a LeaseStore', () => {
     assert.equal(t2.choose('a', 'm-a', 0, T0 + 1000), START);
   });
 
-  test("a bridged VM's lease keeps the LAN server that gave it across a restart; a malformed one is an error", () => {
+  test("a bridged VM's lease keeps the LAN server that gave it across a restart; a malformed one is set aside", () => {
     const t1 = new LeaseTable(START, END, store, T0);
     const server = { ip: 0x0a4d0001, mac: '02:ee:00:00:00:01', clientId: '01020000000001' };
     t1.bind('a', 'm-a', START, T0 + LEASE, undefined, server);
@@ -289,7 +309,10 @@ describe('LeaseTable over a LeaseStore', () => {
         server: bad,
       };
       writeFileSync(file, JSON.stringify({ version: 1, leases: [entry] }));
-      assert.throws(() => new LeaseStore(file).load(), /bad lease entry/);
+      const loaded = new LeaseStore(file, files, clocks).load();
+      assert.deepEqual(loaded.leases, []);
+      assert.equal(loaded.setAside, true);
+      assert.match(logged.at(-1)!, /state file unreadable, moved aside .*reason="bad lease entry/);
     }
   });
 
@@ -312,7 +335,7 @@ describe('LeaseTable over a LeaseStore', () => {
     assert.equal(t2.choose('c', 'm-c', 0, T0), START + 1);
   });
 
-  test('a hand-written file: entries outside the pool or duplicated are skipped', () => {
+  test('a hand-written file: entries outside the pool are skipped, contradicting ones set aside and their addresses held back', () => {
     const iso = (ms: number) => new Date(ms).toISOString();
     mkdirSync(join(dir, 'state'));
     writeFileSync(
@@ -321,41 +344,137 @@ describe('LeaseTable over a LeaseStore', () => {
         version: 1,
         leases: [
           { key: 'a', mac: 'm', ip: '192.168.64.2', expires: iso(T0 + LEASE) },
-          { key: 'b', mac: 'm', ip: '192.168.64.2', expires: iso(T0 + LEASE) }, // same address
-          { key: 'a', mac: 'm', ip: '192.168.64.3', expires: iso(T0 + LEASE) }, // same key
-          { key: 'c', mac: 'm', ip: '192.168.64.1', expires: iso(T0 + LEASE) }, // the gateway
-          { key: 'd', mac: 'm', ip: '10.0.0.9', expires: iso(T0 + LEASE) }, // another network
+          { key: 'b', mac: 'm', ip: '192.168.64.2', expires: iso(T0 + 2 * LEASE) }, // same address
+          { key: 'c', mac: 'm', ip: '192.168.64.3', expires: iso(T0 + LEASE) },
+          { key: 'c', mac: 'm', ip: '192.168.64.4', expires: iso(T0 + LEASE) }, // same key
+          { key: 'e', mac: 'm', ip: '192.168.64.5', expires: iso(T0 + LEASE) }, // sound
+          { key: 'f', mac: 'm', ip: '192.168.64.1', expires: iso(T0 + LEASE) }, // the gateway
+          { key: 'g', mac: 'm', ip: '10.0.0.9', expires: iso(T0 + LEASE) }, // another network
         ],
       }),
     );
     const t = new LeaseTable(START, END, store, T0);
     assert.deepEqual(
       [...t.all()].map((l) => [l.key, l.ip]),
-      [['a', START]],
+      [['e', START + 3]],
+    );
+    // Whoever asks, a contested address is nobody's until the latest lease on it would have ended.
+    for (const key of ['a', 'b', 'c', 'new']) {
+      assert.equal(t.available(key, 'm', START, T0 + 2 * LEASE - 1), false);
+      assert.equal(t.available(key, 'm', START + 1, T0 + LEASE - 1), false);
+      assert.equal(t.available(key, 'm', START + 2, T0 + LEASE - 1), false);
+    }
+    assert.equal(t.choose('new', 'm', 0, T0), START + 4);
+    assert.equal(t.available('new', 'm', START, T0 + 2 * LEASE), true);
+    assert.deepEqual(others(), ['softnet0.leases.json.corrupt-T']);
+    assert.equal(logged.length, 1);
+    assert.match(
+      logged[0],
+      /^softnet: warn: state file unreadable, moved aside file=\S+softnet0\.leases\.json reason="two leases of 192\.168\.64\.2 \(and 1 more\)" moved_to=\S+\.corrupt-\S+\n$/,
+    );
+    // What was sound is on disk again at once.
+    assert.deepEqual(
+      JSON.parse(readFileSync(file, 'utf8')).leases.map((l: { key: string }) => l.key),
+      ['e'],
     );
   });
 
-  test('a file that is not a lease file is an error at start', () => {
-    mkdirSync(join(dir, 'state'));
-    writeFileSync(file, JSON.stringify({ version: 2, leases: [] }));
-    assert.throws(() => new LeaseTable(START, END, store, T0), /not a softnet lease file/);
-    writeFileSync(file, '{"version":1,"leases":[{"key":"a","ip":"999.1.1.1","expires":"x"}]}');
-    assert.throws(() => new LeaseTable(START, END, store, T0), /bad lease entry/);
-    writeFileSync(file, '{"version":1,');
-    assert.throws(() => new LeaseTable(START, END, store, T0), /leases\.json: .*JSON/);
+  for (const [what, text, reason] of [
+    ['not JSON', '{"version":1,', /JSON/],
+    ['cut short', '{"version":1,"leases":[{"key":"a","mac":"m","ip":"192.168.64.2","exp', /JSON/],
+    ['of another version', JSON.stringify({ version: 2, leases: [] }), /not a softnet lease file/],
+    ['not an object', '[]', /not a softnet lease file/],
+  ] as const) {
+    test(`a lease file ${what} is moved aside and logged once; the table starts empty and writes a new file`, () => {
+      mkdirSync(join(dir, 'state'));
+      writeFileSync(file, text);
+      const t = new LeaseTable(START, END, store, T0);
+      assert.equal([...t.all()].length, 0);
+      assert.deepEqual(others(), ['softnet0.leases.json.corrupt-T']);
+      const aside = readdirSync(join(dir, 'state')).find((f) => f.includes('.corrupt-'))!;
+      assert.equal(readFileSync(join(dir, 'state', aside), 'utf8'), text, 'moved aside as it was');
+      assert.equal(logged.length, 1);
+      assert.match(logged[0], /^softnet: warn: state file unreadable, moved aside file=\S+ reason=/);
+      assert.match(logged[0], reason);
+      assert.ok(logged[0].includes(`moved_to=${join(dir, 'state', aside)}`), logged[0]);
+      t.bind('a', 'm-a', START, T0 + LEASE);
+      assert.deepEqual(
+        JSON.parse(readFileSync(file, 'utf8')).leases.map((l: { ip: string }) => l.ip),
+        ['192.168.64.2'],
+      );
+    });
+  }
+
+  test('a disk that refuses writes: the table goes on, one line each way, retries back off, the newest content lands', () => {
+    const t = new LeaseTable(START, END, store, T0);
+    t.bind('a', 'm-a', START, T0 + LEASE);
+    // Now the store's directory cannot be written: a regular file is in its place (ENOTDIR, as a full
+    // disk gives ENOSPC; the integration tests use a real full and read-only disk).
+    rmSync(join(dir, 'state'), { recursive: true });
+    writeFileSync(join(dir, 'state'), '');
+    assert.equal(t.bind('b', 'm-b', START + 1, T0 + LEASE), 'bound');
+    assert.equal(t.get('b')?.state, 'bound');
+    assert.equal(files.persisted, false);
+    assert.match(files.error!, /softnet0\.leases\.json: (EEXIST|ENOTDIR)$/);
+    assert.equal(files.failedWrites, 1);
+    t.release('a');
+    t.bind('c', 'm-c', START + 2, T0 + LEASE);
+    assert.equal(files.failedWrites, 1, 'not tried again before the backoff is over');
+    // The backoff doubles from 1 s to 60 s.
+    const tries: number[] = [];
+    for (let ms = 0; ms <= 200_000; ms += 500) {
+      mono = ms;
+      const before = files.failedWrites;
+      files.retry();
+      if (files.failedWrites > before) tries.push(ms);
+    }
+    assert.deepEqual(tries, [1000, 3000, 7000, 15000, 31000, 63000, 123000, 183000]);
+    assert.equal(RETRY_MIN_MS, 1000);
+    assert.equal(RETRY_MAX_MS, 60_000);
+    assert.equal(logged.length, 1);
+    assert.match(
+      logged[0],
+      /^softnet: warn: state not persisted.* file=\S+softnet0\.leases\.json error=(ENOTDIR|EEXIST)\n$/,
+    );
+    // The disk takes writes again: the next retry writes what the table holds now, and says so once.
+    rmSync(join(dir, 'state'));
+    mono = 10_000_000;
+    files.retry();
+    assert.equal(files.persisted, true);
+    assert.equal(files.error, null);
+    assert.deepEqual(
+      onDisk().leases.map((l) => [l.key, l.ip]),
+      [
+        ['b', '192.168.64.3'],
+        ['c', '192.168.64.4'],
+      ],
+    );
+    assert.equal(logged.length, 2);
+    assert.match(logged[1], /^softnet: state persisted again file=\S+softnet0\.leases\.json\n$/);
+    t.release('b');
+    assert.equal(onDisk().leases.length, 1, 'written at once again');
   });
 
-  test('a write that fails later is reported and the table goes on in memory; persist() throws', () => {
-    const failures: unknown[] = [];
-    const t = new LeaseTable(START, END, store, T0, (e) => failures.push(e));
-    // Now the store's directory cannot be created: a regular file is in its place.
+  test('persist() (the check at start) throws only for a refused permission', () => {
+    const t = new LeaseTable(START, END, store, T0);
+    mkdirSync(join(dir, 'state'));
+    t.bind('a', 'm-a', START, T0 + LEASE);
+    rmSync(join(dir, 'state'), { recursive: true });
     writeFileSync(join(dir, 'state'), '');
-    assert.equal(t.bind('a', 'm-a', START, T0 + LEASE), 'bound');
-    assert.equal(failures.length, 1);
-    assert.equal(t.get('a')?.state, 'bound');
-    t.release('a');
-    assert.equal(failures.length, 2);
-    t.bind('b', 'm-b', START, T0 + LEASE);
-    assert.throws(() => t.persist());
+    assert.doesNotThrow(() => t.persist());
+    assert.equal(files.persisted, false);
+  });
+
+  test('expiry times are monotonic in memory and wall time in the file, converted at load and save', () => {
+    // The wall clock is a day ahead of the monotonic one, then steps back an hour before the restart.
+    const DAY = 86_400_000;
+    let wall = T0 + DAY;
+    const stepped: Clocks = { mono: () => T0, wall: () => wall };
+    const t1 = new LeaseTable(START, END, new LeaseStore(file, files, stepped), T0);
+    t1.bind('a', 'm-a', START, T0 + LEASE);
+    assert.equal(onDisk().leases[0].expires, new Date(T0 + DAY + LEASE).toISOString());
+    wall -= 3600_000;
+    const t2 = new LeaseTable(START, END, new LeaseStore(file, files, stepped), T0);
+    assert.equal(t2.get('a')?.expires, T0 + LEASE + 3600_000);
   });
 });

@@ -467,6 +467,44 @@ describe('NAT through the pipeline', () => {
     });
   });
 
+  describe('an uplink on hold', () => {
+    test('packets for the world are uplink-unavailable, nothing leaves, the mappings stay for its return', () => {
+      const ext = connect();
+      nat.held = true;
+      assert.deepEqual(out(tcp(vmIp, REMOTE, 40000, 80, ACK)), []);
+      assert.deepEqual(out(udp(vmIp, REMOTE, 5000, 53)), []);
+      assert.deepEqual(drops(), { 'uplink-unavailable': 2 });
+      nothingElse();
+      assert.equal(nat.flows.size, 1);
+      nat.held = false;
+      assert.equal(outOne(tcp(vmIp, REMOTE, 40000, 80, ACK)).sport, ext, 'the same mapping again');
+    });
+
+    test('with --reject the gateway answers network unreachable (3/0), quoting the packet', () => {
+      const net = inProcessNetwork({
+        vmMac: VM_MAC,
+        gatewayMac: GW_MAC,
+        allow: ['203.0.113.0/24'],
+        reject: true,
+        nat: { addr: UPLINK, lo: LO, hi: HI, perVm: PER_VM, mtu: MTU },
+      });
+      net.nat!.held = true;
+      const pkt = udp(net.att.ip, REMOTE, 5000, 53);
+      net.io.deliver(VM, vmFrame(pkt));
+      net.p.drain(net.vmPort);
+      assert.deepEqual(dropsByName(net.p.drops), { 'uplink-unavailable': 1 });
+      assert.deepEqual(net.io.take(RAW), []);
+      const got = net.io.take(VM);
+      assert.equal(got.length, 1);
+      const e = parse(got[0], 14);
+      assert.equal(e.src, GATEWAY);
+      assert.equal(e.dst, net.att.ip);
+      assert.deepEqual([e.l4[0], e.l4[1]], [3, 0]);
+      assert.deepEqual([...e.l4.subarray(8)], [...pkt.subarray(0, 28)]);
+      assertChecksums(got[0], 14);
+    });
+  });
+
   describe('UDP and ICMP errors', () => {
     test('UDP out and back; UDP without a checksum stays without one', () => {
       const s = outOne(udp(vmIp, REMOTE, 5000, 53, bytes(41)));

@@ -85,8 +85,13 @@ describe('the engine metrics', () => {
     };
     const engine = {
       vms: new Map([['k', live]]),
-      networks: new Map([['n', { spec, seg: net.seg }]]),
-      uplinks: new Map([['u', { name: 'eth0', natPorts: '61000-61999', nat: net.nat }]]),
+      networks: new Map([['n', { spec, seg: net.seg, hostLinkProblem: null, hostLinkRepairs: 2 }]]),
+      uplinks: new Map([
+        [
+          'u',
+          { ifname: 'eth0', want: null, natPorts: '61000-61999', nat: net.nat, heldReason: null, outages: 3 },
+        ],
+      ]),
       p: net.p,
       captures: { size: 2 },
       opts: { service: true },
@@ -116,6 +121,12 @@ describe('the engine metrics', () => {
     assert.equal(series.get('softnet_nat_mappings{uplink="eth0",ports="61000-61999",protocol="udp"}'), 1);
     assert.equal(series.get('softnet_nat_mappings{uplink="eth0",ports="61000-61999",protocol="tcp"}'), 0);
     assert.equal(series.get('softnet_nat_ports{uplink="eth0",ports="61000-61999"}'), 1000);
+    const usable =
+      'softnet_uplink_usable{uplink="eth0",ports="61000-61999",address="198.51.100.2",reason=""}';
+    assert.equal(series.get(usable), 1);
+    assert.equal(series.get('softnet_uplink_outages_total{uplink="eth0",ports="61000-61999"}'), 3);
+    assert.equal(series.get(`softnet_host_link_usable${n}`), 1);
+    assert.equal(series.get(`softnet_host_link_repairs_total${n}`), 2);
     assert.equal(series.get('softnet_captures'), 2);
     assert.equal(
       series.get(`softnet_engine_info{version="${VERSION}",pid="${process.pid}",kind="service"}`),
