@@ -10,6 +10,8 @@
 
 import { join } from 'node:path';
 import { native } from '../native.js';
+import { networkConfig } from '../net/network.js';
+import { linkOf, type NetworkSpec } from '../net/network-spec.js';
 import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js';
 import { openLan } from '../ports/lan.js';
 import type { Port } from '../ports/port.js';
@@ -17,8 +19,6 @@ import { DnsForwarder, resolversFrom } from '../services/dns.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { flagged, UsageError } from './errors.js';
-import { networkConfig } from './network.js';
-import { linkOf, type NetworkSpec } from './network-spec.js';
 import { openPort } from './ports.js';
 import { NetworkSegment, type SegmentEvents } from './segment.js';
 import type { LiveUplink } from './uplinks.js';
@@ -175,9 +175,9 @@ export class LiveNetwork {
     if (this.spec.type === 'bridge') return;
     const name = this.spec.hostLink;
     const { gateway, prefix } = this.seg.cfg;
-    const st = native.ifState(name);
     let found: string[];
     try {
+      const st = native.ifState(name);
       if (st === null || st.index !== this.linkIndex) {
         found = [st === null ? 'deleted' : 'replaced'];
         this.remakeHostLink();

@@ -277,6 +277,18 @@ describe('the default route moves to another interface', () => {
     await softnet.waitFor(/uplink usable: NAT resumed uplink=up0 /, 10_000, from);
     assert.equal(await peerSeen(topo, vm), HOST_IP, tail(softnet));
   });
+
+  test('a renamed uplink: NAT follows the default route to its new name', { timeout: 60_000 }, async () => {
+    const from = softnet.lines.length;
+    // A link is renamed only while it is down; its routes go with it, and come back as its manager adds them.
+    await ip(world.host, 'link', 'set', UPLINK, 'down');
+    await ip(world.host, 'link', 'set', UPLINK, 'name', 'wan0');
+    await ip(world.host, 'link', 'set', 'wan0', 'up');
+    await ip(world.host, 'route', 'replace', 'default', 'via', ROUTER_HOST_SIDE, 'dev', 'wan0');
+    await softnet.waitFor(/uplink usable: NAT resumed uplink=wan0 /, 10_000, from);
+    assert.equal(await peerSeen(topo, vm), HOST_IP, tail(softnet));
+    assert.equal((await networkShown(topo, world.host)).uplink, 'wan0');
+  });
 });
 
 describe('the host link is repaired', () => {
@@ -291,7 +303,7 @@ describe('the host link is repaired', () => {
     async () => {
       host = await topo.netns('host');
       vm = await topo.netns('vm');
-      softnet = await softnetForVm(topo, host, vm, '52:54:00:48:46:03');
+      softnet = await softnetForVm(topo, host, vm, '52:54:00:48:46:03', ['--metrics', METRICS]);
       lease = await vmOnline(topo, vm);
       assert.equal(await pings(topo, host, lease.ip), true, tail(softnet));
     },
@@ -321,7 +333,11 @@ describe('the host link is repaired', () => {
       assert.equal(await pings(topo, vm, GATEWAY), true);
       assert.equal(softnet.child.exitCode, null);
       assert.equal((await networkShown(topo, host)).hostLinkProblem, null);
-      assert.equal(logged(softnet, /host link repaired/).length, cases.findIndex((c) => c[2] === found) + 1);
+      const repairs = cases.findIndex((c) => c[2] === found) + 1;
+      assert.equal(logged(softnet, /host link repaired/).length, repairs);
+      const m = await scrape(topo, host, METRICS);
+      assert.equal(sample(m, 'softnet_host_link_repairs_total'), repairs);
+      assert.equal(sample(m, 'softnet_host_link_usable'), 1);
     });
   }
 });
