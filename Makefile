@@ -6,16 +6,16 @@ SHELL := /bin/bash
 # the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig; the attackers of the
 # isolation tests: arpspoof (dsniff), arping, scapy, nmap; QEMU and cpio for the real guest (its kernel and
 # busybox-static are downloaded by the test, not installed); sudo and systemd (for systemd-analyze, not
-# run as init) for the privileges tests and the checks of packaging/.
+# run as init) for the privileges tests and the checks of packaging/; mandoc to lint the man pages.
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
 	iperf3 dnsmasq-base traceroute bind9-dnsutils dsniff arping python3-scapy nmap qemu-system-x86 cpio \
-	sudo systemd
+	sudo systemd mandoc
 
 # What the peers and scale benches compare softnet with: pasta (in passt) and slirp4netns.
 BENCH_DEB_PACKAGES := passt slirp4netns
 
 .PHONY: demo test deps debs build lint typecheck unit integration bench bench-peers bench-scale bench-fixtures \
-	bench-replay fuzz install clean
+	bench-replay soak fuzz install clean
 
 demo: deps build
 	./bin/softnet demo
@@ -76,12 +76,20 @@ bench-scale: deps build
 	@$(MAKE) --no-print-directory debs DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
 	node dist/bench/scale.js
 
+# The soak of issue 13: 20 VMs on one `softnet serve` with traffic and churn, every host fault on a schedule,
+# checks all along and a table at the end; exit 1 when a check fails. SOAK_ARGS='--minutes 60 --vms 30'.
+SOAK_ARGS ?= --minutes 10 --vms 20
+soak: deps build
+	node dist/bench/soak.js $(SOAK_ARGS)
+
 # The long fuzz run: 350000 frames from each side of the pipeline and 350000 DHCP messages.
 fuzz: deps build
 	node dist/test/fuzz/run.js 350000
 
-# softnet under PREFIX: its code in PREFIX/lib/softnet (production npm packages only), the command in
-# PREFIX/bin, this document in PREFIX/share/doc/softnet; and the files of packaging/ with their paths
+# softnet under PREFIX: its code in PREFIX/lib/softnet (production npm packages only), the commands softnet
+# and vmtool in PREFIX/bin, their man pages in PREFIX/share/man, the bash completion where bash-completion
+# looks (PREFIX/share/bash-completion/completions, as softnet and as vmtool), the privileges document in
+# PREFIX/share/doc/softnet; and the files of packaging/ with their paths
 # rewritten for PREFIX: the sudoers drop-in (checked with visudo first), the systemd unit and the sysusers
 # entry that makes its user. DESTDIR stages it all elsewhere. Nothing is enabled or started; the launchd
 # plist is macOS's, copied by hand (docs/privileges.md).
@@ -97,6 +105,11 @@ install: build
 	install -m 0755 native/build/Release/softnet.node $(LIBDIR)/native/build/Release/
 	npm ci --omit=dev --no-audit --no-fund --prefix $(LIBDIR)
 	ln -sfn ../lib/softnet/bin/softnet $(DESTDIR)$(PREFIX)/bin/softnet
+	ln -sfn ../lib/softnet/bin/vmtool $(DESTDIR)$(PREFIX)/bin/vmtool
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/man/man8 man/softnet.8 man/softnet-serve.8 man/softnet-network.8
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/man/man1 man/vmtool.1
+	install -D -m 0644 completions/softnet.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/softnet
+	ln -sfn softnet $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vmtool
 	install -D -m 0644 docs/privileges.md $(DESTDIR)$(PREFIX)/share/doc/softnet/privileges.md
 	mkdir -p $(DESTDIR)/etc/sudoers.d $(DESTDIR)/etc/systemd/system
 	$(REWRITE) packaging/sudoers/softnet | visudo -cqf -

@@ -5,6 +5,7 @@
 import { isIPv6 } from 'node:net';
 import { DEFAULT_CONTROL_SOCKET } from '../control/server.js';
 import { UsageError } from '../engine/errors.js';
+import { checkVmSpec, VM_FLAG, type VmSpec } from '../engine/vm-spec.js';
 import {
   addReservation,
   checkNetworkSpec,
@@ -12,12 +13,11 @@ import {
   FieldError,
   NETWORK_FLAG,
   type NetworkSpec,
-} from '../engine/network-spec.js';
-import { checkVmSpec, VM_FLAG, type VmSpec } from '../engine/vm-spec.js';
+} from '../net/network-spec.js';
 import type { MetricsAddress } from '../stats/metrics-http.js';
 import type { LogFormat } from '../util/log.js';
 import { parseIpv4 } from '../wire/addr.js';
-import { type FlagSet, parseFlags, pathValue } from './flags.js';
+import { type Given, pathValue } from './flags.js';
 
 export { UsageError };
 
@@ -58,34 +58,6 @@ const NETWORK_FIELDS: Record<string, keyof NetworkSpec> = Object.fromEntries(
     .filter(([field]) => field !== 'type' && field !== 'reservations')
     .map(([field, flag]) => [flag, field as keyof NetworkSpec]),
 );
-
-const VM_FLAGS: FlagSet = {
-  values: new Set([
-    '--vm-fd',
-    '--vm-tap',
-    '--vm-netns',
-    '--vm-ifname',
-    '--vm-socket',
-    '--vm-mac-address',
-    '--vm-name',
-    '--vm-external-mac',
-    '--vm-net-type',
-    '--allow',
-    '--block',
-    '--expose',
-    '--dhcp-host',
-    '--state-dir',
-    '--control-socket',
-    '--reattach-grace',
-    '--user',
-    '--group',
-    '--log-format',
-    '--metrics',
-    ...Object.keys(NETWORK_FIELDS),
-  ]),
-  bools: new Set(['--reject']),
-  aliases: { '--bootpd-lease-time': '--lease-time' },
-};
 
 function integer(flag: string, v: string, min: number, max: number): number {
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
@@ -154,9 +126,8 @@ export function networkFromFlags(
   return { network, given: Object.keys(raw) };
 }
 
-/** Parses the per-VM form's arguments; throws UsageError naming the first bad flag. */
-export function parseVmArgs(argv: string[]): VmOptions {
-  const g = parseFlags(argv, VM_FLAGS);
+/** The per-VM form's options from its parsed flags (grammar.ts: SOFTNET); throws UsageError naming the first bad flag. */
+export function vmOptions(g: Given): VmOptions {
   const values = g.values;
   const spelled = (f: string) => g.spelled.get(f) ?? f;
   const get = (f: string) => values.get(f);
@@ -246,24 +217,3 @@ function tapName(v: string): string {
     throw new FieldError('ifname', `'${v}' is not an interface name (1-15 of A-Z a-z 0-9 _ . -)`);
   return v;
 }
-
-/** The usage text of the per-VM form and the other commands. */
-export const USAGE = `usage: softnet (--vm-fd N | --vm-tap NAME | --vm-netns PATH [--vm-ifname NAME] | --vm-socket PATH)
-               --vm-mac-address MAC [--vm-name NAME] [--vm-external-mac MAC]
-               [--vm-net-type shared|host|disconnected|bridge] [--bridge-interface IFACE]
-               [--network NAME] [--subnet CIDR] [--dhcp-range A-B] [--lease-time SECONDS]
-               [--host-link NAME] [--mtu N] [--domain NAME] [--dhcp-route CIDR,...] [--dhcp-host MAC=IP,...]
-               [--allow CIDR|@host,...] [--block CIDR|@host,...] [--reject]
-               [--expose [BIND:]EXT:INT[/tcp|/udp],...]
-               [--uplink IFACE] [--nat-ports A-B] [--nat-flows-per-vm N]
-               [--state-dir DIR] [--control-socket PATH] [--reattach-grace SECONDS]
-               [--user USER --group GROUP] [--log-format text|json]
-               [--metrics ADDR:PORT]   (served only while this process runs the engine itself)
-       softnet serve [--config FILE] [--control-socket PATH] [--control-group GROUP] [--state-dir DIR]
-               [--reattach-grace SECONDS]
-               [--metrics ADDR:PORT] [--user USER --group GROUP] [--log-format text|json] [network flags]
-       softnet network add NAME --cidr CIDR [--dhcp-range A-B] [--type shared|host|bridge] [...]
-       softnet network ls | rm NAME | list-attached NAME | reserve NAME MAC IP   [--json]
-       softnet show VM [--json]
-       softnet capture VM -w FILE|- [-c COUNT] [--control-socket PATH]
-       softnet demo`;

@@ -12,7 +12,7 @@ import { connectEngine } from '../control/client.js';
 import { ControlError, type Message } from '../control/protocol.js';
 import { UsageError } from '../engine/errors.js';
 import { engineSettings } from './args.js';
-import { parseFlags } from './flags.js';
+import type { Given } from './flags.js';
 
 /** How long a stopping capture waits for the engine's last frames and counts. */
 const STOP_WAIT_MS = 3000;
@@ -33,9 +33,8 @@ function frameLimit(v: string | undefined): number | null {
   return Number(v);
 }
 
-/** Runs `softnet capture`; resolves with the exit status once the file is complete. */
-export async function runCapture(argv: string[]): Promise<number> {
-  const g = parseFlags(argv, { values: new Set(['-w', '-c', '--control-socket']), words: 1 });
+/** Runs `softnet capture` with its parsed flags (grammar.ts: CAPTURE); resolves with the exit status once the file is complete. */
+export async function runCapture(g: Given): Promise<number> {
   if (g.words.length !== 1) throw new UsageError('VM', 'capture needs a VM (its name, MAC or address)');
   const out = g.values.get('-w');
   if (out === undefined || out === '') throw new UsageError('-w', 'is required: a file, or - for stdout');

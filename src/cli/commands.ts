@@ -6,9 +6,15 @@ import { ControlError, type Message } from '../control/protocol.js';
 import { UsageError } from '../engine/errors.js';
 import { ADD_FLAG } from '../engine/service.js';
 import { engineSettings } from './args.js';
-import { type FlagSet, parseFlags } from './flags.js';
-
-const ADD_FLAGS = Object.values(ADD_FLAG).filter((f) => f.startsWith('--') && f !== '--dhcp-host');
+import type { Command, Given } from './flags.js';
+import {
+  NETWORK_ADD,
+  NETWORK_LIST_ATTACHED,
+  NETWORK_LS,
+  NETWORK_RESERVE,
+  NETWORK_RM,
+  SHOW,
+} from './grammar.js';
 
 /** Lines of a table: a header and rows, each column as wide as its widest cell. */
 export function table(header: string[], rows: string[][]): string {
@@ -38,15 +44,12 @@ function print(json: boolean, data: unknown, render: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : render());
 }
 
-/** Runs `softnet network SUB ...` or `softnet show VM`; resolves when printed. */
-export async function runCommand(argv: string[]): Promise<void> {
-  const [cmd, sub, ...rest] = argv;
-  if (cmd === 'show') return show([sub, ...rest].filter((x) => x !== undefined));
-  const common: FlagSet = { values: new Set(['--control-socket']), bools: new Set(['--json']) };
-  switch (sub) {
-    case 'ls':
-    case 'list': {
-      const g = parseFlags(rest, common);
+/** Runs `softnet network SUB ...` or `softnet show VM`, given its parsed flags; resolves when printed. */
+export async function runCommand(command: Command, g: Given): Promise<void> {
+  switch (command) {
+    case SHOW:
+      return show(g);
+    case NETWORK_LS: {
       const r = await ask(engineSettings(g.values).controlSocket, 'network.ls');
       const nets = r.networks as Message[];
       return print(g.values.has('--json'), nets, () =>
@@ -65,8 +68,7 @@ export async function runCommand(argv: string[]): Promise<void> {
         ),
       );
     }
-    case 'list-attached': {
-      const g = parseFlags(rest, { ...common, words: 1 });
+    case NETWORK_LIST_ATTACHED: {
       if (g.words.length !== 1) throw new UsageError('NAME', 'list-attached needs a network name');
       const r = await ask(engineSettings(g.values).controlSocket, 'network.attached', { name: g.words[0] });
       const vms = r.vms as Message[];
@@ -84,12 +86,7 @@ export async function runCommand(argv: string[]): Promise<void> {
         ),
       );
     }
-    case 'add': {
-      const g = parseFlags(rest, {
-        values: new Set([...ADD_FLAGS, '--control-socket']),
-        bools: new Set(['--json']),
-        words: 1,
-      });
+    case NETWORK_ADD: {
       if (g.words.length !== 1) throw new UsageError('NAME', 'network add needs a name');
       // A bridge network's addresses are its LAN's.
       if (!g.values.has('--cidr') && g.values.get('--type') !== 'bridge')
@@ -106,15 +103,12 @@ export async function runCommand(argv: string[]): Promise<void> {
         () => `network ${text(net.name)} added: ${text(net.cidr)} on ${text(net.hostLink)}\n`,
       );
     }
-    case 'rm':
-    case 'remove': {
-      const g = parseFlags(rest, { ...common, words: 1 });
+    case NETWORK_RM: {
       if (g.words.length !== 1) throw new UsageError('NAME', 'network rm needs a name');
       await ask(engineSettings(g.values).controlSocket, 'network.rm', { name: g.words[0] });
       return print(g.values.has('--json'), { removed: g.words[0] }, () => `network ${g.words[0]} removed\n`);
     }
-    case 'reserve': {
-      const g = parseFlags(rest, { ...common, words: 3 });
+    case NETWORK_RESERVE: {
       if (g.words.length !== 3) throw new UsageError('NAME', 'network reserve needs NAME MAC IP');
       const [name, mac, ip] = g.words;
       await ask(engineSettings(g.values).controlSocket, 'network.reserve', { name, mac, ip });
@@ -125,7 +119,7 @@ export async function runCommand(argv: string[]): Promise<void> {
       );
     }
     default:
-      throw new UsageError('network', `'${String(sub)}' is not one of add, ls, rm, list-attached, reserve`);
+      throw new Error(`runCommand: not an operator command: ${command.name}`);
   }
 }
 
@@ -135,8 +129,7 @@ function natText(m: Message): string {
   return m.natHeld ? `${at}, on hold: ${text(m.natHeld)}` : at;
 }
 
-async function show(argv: string[]): Promise<void> {
-  const g = parseFlags(argv, { values: new Set(['--control-socket']), bools: new Set(['--json']), words: 1 });
+async function show(g: Given): Promise<void> {
   if (g.words.length !== 1) throw new UsageError('VM', 'show needs a VM (its name, MAC or address)');
   const v = await ask(engineSettings(g.values).controlSocket, 'show', { vm: g.words[0] });
   print(g.values.has('--json'), v, () => {

@@ -32,7 +32,7 @@ function attempt(ns: string, cmd: string, args: string[]): { ok: boolean; out: s
 }
 
 /** Runs the demo; exits non-zero if the VM gets no lease or cannot reach its gateway. */
-export async function runDemo(_argv: string[]): Promise<void> {
+export async function runDemo(): Promise<void> {
   const id = `softnet-demo-${process.pid}`;
   const ns = { host: `${id}-host`, vm: `${id}-vm`, world: `${id}-world` };
   const dir = mkdtempSync(join(tmpdir(), 'softnet-demo-'));

@@ -10,33 +10,8 @@ import { startMetrics } from '../engine/metrics.js';
 import { Service } from '../engine/service.js';
 import { Logger } from '../util/log.js';
 import { engineSettings, networkFromFlags } from './args.js';
-import { type FlagSet, parseFlags, pathValue } from './flags.js';
+import { type Given, pathValue } from './flags.js';
 import { ensurePrivileged } from './sudo.js';
-
-const SERVE_FLAGS: FlagSet = {
-  values: new Set([
-    '--config',
-    '--control-socket',
-    '--control-group',
-    '--reattach-grace',
-    '--state-dir',
-    '--metrics',
-    '--user',
-    '--group',
-    '--log-format',
-    '--subnet',
-    '--dhcp-range',
-    '--host-link',
-    '--lease-time',
-    '--mtu',
-    '--domain',
-    '--dhcp-route',
-    '--uplink',
-    '--nat-ports',
-    '--nat-flows-per-vm',
-  ]),
-  aliases: { '--bootpd-lease-time': '--lease-time' },
-};
 
 /** The gid of a group given by name or number. */
 export function groupId(flag: string, name: string): number {
@@ -48,9 +23,11 @@ export function groupId(flag: string, name: string): number {
   throw new UsageError(flag, `no such group: ${name}`);
 }
 
-/** Runs the service; rejects with UsageError for a flag whose value cannot be used. */
-export async function runServe(argv: string[]): Promise<void> {
-  const g = parseFlags(argv, SERVE_FLAGS);
+/**
+ * Runs the service, given its parsed flags (grammar.ts: SERVE) and its arguments as typed (for a run again
+ * under sudo); rejects with UsageError for a flag whose value cannot be used.
+ */
+export async function runServe(g: Given, argv: string[]): Promise<void> {
   const settings = engineSettings(g.values);
   const { network } = networkFromFlags(g.values, (f) => g.spelled.get(f) ?? f);
   const group = g.values.get('--control-group');

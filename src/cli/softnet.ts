@@ -1,53 +1,68 @@
 // `softnet`: the per-VM form (what a VM tool execs), the service, the operator's commands, and the demo.
+// The command line is parsed here against the grammar before anything heavy is loaded, so `--help`,
+// `--version` and a bad flag answer without starting an engine; each command's module is loaded after.
 
 import { ControlError } from '../control/protocol.js';
-import { UsageError } from '../engine/errors.js';
-import { canOpenNetworks } from '../engine/privileges.js';
-import { Supervisor } from '../engine/supervisor.js';
+import { NotPrivileged, UsageError } from '../engine/errors.js';
 import { Logger } from '../util/log.js';
-import { parseVmArgs, USAGE } from './args.js';
-import { ensurePrivileged, NotPrivileged, PROBE_FLAG } from './sudo.js';
+import { VERSION } from '../version.js';
+import { type Command, type Given, HelpWanted, resolve, wordOf } from './flags.js';
+import { CAPTURE, DEMO, NETWORK, PROBE_FLAG, SERVE, SHOW, SOFTNET } from './grammar.js';
+import { usage } from './usage.js';
 
-function main(argv: string[]): void {
-  const cmd = argv[0];
-  if (argv.at(-1) === PROBE_FLAG) process.exit(canOpenNetworks() ? 0 : 1);
-  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return;
+/**
+ * Runs `command`, given `given`; `argv` is the whole command line, for a run again under sudo. Resolves
+ * with the exit status, or null when the process ends by itself (a command that printed its answer) or
+ * lives on (an engine, a per-VM process).
+ */
+async function run(command: Command, given: Given, argv: string[]): Promise<number | null> {
+  if (command === SOFTNET) {
+    const { vmOptions } = await import('./args.js');
+    const opts = vmOptions(given);
+    const { ensurePrivileged } = await import('./sudo.js');
+    ensurePrivileged(argv, opts, opts.source.kind === 'fd' ? opts.source.fd : null);
+    const { Supervisor } = await import('../engine/supervisor.js');
+    await new Supervisor(opts, new Logger(opts.logFormat), (code) => process.exit(code)).start();
+    return null;
+  }
+  if (command === SERVE) {
+    await (await import('./serve.js')).runServe(given, argv.slice(1));
+    return null;
+  }
+  if (command === CAPTURE) return (await import('./capture.js')).runCapture(given);
+  if (command === DEMO) {
+    await (await import('./demo.js')).runDemo();
+    return null;
+  }
+  if (command === NETWORK)
+    throw new UsageError('network', `needs a command: ${NETWORK.subcommands!.map(wordOf).join(', ')}`);
+  if (command === SHOW || NETWORK.subcommands!.includes(command)) {
+    await (await import('./commands.js')).runCommand(command, given);
+    return null;
+  }
+  throw new Error(`no runner for ${command.name}`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  if (argv.at(-1) === PROBE_FLAG) {
+    const { canOpenNetworks } = await import('../engine/privileges.js');
+    process.exit(canOpenNetworks() ? 0 : 1);
   }
   const json = jsonLogs(argv);
-  const fatal = (e: unknown) => crash(e, json);
-  const failed = (e: unknown) => {
-    if (e instanceof UsageError) fail(2, e.flag, e.detail, json);
-    if (e instanceof NotPrivileged) fail(2, null, e.message, json);
-    if (e instanceof ControlError) fail(e.flag ? 2 : 1, e.flag, e.message, json);
-    fatal(e);
-  };
-  if (cmd === 'demo') {
-    import('./demo.js').then((m) => m.runDemo(argv.slice(1)), fatal);
-    return;
-  }
-  if (cmd === 'serve') {
-    import('./serve.js').then((m) => m.runServe(argv.slice(1))).catch(failed);
-    return;
-  }
-  if (cmd === 'capture') {
-    import('./capture.js')
-      .then((m) => m.runCapture(argv.slice(1)))
-      .then((code) => process.exit(code))
-      .catch(failed);
-    return;
-  }
-  if (cmd === 'network' || cmd === 'show') {
-    import('./commands.js').then((m) => m.runCommand(argv)).catch(failed);
-    return;
-  }
   try {
-    const opts = parseVmArgs(argv);
-    ensurePrivileged(argv, opts, opts.source.kind === 'fd' ? opts.source.fd : null);
-    new Supervisor(opts, new Logger(opts.logFormat), (code) => process.exit(code)).start().catch(failed);
+    const { command, given } = resolve(SOFTNET, argv);
+    if (given.values.has('--version')) {
+      process.stdout.write(`softnet ${VERSION}\n`);
+      return;
+    }
+    const code = await run(command, given, argv);
+    if (code !== null) process.exit(code);
   } catch (e) {
-    failed(e);
+    if (e instanceof HelpWanted) process.stdout.write(usage(e.command));
+    else if (e instanceof UsageError) fail(2, e.flag, e.detail, json);
+    else if (e instanceof ControlError) fail(e.flag ? 2 : 1, e.flag, e.message, json);
+    else if (e instanceof NotPrivileged) fail(2, null, e.message, json);
+    else crash(e, json);
   }
 }
 

@@ -7,16 +7,11 @@
 // engine drops to that user once set up.
 
 import { spawnSync } from 'node:child_process';
-import { UsageError } from '../engine/errors.js';
+import { NotPrivileged, UsageError } from '../engine/errors.js';
 import { canOpenNetworks } from '../engine/privileges.js';
 import { native } from '../native.js';
 import type { EngineSettings } from './args.js';
-
-/** Last on the probe's command line: softnet only says whether it can open networks (exit 0) or not. */
-export const PROBE_FLAG = '--sudo-escalation-probing';
-
-/** softnet cannot become root; the message is the line to print. */
-export class NotPrivileged extends Error {}
+import { PROBE_FLAG } from './grammar.js';
 
 /** What a flag refused under sudo would have let the user do, and what to do instead. */
 const REFUSED: Record<string, string> = {

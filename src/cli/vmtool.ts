@@ -9,13 +9,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UsageError } from '../engine/errors.js';
 import { native } from '../native.js';
+import { VERSION } from '../version.js';
 import { isUnicastMac, parseMac } from '../wire/addr.js';
-import { UsageError } from './args.js';
-
-const USAGE = `usage: vmtool run --net-softnet [--net-softnet-allow CIDRs] [--net-softnet-block CIDRs]
-                  [--net-softnet-expose SPECS] [--net-softnet-arg ARG]... [--net-softnet-socket]
-                  [--mac MAC] [--memory MB] [--accel kvm|tcg] --kernel FILE --initrd FILE [--append ARGS]`;
+import { type Given, HelpWanted, resolve } from './flags.js';
+import { VMTOOL } from './grammar.js';
+import { usage } from './usage.js';
 
 interface RunOptions {
   kernel: string;
@@ -28,71 +28,44 @@ interface RunOptions {
   accel?: 'kvm' | 'tcg';
 }
 
-function parse(argv: string[]): RunOptions {
-  if (argv[0] !== 'run') throw new UsageError(argv[0] ?? 'run', 'the only command is run');
-  const o: Partial<RunOptions> & { softnetArgs: string[]; net?: boolean } = {
+/** The options of `vmtool run` from its parsed flags (grammar.ts: VMTOOL_RUN). */
+function runOptions(g: Given): RunOptions {
+  const v = (flag: string) => g.values.get(flag);
+  const o: Partial<RunOptions> & { softnetArgs: string[] } = {
     softnetArgs: [],
-    append: '',
+    append: v('--append') ?? '',
     memory: 256,
-    socket: false,
+    socket: g.values.has('--net-softnet-socket'),
   };
-  const value = (i: number, flag: string) => {
-    if (i >= argv.length) throw new UsageError(flag, 'needs a value');
-    return argv[i];
-  };
-  for (let i = 1; i < argv.length; i++) {
-    const flag = argv[i];
-    switch (flag) {
-      case '--net-softnet':
-        o.net = true;
-        break;
-      case '--net-softnet-socket':
-        o.socket = true;
-        break;
-      case '--net-softnet-allow':
-        o.softnetArgs.push('--allow', value(++i, flag));
-        break;
-      case '--net-softnet-block':
-        o.softnetArgs.push('--block', value(++i, flag));
-        break;
-      case '--net-softnet-expose':
-        o.softnetArgs.push('--expose', value(++i, flag));
-        break;
-      case '--net-softnet-arg':
-        o.softnetArgs.push(value(++i, flag));
-        break;
-      case '--mac': {
-        const mac = parseMac(value(++i, flag));
-        if (!mac || !isUnicastMac(mac))
-          throw new UsageError(flag, `'${argv[i]}' is not a unicast MAC address`);
-        o.mac = argv[i];
-        break;
-      }
-      case '--memory':
-        o.memory = Number(value(++i, flag));
-        if (!Number.isInteger(o.memory) || o.memory < 32)
-          throw new UsageError(flag, `'${argv[i]}' is not a size in MB`);
-        break;
-      case '--accel': {
-        const a = value(++i, flag);
-        if (a !== 'kvm' && a !== 'tcg') throw new UsageError(flag, `'${a}' is not kvm or tcg`);
-        o.accel = a;
-        break;
-      }
-      case '--kernel':
-        o.kernel = value(++i, flag);
-        break;
-      case '--initrd':
-        o.initrd = value(++i, flag);
-        break;
-      case '--append':
-        o.append = value(++i, flag);
-        break;
-      default:
-        throw new UsageError(flag, 'unknown flag');
-    }
+  for (const [flag, softnetFlag] of [
+    ['--net-softnet-allow', '--allow'],
+    ['--net-softnet-block', '--block'],
+    ['--net-softnet-expose', '--expose'],
+  ])
+    if (g.values.has(flag)) o.softnetArgs.push(softnetFlag, v(flag)!);
+  o.softnetArgs.push(...(g.lists.get('--net-softnet-arg') ?? []));
+  const macText = v('--mac');
+  if (macText !== undefined) {
+    const mac = parseMac(macText);
+    if (!mac || !isUnicastMac(mac))
+      throw new UsageError('--mac', `'${macText}' is not a unicast MAC address`);
+    o.mac = macText;
   }
-  if (!o.net) throw new UsageError('--net-softnet', 'is required: softnet is the only network vmtool has');
+  const memory = v('--memory');
+  if (memory !== undefined) {
+    o.memory = Number(memory);
+    if (!/^\d+$/.test(memory) || o.memory < 32)
+      throw new UsageError('--memory', `'${memory}' is not a size in MB`);
+  }
+  const accel = v('--accel');
+  if (accel !== undefined) {
+    if (accel !== 'kvm' && accel !== 'tcg') throw new UsageError('--accel', `'${accel}' is not kvm or tcg`);
+    o.accel = accel;
+  }
+  o.kernel = v('--kernel');
+  o.initrd = v('--initrd');
+  if (!g.values.has('--net-softnet'))
+    throw new UsageError('--net-softnet', 'is required: softnet is the only network vmtool has');
   for (const f of ['kernel', 'initrd'] as const) {
     if (!o[f]) throw new UsageError(`--${f}`, 'is required');
     if (!existsSync(o[f])) throw new UsageError(`--${f}`, `${o[f]}: no such file`);
@@ -201,14 +174,21 @@ async function run(o: RunOptions): Promise<number> {
 }
 
 function main(argv: string[]): void {
-  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
   let o: RunOptions;
   try {
-    o = parse(argv);
+    const { command, given } = resolve(VMTOOL, argv);
+    if (given.values.has('--version')) {
+      process.stdout.write(`vmtool ${VERSION}\n`);
+      return;
+    }
+    // `vmtool` alone says how it is used.
+    if (command === VMTOOL) throw new HelpWanted(VMTOOL);
+    o = runOptions(given);
   } catch (e) {
+    if (e instanceof HelpWanted) {
+      process.stdout.write(usage(e.command));
+      return;
+    }
     if (e instanceof UsageError) {
       process.stderr.write(`vmtool: ${e.message}\n`);
       process.exit(2);

@@ -6,6 +6,7 @@ import type { Channel } from '../control/channel.js';
 import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
 import { CONTROL_DEGRADED, type ServerHandlers } from '../control/server.js';
 import { native } from '../native.js';
+import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from '../net/network-spec.js';
 import { DNS_DEGRADED, ResolvConf } from '../services/resolv-conf.js';
 import { toWall } from '../util/clock.js';
 import { stateFiles } from '../util/state-files.js';
@@ -15,7 +16,6 @@ import { portStats } from './engine.js';
 import { UsageError } from './errors.js';
 import { checkFdHeadroom, outOfFdsCode, outOfFdsMessage } from './fd-headroom.js';
 import type { LiveNetwork } from './live-network.js';
-import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from './network-spec.js';
 import { checkVmSpec, VM_FLAG, type VmSpec } from './vm-spec.js';
 
 /** What only a service does: networks that persist. */

@@ -12,6 +12,9 @@ export class UsageError extends Error {
   }
 }
 
+/** softnet cannot become root (sudo would not run it); the message is the line to print. */
+export class NotPrivileged extends Error {}
+
 /** Runs a set-up step, turning its failure into a UsageError for `flag`. */
 export function flagged<T>(flag: string, step: () => T): T {
   try {

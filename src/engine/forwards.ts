@@ -22,9 +22,9 @@
 
 import { NatProto } from '../nat/flows.js';
 import type { PortForward } from '../nat/forwards.js';
+import { type Attachment, AttType } from '../net/attachment.js';
 import type { LogFields } from '../util/log.js';
 import { formatIpv4 } from '../wire/addr.js';
-import { type Attachment, AttType } from './attachment.js';
 import { UsageError } from './errors.js';
 import { type ForwardProxy, openForwardProxy } from './forward-proxy.js';
 import type { LiveNetwork } from './live-network.js';

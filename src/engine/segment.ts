@@ -25,6 +25,9 @@
 
 import type { NatUplink } from '../nat/uplink.js';
 import { native } from '../native.js';
+import { Attachment, type AttachmentIdentity, AttType } from '../net/attachment.js';
+import { BridgeLan, type LanSide } from '../net/bridge-lan.js';
+import type { NetworkConfig } from '../net/network.js';
 import { fromLan } from '../pipeline/bridge.js';
 import { emitRelease } from '../pipeline/bridge-dhcp.js';
 import { fromHost } from '../pipeline/from-host.js';
@@ -42,9 +45,6 @@ import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import { ArpOp, emitArp } from '../wire/arp.js';
 import { EtherType, emitEthernet, macKey } from '../wire/ethernet.js';
-import { Attachment, type AttachmentIdentity, AttType } from './attachment.js';
-import { BridgeLan, type LanSide } from './bridge-lan.js';
-import type { NetworkConfig } from './network.js';
 
 const BROADCAST = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
 const ZERO_MAC = new Uint8Array(6);

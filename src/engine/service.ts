@@ -16,6 +16,13 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  checkNetworkSpec,
+  DEFAULT_NETWORK,
+  FieldError,
+  NETWORK_FLAG,
+  type NetworkSpec,
+} from '../net/network-spec.js';
 import { readJsonFile, readOrSetAside } from '../util/json-file.js';
 import type { Logger } from '../util/log.js';
 import { type StateWriter, stateFiles } from '../util/state-files.js';
@@ -24,13 +31,6 @@ import type { NetworkAdmin } from './control-api.js';
 import type { Engine } from './engine.js';
 import { UsageError } from './errors.js';
 import type { LiveNetwork } from './live-network.js';
-import {
-  checkNetworkSpec,
-  DEFAULT_NETWORK,
-  FieldError,
-  NETWORK_FLAG,
-  type NetworkSpec,
-} from './network-spec.js';
 
 /** The flags of `network add` (and of a config file's network), by the spec field they set. */
 export const ADD_FLAG: Record<string, string> = {

@@ -36,15 +36,15 @@ import { GuardConflict, NatGuard, withGuardLock } from '../nat/guard.js';
 import { NextHop } from '../nat/next-hop.js';
 import type { NatUplink } from '../nat/uplink.js';
 import { type IfState, native, PortMode } from '../native.js';
+import type { Attachment } from '../net/attachment.js';
+import { portRange } from '../net/network-spec.js';
 import { fromUplink } from '../pipeline/from-uplink.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
 import { captureFilter, defaultRouteInterface } from '../ports/uplink.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4 } from '../wire/addr.js';
-import type { Attachment } from './attachment.js';
 import { UsageError } from './errors.js';
-import { portRange } from './network-spec.js';
 import { openPort } from './ports.js';
 
 /** Seconds between snapshots of the NAT mappings while they change. */

@@ -2,8 +2,8 @@
 // type, its destination rules and its port forwards. Like a network spec, it is plain JSON checked by one
 // function, whether it comes from the command line or over the control socket.
 
+import { FieldError } from '../net/network-spec.js';
 import { formatIpv4, formatMac, isUnicastMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
-import { FieldError } from './network-spec.js';
 
 /** shared: the world through NAT and the host; host: the host only; disconnected: nothing; bridge: a LAN. */
 export type VmType = 'shared' | 'host' | 'disconnected' | 'bridge';

@@ -5,8 +5,8 @@
 // checksum updated for it. When a VM goes away, softnet sends its release for it (emitRelease).
 
 import { randomBytes } from 'node:crypto';
-import type { Attachment } from '../engine/attachment.js';
-import type { BridgeLan } from '../engine/bridge-lan.js';
+import type { Attachment } from '../net/attachment.js';
+import type { BridgeLan } from '../net/bridge-lan.js';
 import { DHCP_CLIENT_PORT, emitDhcpDatagram } from '../services/dhcp.js';
 import type { LanServer } from '../services/lease-store.js';
 import { Drop } from '../stats/drops.js';

@@ -7,8 +7,8 @@
 // A fanned-out frame is queued on every port from its one slot, never copied: every recipient of a
 // broadcast sees the same bytes, and only a frame with a single recipient is rewritten for it.
 
-import type { Attachment } from '../engine/attachment.js';
-import type { BridgeLan } from '../engine/bridge-lan.js';
+import type { Attachment } from '../net/attachment.js';
+import type { BridgeLan } from '../net/bridge-lan.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../services/dhcp.js';
 import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';

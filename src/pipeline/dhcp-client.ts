@@ -1,7 +1,7 @@
 // The checks a DHCP client message from a VM passes before anyone serves it, the gateway (from-vm.ts) or,
 // across a bridge, the LAN's server (bridge-dhcp.ts): one place, so the two cannot drift apart.
 
-import type { Attachment } from '../engine/attachment.js';
+import type { Attachment } from '../net/attachment.js';
 import { DHCP_CLIENT_PORT } from '../services/dhcp.js';
 import { Drop } from '../stats/drops.js';
 import * as ipv4 from '../wire/ipv4.js';

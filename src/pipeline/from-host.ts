@@ -1,7 +1,7 @@
 // A frame from the host link: ARP for a VM is answered here with its external MAC; IPv4 to a VM's leased
 // address goes to it, its destination MAC translated back to the VM's internal one.
 
-import { AttType } from '../engine/attachment.js';
+import { AttType } from '../net/attachment.js';
 import { answerArpInPlace } from '../services/arp.js';
 import { Drop } from '../stats/drops.js';
 import * as arp from '../wire/arp.js';

@@ -2,8 +2,8 @@
 // bridged VM's frame goes its own way (bridge.ts). Every frame ends here either queued on a port or
 // counted under a drop reason.
 
-import { type Attachment, AttType } from '../engine/attachment.js';
-import { inSubnet } from '../engine/network.js';
+import { type Attachment, AttType } from '../net/attachment.js';
+import { inSubnet } from '../net/network.js';
 import { answerArpInPlace } from '../services/arp.js';
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcpFrame } from '../services/dhcp.js';
 import { answerEchoInPlace } from '../services/icmp.js';

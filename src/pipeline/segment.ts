@@ -1,9 +1,9 @@
 // What the pipeline needs to know of a network while it decides frames.
 
-import type { Attachment } from '../engine/attachment.js';
-import type { BridgeLan } from '../engine/bridge-lan.js';
-import type { NetworkConfig } from '../engine/network.js';
 import type { NatUplink } from '../nat/uplink.js';
+import type { Attachment } from '../net/attachment.js';
+import type { BridgeLan } from '../net/bridge-lan.js';
+import type { NetworkConfig } from '../net/network.js';
 import type { Port } from '../ports/port.js';
 import type { DhcpServer } from '../services/dhcp.js';
 

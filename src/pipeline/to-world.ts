@@ -4,10 +4,10 @@
 // socket when the next hop is known (an aggregate from a VM with offloads in one send, its checksum left
 // to the device), else through the raw IP socket, Ethernet header left behind (an aggregate cut first).
 
-import { type Attachment, AttType } from '../engine/attachment.js';
 import { NatProto, NoMapping } from '../nat/flows.js';
 import { decrementTtl, rewrite, rewritePartial } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
+import { type Attachment, AttType } from '../net/attachment.js';
 import { emitIcmpError } from '../services/icmp.js';
 import { emitRejection } from '../services/reject.js';
 import { Drop } from '../stats/drops.js';

@@ -23,7 +23,7 @@
  * - The segment's `assign` is the only way an attachment's address changes, as with softnet's own server.
  */
 
-import type { Attachment } from '../engine/attachment.js';
+import type { Attachment } from '../net/attachment.js';
 import { Drop } from '../stats/drops.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import { CLIENT_ID_ETHERNET, type DhcpMessage, DhcpOption, DhcpType, optionAddr } from '../wire/dhcp.js';

@@ -16,9 +16,9 @@
  *   yiaddr at chaddr; a NAK is always broadcast. Every reply is padded to BOOTP's 300 bytes.
  */
 
-import type { Attachment } from '../engine/attachment.js';
-import type { NetworkConfig } from '../engine/network.js';
-import { inSubnet } from '../engine/network.js';
+import type { Attachment } from '../net/attachment.js';
+import type { NetworkConfig } from '../net/network.js';
+import { inSubnet } from '../net/network.js';
 import { Drop } from '../stats/drops.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
 import {

@@ -2,8 +2,8 @@
 // never make parseDhcp or DhcpServer.handle throw, and a reply always fits one frame.
 
 import fc from 'fast-check';
-import type { Attachment } from '../../src/engine/attachment.js';
-import { makeNetwork } from '../../src/engine/network.js';
+import type { Attachment } from '../../src/net/attachment.js';
+import { makeNetwork } from '../../src/net/network.js';
 import { STRIDE } from '../../src/pipeline/pipeline.js';
 import { DhcpServer, emitDhcpFrame } from '../../src/services/dhcp.js';
 import { LeaseTable } from '../../src/services/leases.js';

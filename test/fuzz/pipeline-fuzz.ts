@@ -9,8 +9,8 @@
 // for its own MAC.
 
 import fc from 'fast-check';
-import type { Attachment } from '../../src/engine/attachment.js';
 import { NatProto } from '../../src/nat/flows.js';
+import type { Attachment } from '../../src/net/attachment.js';
 import type { Port } from '../../src/ports/port.js';
 import { parseMac } from '../../src/wire/addr.js';
 import { ArpOp } from '../../src/wire/arp.js';

@@ -1,7 +1,7 @@
 // Attachments for tests that build them by hand: a VM's identity with a derived external MAC, the default
 // destination policy, and a logger that keeps its lines.
 
-import { Attachment, type AttachmentIdentity, AttType } from '../../src/engine/attachment.js';
+import { Attachment, type AttachmentIdentity, AttType } from '../../src/net/attachment.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable } from '../../src/policy/rules.js';
 import type { Port } from '../../src/ports/port.js';

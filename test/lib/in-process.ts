@@ -3,9 +3,6 @@
 // ports and whose VMs get their leases from a fake LAN DHCP server. For unit tests, the fuzzer and the
 // bench.
 
-import { type Attachment, AttType } from '../../src/engine/attachment.js';
-import type { BridgeLan } from '../../src/engine/bridge-lan.js';
-import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
 import { NetworkSegment } from '../../src/engine/segment.js';
 import { FlowTable } from '../../src/nat/flows.js';
 import { ForwardTable } from '../../src/nat/forwards.js';
@@ -13,6 +10,9 @@ import { FragmentTable } from '../../src/nat/fragments.js';
 import type { NextHop } from '../../src/nat/next-hop.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
 import { native } from '../../src/native.js';
+import { type Attachment, AttType } from '../../src/net/attachment.js';
+import type { BridgeLan } from '../../src/net/bridge-lan.js';
+import { makeNetwork, type NetworkConfig, type Route } from '../../src/net/network.js';
 import { fromUplink } from '../../src/pipeline/from-uplink.js';
 import { Pipeline, QUEUE_LEN } from '../../src/pipeline/pipeline.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';

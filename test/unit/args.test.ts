@@ -3,7 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseVmArgs, UsageError } from '../../src/cli/args.js';
+import { UsageError, vmOptions } from '../../src/cli/args.js';
+import { parseFlags } from '../../src/cli/flags.js';
+import { SOFTNET } from '../../src/cli/grammar.js';
+
+/** The per-VM form's options from its command line, as `softnet` parses it. */
+const parseVmArgs = (argv: string[]) => vmOptions(parseFlags(argv, SOFTNET));
 
 const BASE = ['--vm-fd', '3', '--vm-mac-address', '52:54:00:12:34:56'];
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, test } from 'node:test';
-import type { Attachment } from '../../src/engine/attachment.js';
+import type { Attachment } from '../../src/net/attachment.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
 import type { Port } from '../../src/ports/port.js';

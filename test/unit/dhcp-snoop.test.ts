@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import type { Attachment } from '../../src/engine/attachment.js';
+import type { Attachment } from '../../src/net/attachment.js';
 import { Port } from '../../src/ports/port.js';
 import { DhcpSnoop } from '../../src/services/dhcp-snoop.js';
 import { LeaseTable } from '../../src/services/leases.js';

@@ -3,7 +3,6 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import type { Attachment } from '../../src/engine/attachment.js';
 import { NatProto } from '../../src/nat/flows.js';
 import {
   type ForwardOwner,
@@ -13,6 +12,7 @@ import {
   type PortForward,
 } from '../../src/nat/forwards.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
+import type { Attachment } from '../../src/net/attachment.js';
 import type { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { FakeIo } from '../../src/ports/fake.js';
 import type { Port } from '../../src/ports/port.js';

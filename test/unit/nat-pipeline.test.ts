@@ -4,10 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import type { Attachment } from '../../src/engine/attachment.js';
 import type { NetworkSegment } from '../../src/engine/segment.js';
 import { type Mapping, NatProto, TcpState } from '../../src/nat/flows.js';
 import type { NatUplink } from '../../src/nat/uplink.js';
+import type { Attachment } from '../../src/net/attachment.js';
 import type { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { FakeIo } from '../../src/ports/fake.js';
 import type { Port } from '../../src/ports/port.js';

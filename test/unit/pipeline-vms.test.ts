@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AttType } from '../../src/engine/attachment.js';
+import { AttType } from '../../src/net/attachment.js';
 import { DestinationPolicy } from '../../src/policy/destinations.js';
 import { RuleTable, Verdict } from '../../src/policy/rules.js';
 import { Port } from '../../src/ports/port.js';

@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
-import type { Attachment } from '../../src/engine/attachment.js';
-import { makeNetwork, type NetworkConfig, type Route } from '../../src/engine/network.js';
+import type { Attachment } from '../../src/net/attachment.js';
+import { makeNetwork, type NetworkConfig, type Route } from '../../src/net/network.js';
 import { Port } from '../../src/ports/port.js';
 import {
   DHCP_CLIENT_PORT,
