@@ -126,8 +126,6 @@ export class Engine {
   private hostEvents: HostEvents | null = null;
   private hostCheckPending = false;
   private ticks = 0;
-  /** Bridge networks whose interface failed (logged once). */
-  private readonly bridgeFailed = new Set<string>();
   private stopping = false;
   private readonly onReady = (id: number, status: number): void => this.ready(id, status);
   private readonly redrain = (port: Port): void => this.drainPort(port);
@@ -221,7 +219,7 @@ export class Engine {
         declared,
         this.log,
         {
-          hostLinkFailed: (err) => this.sideFailed(spec, link, err),
+          hostLinkFailed: () => this.sideFailed(spec.name),
           vmGone: (att, err) => this.vmGone(att, err),
           addressChanged: (att, ip) => this.forwards.moved(att, ip),
         },
@@ -298,21 +296,12 @@ export class Engine {
   }
 
   /**
-   * The host link or a bridge's LAN socket failed. A host link is looked at and repaired; a bridge's
-   * interface is the host's, so its VMs are cut off from the LAN until it works again, and the engine goes on.
+   * The host link or a bridge's LAN socket failed: the network's side is looked at again, and opened
+   * again when it can be (a host link softnet makes itself; a bridged interface once the host has it back).
    */
-  private sideFailed(spec: NetworkSpec, link: string, err: string): void {
-    if (spec.type !== 'bridge') {
-      this.checkHostSoon();
-      return;
-    }
-    if (this.bridgeFailed.has(spec.name)) return;
-    this.bridgeFailed.add(spec.name);
-    this.log.error('bridge interface failed: its VMs are cut off from the LAN', {
-      network: spec.name,
-      bridge_interface: link,
-      error: err,
-    });
+  private sideFailed(name: string): void {
+    this.networks.get(name)?.sideFailed();
+    this.checkHostSoon();
   }
 
   /** Reads the uplinks and host links again at the next turn of the event loop (once, however often asked). */

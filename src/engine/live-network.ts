@@ -10,6 +10,7 @@
 
 import { join } from 'node:path';
 import { native } from '../native.js';
+import type { LanSide } from '../net/bridge-lan.js';
 import { networkConfig } from '../net/network.js';
 import { linkOf, type NetworkSpec } from '../net/network-spec.js';
 import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js';
@@ -23,14 +24,42 @@ import { openPort } from './ports.js';
 import { NetworkSegment, type SegmentEvents } from './segment.js';
 import type { LiveUplink } from './uplinks.js';
 
+/** Opens the LAN sockets of bridged interface `iface` as ports (openPort closes an fd it cannot take). */
+function openLanSide(iface: string): LanSide {
+  const lan = openLan(iface);
+  let rx: Port;
+  try {
+    rx = openPort(lan.rx);
+  } catch (e) {
+    native.closeFd(lan.tx.fd);
+    throw e;
+  }
+  let tx: Port;
+  try {
+    tx = openPort(lan.tx);
+  } catch (e) {
+    rx.close();
+    throw e;
+  }
+  return {
+    rx,
+    tx,
+    mac: lan.mac,
+    mtu: lan.mtu,
+    membership: (mac: Uint8Array, on: boolean) => native.packetMembership(lan.rx.fd, mac, on),
+  };
+}
+
 /** One running network. */
 export class LiveNetwork {
   /** What is wrong with the host link that softnet could not repair yet; null when nothing is. */
   hostLinkProblem: string | null = null;
   /** Times the host link was found deleted, down or without its address, and put back. */
   hostLinkRepairs = 0;
-  /** The host link TAP's interface index: another one means softnet's TAP was deleted. */
+  /** The host link's (or bridged interface's) index: another one means it was deleted and made again. */
   private linkIndex: number;
+  /** A socket of the network's own side failed since the last look. */
+  private failed = false;
 
   private constructor(
     readonly spec: NetworkSpec,
@@ -42,7 +71,7 @@ export class LiveNetwork {
     private readonly log: Logger,
     private readonly watch: (port: Port) => void,
   ) {
-    this.linkIndex = spec.type === 'bridge' ? 0 : (native.ifState(spec.hostLink)?.index ?? 0);
+    this.linkIndex = native.ifState(linkOf(spec))?.index ?? 0;
   }
 
   /**
@@ -121,25 +150,9 @@ export class LiveNetwork {
     watch: (port: Port) => void,
   ): LiveNetwork {
     const iface = linkOf(spec);
-    const lan = flagged('--bridge-interface', () => openLan(iface));
-    let rx: Port;
-    try {
-      rx = openPort(lan.rx);
-    } catch (e) {
-      native.closeFd(lan.tx.fd);
-      throw e;
-    }
-    let tx: Port | null = null;
+    const side = flagged('--bridge-interface', () => openLanSide(iface));
     let seg: NetworkSegment;
     try {
-      tx = openPort(lan.tx);
-      const side = {
-        rx,
-        tx,
-        mac: lan.mac,
-        mtu: lan.mtu,
-        membership: (mac: Uint8Array, on: boolean) => native.packetMembership(lan.rx.fd, mac, on),
-      };
       seg = flagged(
         '--state-dir',
         () =>
@@ -147,7 +160,7 @@ export class LiveNetwork {
             p,
             networkConfig(spec),
             side.tx,
-            lan.mac,
+            side.mac,
             join(stateDir, `${iface}.bridge-leases.json`),
             null,
             log,
@@ -156,10 +169,11 @@ export class LiveNetwork {
           ),
       );
     } catch (e) {
-      rx.close();
-      tx?.close();
+      side.rx.close();
+      side.tx.close();
       throw e;
     }
+    const { rx, tx } = side;
     watch(rx);
     watch(tx);
     return new LiveNetwork(spec, seg, null, null, declared, log, watch);
@@ -170,9 +184,17 @@ export class LiveNetwork {
     return linkOf(this.spec);
   }
 
+  /** A socket of the network's own side failed: the next look at it opens it again. */
+  sideFailed(): void {
+    this.failed = true;
+  }
+
   /** Reads the host link afresh and puts back what someone else undid (see the top of this file). */
   checkHostLink(): void {
-    if (this.spec.type === 'bridge') return;
+    if (this.spec.type === 'bridge') {
+      this.checkBridge();
+      return;
+    }
     const name = this.spec.hostLink;
     const { gateway, prefix } = this.seg.cfg;
     let found: string[];
@@ -202,6 +224,42 @@ export class LiveNetwork {
     this.hostLinkProblem = null;
     this.hostLinkRepairs++;
     this.log.warn('host link repaired', { network: this.spec.name, host_link: name, found: found.join(',') });
+  }
+
+  /**
+   * A bridged interface is the host's: softnet cannot make it, only wait for it. Gone, the VMs are cut off
+   * from the LAN; back (a new interface of that name, or the old one after its sockets failed), the LAN's
+   * sockets are opened on it again.
+   */
+  private checkBridge(): void {
+    const iface = this.hostLink;
+    try {
+      const st = native.ifState(iface);
+      if (st === null) throw new Error(`${iface} is gone`);
+      if (st.index === this.linkIndex && !this.failed) return;
+      const side = openLanSide(iface);
+      this.seg.replaceLan(side);
+      this.watch(side.rx);
+      this.watch(side.tx);
+      this.linkIndex = st.index;
+      this.failed = false;
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (this.hostLinkProblem === null)
+        this.log.error('bridge interface unusable: its VMs are cut off from the LAN', {
+          network: this.spec.name,
+          bridge_interface: iface,
+          error: why,
+        });
+      this.hostLinkProblem = why;
+      return;
+    }
+    this.hostLinkProblem = null;
+    this.hostLinkRepairs++;
+    this.log.warn('bridge interface back: its VMs are on the LAN again', {
+      network: this.spec.name,
+      bridge_interface: iface,
+    });
   }
 
   /** Makes the host link's TAP again, as it was opened, in place of the one that went away. */

@@ -145,18 +145,14 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
   out.family(
     'softnet_host_link_usable',
     'gauge',
-    "Whether the network's host link is as softnet made it (0: it could not be repaired yet).",
-    nets
-      .filter((n) => n.spec.type !== 'bridge')
-      .map((n) => [netLabel(n.spec.name), n.hostLinkProblem === null ? 1 : 0] as const),
+    "Whether the network's host link (a bridge network's: its interface) works (0: it could not be repaired yet).",
+    nets.map((n) => [netLabel(n.spec.name), n.hostLinkProblem === null ? 1 : 0] as const),
   );
   out.family(
     'softnet_host_link_repairs_total',
     'counter',
-    "Times the network's host link was found deleted, down or without its address, and put back.",
-    nets
-      .filter((n) => n.spec.type !== 'bridge')
-      .map((n) => [netLabel(n.spec.name), n.hostLinkRepairs] as const),
+    "Times the network's host link was found deleted, down or without its address and put back, or its bridged interface was made again.",
+    nets.map((n) => [netLabel(n.spec.name), n.hostLinkRepairs] as const),
   );
 
   out.family(

@@ -70,8 +70,9 @@ export class NetworkSegment implements Segment {
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
   readonly lan: BridgeLan | null;
-  /** Who handles the host link's frames: kept to give a remade host link the same owner. */
+  /** Who handles the host link's (or the LAN's) frames: kept to give a remade one the same owner. */
   private readonly hostOwner: PortOwner | null;
+  private readonly lanOwner: PortOwner | null;
 
   /**
    * For a bridge network `lanSide` is its LAN, `hostLink` its sending socket and `gatewayMac` the bridged
@@ -110,6 +111,7 @@ export class NetworkSegment implements Segment {
       p.add(lan.tx, lanOwner);
       this.lan = lan;
       this.hostOwner = null;
+      this.lanOwner = lanOwner;
     } else {
       const hostOwner: PortOwner = {
         frame: (_port, off, len) => fromHost(p, this, off, len),
@@ -118,6 +120,7 @@ export class NetworkSegment implements Segment {
       p.add(hostLink, hostOwner);
       this.lan = null;
       this.hostOwner = hostOwner;
+      this.lanOwner = null;
     }
   }
 
@@ -182,6 +185,20 @@ export class NetworkSegment implements Segment {
     this.hostLink = port;
     this.p.add(port, this.hostOwner);
     for (const att of this.attachments) if (att.ip !== 0) this.announce(att);
+  }
+
+  /** Puts the sockets of a bridged interface made again in place of the old ones, which are closed. */
+  replaceLan(side: LanSide): void {
+    const lan = this.lan;
+    if (lan === null || this.lanOwner === null) throw new Error('not a bridge network');
+    for (const port of [lan.rx, lan.tx]) {
+      this.p.remove(port);
+      port.close();
+    }
+    lan.replace(side);
+    this.hostLink = side.tx;
+    this.p.add(side.rx, this.lanOwner);
+    this.p.add(side.tx, this.lanOwner);
   }
 
   /** Ends leases (`now`: monotonic ms) and idle flows (`clock`: monotonic s) whose time is up; run once a second. */

@@ -15,8 +15,9 @@
  *   unique, not their last four bytes: a VM whose key another holds waits in `overflow`, scanned only
  *   when it is not empty, and takes the key when that VM leaves.
  * - The interface going down (ENETDOWN) or a frame too big for it (EMSGSIZE) is logged, at most every
- *   10 s, and the network goes on; any other failure of the sockets ends the network, as a host link's
- *   failure does.
+ *   10 s, and the network goes on; any other failure of the sockets is told to the engine, which opens
+ *   them again once the interface is there (replace()): deleted and made again, it gets new sockets, and
+ *   the VMs stay on the LAN under their external MACs.
  */
 
 import type { Port } from '../ports/port.js';
@@ -46,10 +47,11 @@ function lowKey(u8: Uint8Array, at: number): number {
 
 /** One bridge network's LAN. */
 export class BridgeLan {
-  readonly rx: Port;
-  readonly tx: Port;
+  /** The LAN's sockets: replaced when the interface is made again (see replace()). */
+  rx: Port;
+  tx: Port;
   /** The longest frame the interface sends. */
-  readonly maxFrame: number;
+  maxFrame: number;
   /** The VMs on the LAN, for broadcast. */
   readonly vms: Attachment[] = [];
   private readonly byMac = new Map<number, Attachment>();
@@ -57,7 +59,7 @@ export class BridgeLan {
   private warned = 0;
 
   constructor(
-    private readonly side: LanSide,
+    private side: LanSide,
     readonly snoop: DhcpSnoop,
     private readonly log: Logger,
     /** Told when the LAN cannot go on. */
@@ -74,6 +76,23 @@ export class BridgeLan {
     const key = lowKey(att.extMac, 0);
     if (this.byMac.has(key)) this.overflow.push(att);
     else this.byMac.set(key, att);
+    this.join(att);
+  }
+
+  /**
+   * Takes the sockets of an interface made again (the old ones are the caller's to close); the VMs stay
+   * on the LAN, their external MACs told to the new interface.
+   */
+  replace(side: LanSide): void {
+    this.side = side;
+    this.rx = side.rx;
+    this.tx = side.tx;
+    this.maxFrame = ETH_HEADER_LEN + side.mtu;
+    for (const att of this.vms) this.join(att);
+  }
+
+  /** Tells the interface a VM's external MAC, so a NIC filtering unicast frames takes the VM's. */
+  private join(att: Attachment): void {
     try {
       this.side.membership(att.extMac, true);
     } catch (e) {

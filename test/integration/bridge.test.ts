@@ -90,6 +90,32 @@ describe('bridge network type', () => {
     assert.equal(softnet.child.exitCode, null);
   });
 
+  test('the bridged interface deleted and made again: the VM is cut off, then on the LAN again', {
+    timeout: 60_000,
+  }, async () => {
+    const from = softnet.lines.length;
+    const ip = (ns: string, ...args: string[]) => topo.exec(ns, 'ip', args);
+    await ip(lan.host, 'link', 'del', BRIDGE_IFACE);
+    await softnet.waitFor(
+      /error: bridge interface unusable: its VMs are cut off from the LAN .*bridge_interface=lan0/,
+      10_000,
+      from,
+    );
+    assert.notEqual((await ping(vmNs, LAN_PEER)).code, 0);
+    await ip(lan.host, 'link', 'add', BRIDGE_IFACE, 'type', 'veth', 'peer', 'name', 'up0', 'netns', lan.lan);
+    await ip(lan.lan, 'link', 'set', 'up0', 'master', 'br0');
+    await ip(lan.lan, 'link', 'set', 'up0', 'up');
+    await ip(lan.host, 'link', 'set', BRIDGE_IFACE, 'up');
+    await softnet.waitFor(
+      /bridge interface back: its VMs are on the LAN again .*bridge_interface=lan0/,
+      10_000,
+      from,
+    );
+    await until('the VM reaches the LAN host again', async () => (await ping(vmNs, LAN_PEER)).code === 0);
+    assert.equal((await ping(lan.peer, vmIp)).code, 0);
+    assert.equal(softnet.child.exitCode, null);
+  });
+
   test('forged sources, a rogue DHCP server and IPv6 from the VM never appear on the LAN', {
     timeout: 90_000,
   }, async () => {
