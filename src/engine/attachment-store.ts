@@ -6,6 +6,7 @@
 
 import { readOrSetAside, readVersionedList } from '../util/json-file.js';
 import { type StateFiles, type StateWriter, stateFiles } from '../util/state-files.js';
+import { parseIpv4 } from '../wire/addr.js';
 
 /** One attached VM as it is remembered. */
 export interface VmRecord {
@@ -19,6 +20,11 @@ export interface VmRecord {
   /** The per-VM process that handed the VM over (the engine's own pid for its own VM). */
   pid: number;
   since: string;
+  /**
+   * The address the VM has, kept so that a lease file lost or moved aside does not free it for another VM
+   * while this one is expected back (see Engine.rebuildLeases).
+   */
+  ip?: string;
 }
 
 function isRecord(x: unknown): x is VmRecord {
@@ -32,7 +38,8 @@ function isRecord(x: unknown): x is VmRecord {
     typeof r.mac === 'string' &&
     typeof r.extMac === 'string' &&
     Array.isArray(r.expose) &&
-    typeof r.pid === 'number'
+    typeof r.pid === 'number' &&
+    (r.ip === undefined || (typeof r.ip === 'string' && parseIpv4(r.ip) !== null))
   );
 }
 

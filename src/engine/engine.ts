@@ -221,11 +221,12 @@ export class Engine {
         {
           hostLinkFailed: () => this.sideFailed(spec.name),
           vmGone: (att, err) => this.vmGone(att, err),
-          addressChanged: (att, ip) => this.forwards.moved(att, ip),
+          addressChanged: (att, ip) => this.addressChanged(att, ip),
         },
         (port) => native.portWatch(port.id, this.onReady),
       );
       this.networks.set(spec.name, net);
+      this.rebuildLeases(net);
       this.log.info('network up', {
         network: spec.name,
         type: spec.type,
@@ -240,6 +241,43 @@ export class Engine {
     } catch (e) {
       if (uplink) this.releaseUplink(uplink);
       throw e;
+    }
+  }
+
+  /** A VM's address changed: its forwards follow it, and its record keeps it (see rebuildLeases). */
+  private addressChanged(att: Attachment, ip: number): void {
+    this.forwards.moved(att, ip);
+    const live = this.byAtt.get(att);
+    if (!live) return;
+    const text = ip === 0 ? undefined : formatIpv4(ip);
+    if (live.record.ip === text) return;
+    live.record.ip = text;
+    if (!this.stopping) this.saveRecords();
+  }
+
+  /**
+   * Binds again, for the VMs expected back on a network that just opened, the addresses their records
+   * keep and the lease file does not (it was unreadable and moved aside): no other VM is given such an
+   * address meanwhile, and the VM keeps it when it comes back. A VM not back within the grace frees it.
+   */
+  private rebuildLeases(net: LiveNetwork): void {
+    if (net.spec.type === 'bridge') return;
+    const leases = net.seg.leases;
+    const now = monotonicMs();
+    for (const { record } of this.awaited.values()) {
+      const ip = record.ip === undefined ? null : parseIpv4(record.ip);
+      const mac = parseMac(record.mac);
+      if (record.network !== net.spec.name || ip === null || mac === null) continue;
+      const held = leases.get(record.key);
+      if (held?.state === 'bound' && held.expires > now) continue;
+      if (!leases.available(record.key, formatMac(mac), ip, now)) continue;
+      leases.bind(record.key, formatMac(mac), ip, now + net.seg.cfg.leaseTime * 1000);
+      this.log.warn('lease rebuilt from the attachment record', {
+        vm: record.name,
+        mac: record.mac,
+        ip: record.ip,
+        network: net.spec.name,
+      });
     }
   }
 
@@ -436,6 +474,7 @@ export class Engine {
         expose: vm.expose,
         pid: req.pid,
         since: new Date().toISOString(),
+        ip: att.ip === 0 ? undefined : formatIpv4(att.ip),
       };
       const live: LiveVm = { att, net, vm, owner, record };
       this.awaited.delete(key);

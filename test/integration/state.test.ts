@@ -114,6 +114,30 @@ describe('state files', () => {
     assert.equal(softnet.child.exitCode, null);
   });
 
+  test("a lease file lost while its VM is away: the address the VM's record keeps is bound again for it, never given to another", {
+    timeout: 60_000,
+  }, async () => {
+    const state = `${topo.dir}/s-rebuild`;
+    mkdirSync(state);
+    const host = await topo.netns('h-rb');
+    const a = await topo.netns('a-rb');
+    let softnet = await softnetForVm(topo, host, a, '52:54:00:00:12:01', ['--state-dir', state]);
+    const lease = await new Udhcpc(topo, a).once();
+    const ip = lease.ip.replace(/\./g, '\\.');
+    await softnet.stop('SIGKILL');
+    writeFileSync(`${state}/softnet0.leases.json`, '{"version":1,"leases":[{"ke');
+    softnet = await softnetForVm(topo, host, a, '52:54:00:00:12:01', ['--state-dir', state]);
+    await softnet.waitFor(new RegExp(`lease rebuilt from the attachment record .*ip=${ip} `));
+    await softnet.waitFor(new RegExp(`vm attached .* ip=${ip}$`));
+    // The VM's NIC came back with softnet: the address it had works at once, before any DHCP.
+    await topo.exec(a, 'ip', ['addr', 'add', `${lease.ip}/24`, 'dev', 'eth0']);
+    await topo.exec(a, 'ping', ['-c', '1', '-W', '2', GATEWAY]);
+    const b = await topo.netns('b-rb');
+    await softnetForVm(topo, host, b, '52:54:00:00:12:02', ['--state-dir', state]);
+    const other = await new Udhcpc(topo, b).once(['-r', lease.ip]);
+    assert.notEqual(other.ip, lease.ip);
+  });
+
   test('a bad --config file is still a usage error', async () => {
     const host = await topo.netns('h-cfg');
     const config = `${topo.dir}/bad-config.json`;
