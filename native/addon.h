@@ -7,8 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <linux/filter.h>
+#include <linux/if.h>
 #include <node_api.h>
 #include <uv.h>
+
+/* Bytes of the virtio_net_hdr before each frame of a port with virtio headers (no num_buffers field). */
+#define VNET_LEN 10
 
 #define CHECK(call)                                                                                        \
   do {                                                                                                     \
@@ -63,6 +68,16 @@ static inline int get_string(napi_env env, napi_value v, char *buf, size_t len) 
   return 0;
 }
 
+/* Puts interface name `name` into an ifreq, cut to IFNAMSIZ - 1 bytes. */
+static inline void set_ifname(struct ifreq *ifr, const char *name) {
+  size_t n = strnlen(name, IFNAMSIZ - 1);
+  memcpy(ifr->ifr_name, name, n);
+  ifr->ifr_name[n] = 0;
+}
+
+/* A classic BPF program argument (a Uint8Array of sock_filter entries) as a sock_fprog; -1 and throws if not. */
+int get_filter(napi_env env, napi_value v, struct sock_fprog *prog);
+
 /* A Uint32Array argument as a pointer and its element count. */
 static inline uint32_t *get_u32array(napi_env env, napi_value v, size_t *count) {
   napi_typedarray_type type;
@@ -82,6 +97,15 @@ napi_status control_register(napi_env env, napi_value exports);
 
 /* Registers dropping privileges and exec (privileges.c). */
 napi_status privileges_register(napi_env env, napi_value exports);
+
+/* Registers TAP devices and interface set-up (tap.c). */
+napi_status tap_register(napi_env env, napi_value exports);
+
+/* Registers the raw and packet sockets of the uplink and a bridged LAN (packet.c). */
+napi_status packet_register(napi_env env, napi_value exports);
+
+/* Registers fd kinds, unix sockets and socket pairs (fds.c). */
+napi_status fds_register(napi_env env, napi_value exports);
 
 /* Registers the host's interface events and state (rtnl.c). */
 napi_status rtnl_register(napi_env env, napi_value exports);

@@ -35,9 +35,7 @@ import { addReservation, FieldError, linkOf, NETWORK_FLAG, type NetworkSpec } fr
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DestinationPolicy } from '../policy/destinations.js';
 import { RuleTable, Verdict } from '../policy/rules.js';
-import { HostEvents } from '../ports/host-events.js';
 import { PORT_STAT_NAMES, type Port } from '../ports/port.js';
-import { defaultRouteInterface } from '../ports/uplink.js';
 import { dropsByName } from '../stats/drops.js';
 import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { LogFields, Logger, LogLevel } from '../util/log.js';
@@ -48,14 +46,12 @@ import { AttachmentStore, type VmRecord } from './attachment-store.js';
 import { Captures } from './captures.js';
 import { flagged, UsageError } from './errors.js';
 import { EngineForwards } from './forwards.js';
+import { HostWatch } from './host-watch.js';
 import { LiveNetwork } from './live-network.js';
 import { openPort } from './ports.js';
 import { dropPrivileges, KEPT_NAMES } from './privileges.js';
-import { LiveUplink } from './uplinks.js';
+import { UplinkPool } from './uplink-pool.js';
 import type { VmSpec } from './vm-spec.js';
-
-/** Seconds between looks at the host's interfaces without an event. */
-const HOST_CHECK_TICKS = 5;
 
 /** How the engine runs. */
 export interface EngineOptions {
@@ -110,7 +106,7 @@ export class Engine {
   readonly p = new Pipeline(native);
   readonly networks = new Map<string, LiveNetwork>();
   /** NAT uplinks by interface and port range. */
-  readonly uplinks = new Map<string, LiveUplink>();
+  readonly uplinks: UplinkPool;
   readonly vms = new Map<string, LiveVm>();
   readonly captures = new Captures();
   /** When the engine started, in ms since the epoch. */
@@ -123,9 +119,7 @@ export class Engine {
   private readonly store: AttachmentStore;
   private control: ControlServer | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private hostEvents: HostEvents | null = null;
-  private hostCheckPending = false;
-  private ticks = 0;
+  private readonly host: HostWatch;
   private stopping = false;
   private readonly onReady = (id: number, status: number): void => this.ready(id, status);
   private readonly redrain = (port: Port): void => this.drainPort(port);
@@ -137,6 +131,14 @@ export class Engine {
   ) {
     native.setArena(this.p.arena);
     stateFiles.useLog(log);
+    this.host = new HostWatch(() => this.checkHost(), log);
+    this.uplinks = new UplinkPool(
+      this.p,
+      opts.stateDir,
+      log,
+      (port) => native.portWatch(port.id, this.onReady),
+      this.host.soon,
+    );
     flagged('--state-dir', () => mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 }));
     // Leases and records are one engine's: two engines writing one directory would undo each other.
     if (flagged('--state-dir', () => native.lockFile(join(opts.stateDir, 'engine.lock'))) < 0)
@@ -159,13 +161,7 @@ export class Engine {
       () => new ControlServer(this.opts.controlSocket, this.opts.controlGid, handlers, this.log),
     );
     this.timer = setInterval(() => this.tick(), 1000);
-    try {
-      this.hostEvents = new HostEvents(this.checkHostSoon);
-    } catch (e) {
-      this.log.warn('no rtnetlink events: the host is looked at every few seconds only', {
-        error: e instanceof Error ? e.message : String(e),
-      });
-    }
+    this.host.start();
   }
 
   /** Drops to `user`/`group` once set-up is done, handing the state directory over first. */
@@ -209,7 +205,7 @@ export class Engine {
           `${link} is network ${n.spec.name}'s`,
         );
     }
-    const uplink = spec.type === 'shared' ? this.uplinkFor(spec) : null;
+    const uplink = spec.type === 'shared' ? this.uplinks.acquire(spec) : null;
     try {
       const net = await LiveNetwork.open(
         this.p,
@@ -239,7 +235,7 @@ export class Engine {
       });
       return net;
     } catch (e) {
-      if (uplink) this.releaseUplink(uplink);
+      if (uplink) this.uplinks.release(uplink, this.stopping);
       throw e;
     }
   }
@@ -282,93 +278,26 @@ export class Engine {
   }
 
   /**
-   * The uplink a shared network NATs through (the one it names, else the default route's, followed as
-   * it moves), opened if no network uses it yet; held until the interface can carry NAT.
-   */
-  private uplinkFor(spec: NetworkSpec): LiveUplink {
-    const key = LiveUplink.key(spec.uplink, spec.natPorts);
-    let up = this.uplinks.get(key) ?? this.sameInterface(spec);
-    if (!up) {
-      up = LiveUplink.open(
-        this.p,
-        spec.uplink,
-        spec.natPorts,
-        spec.natFlowsPerVm,
-        this.opts.stateDir,
-        this.log,
-        (port) => native.portWatch(port.id, this.onReady),
-        this.checkHostSoon,
-      );
-      this.uplinks.set(key, up);
-    }
-    up.users++;
-    return up;
-  }
-
-  /**
-   * An open uplink of `spec`'s port range on the interface it would use (one named, and the default route's
-   * when it names none): one interface has one guard per range, so they share it. A network naming the
-   * interface pins one that followed the default route there: what an operator named stays in use.
-   */
-  private sameInterface(spec: NetworkSpec): LiveUplink | undefined {
-    const iface = spec.uplink ?? defaultRouteInterface();
-    if (iface === null) return undefined;
-    for (const up of this.uplinks.values()) {
-      if (up.natPorts !== spec.natPorts || up.ifname !== iface) continue;
-      if (spec.uplink !== null && up.want === null) {
-        this.uplinks.delete(LiveUplink.key(up.want, up.natPorts));
-        up.pin(spec.uplink);
-        this.uplinks.set(LiveUplink.key(up.want, up.natPorts), up);
-      }
-      return up;
-    }
-    return undefined;
-  }
-
-  private releaseUplink(up: LiveUplink): void {
-    if (--up.users > 0) return;
-    // Stopping saved it already, before the networks closing took the VMs' mappings away.
-    if (!this.stopping) up.save(this.p.clock);
-    up.close();
-    this.uplinks.delete(LiveUplink.key(up.want, up.natPorts));
-  }
-
-  /**
    * The host link or a bridge's LAN socket failed: the network's side is looked at again, and opened
    * again when it can be (a host link softnet makes itself; a bridged interface once the host has it back).
    */
   private sideFailed(name: string): void {
     this.networks.get(name)?.sideFailed();
-    this.checkHostSoon();
+    this.host.soon();
   }
-
-  /** Reads the uplinks and host links again at the next turn of the event loop (once, however often asked). */
-  private readonly checkHostSoon = (): void => {
-    if (this.hostCheckPending || this.stopping) return;
-    this.hostCheckPending = true;
-    setImmediate(() => {
-      this.hostCheckPending = false;
-      this.checkHost();
-    });
-  };
 
   /** Follows the host's interfaces: every uplink, every host link (see uplinks.ts and live-network.ts). */
   private checkHost(): void {
     if (this.stopping) return;
-    for (const up of this.uplinks.values()) {
-      try {
-        up.check();
-      } catch (e) {
-        this.log.error('uplink check failed', { error: e instanceof Error ? e.message : String(e) });
-      }
-    }
+    this.uplinks.checkAll();
     for (const net of this.networks.values()) net.checkHostLink();
   }
 
   private closeNetwork(net: LiveNetwork): void {
     net.close();
     this.networks.delete(net.spec.name);
-    if (net.uplink) this.releaseUplink(net.uplink);
+    // Stopping saved the mappings already, before the networks closing took the VMs' mappings away.
+    if (net.uplink) this.uplinks.release(net.uplink, this.stopping);
     this.log.info('network down', { network: net.spec.name });
   }
 
@@ -655,9 +584,7 @@ export class Engine {
       changed = true;
     }
     if (changed) this.saveRecords();
-    // The events say when the host changes; this catches what they could not say (a lost event, a
-    // change the socket was not subscribed to).
-    if (++this.ticks % HOST_CHECK_TICKS === 0) this.checkHost();
+    this.host.tick();
   }
 
   /** Counters as one object: per port and direction, and drops by reason (only those that happened). */
@@ -696,7 +623,7 @@ export class Engine {
     if (this.stopping) return;
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
-    this.hostEvents?.close();
+    this.host.close();
     const others = [...this.vms.values()].filter((v) => v.owner.channel !== null).length;
     if (others > 0)
       this.log.info('handing over', { vms: others, reason: 'their per-VM processes take over' });
