@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../engine/errors.js';
 import { native } from '../native.js';
@@ -92,8 +92,21 @@ function waitFor(path: string, ms: number): Promise<void> {
   });
 }
 
+/**
+ * How vmtool starts softnet: the `softnet` command installed beside its own (bin/, or PREFIX/bin), so a
+ * user's softnet escalates itself through the sudoers drop-in that names exactly that command, as Tart's
+ * does; only softnet gets root, never QEMU or vmtool. Run from its compiled file instead, node and
+ * softnet.js.
+ */
+function softnetCommand(): string[] {
+  const self = process.argv[1] ?? '';
+  const beside = join(dirname(self), 'softnet');
+  if (basename(self) === 'vmtool' && existsSync(beside)) return [beside];
+  return [process.execPath, fileURLToPath(new URL('./softnet.js', import.meta.url))];
+}
+
 async function run(o: RunOptions): Promise<number> {
-  const softnetJs = fileURLToPath(new URL('./softnet.js', import.meta.url));
+  const [softnetExe, ...softnetPre] = softnetCommand();
   // /dev/kvm alone is not enough: some hosts offer a KVM (kvm-pvm) that cannot boot a stock kernel.
   const accel =
     o.accel ??
@@ -123,8 +136,8 @@ async function run(o: RunOptions): Promise<number> {
     dir = mkdtempSync(join(tmpdir(), 'vmtool-'));
     const path = join(dir, 'net.sock');
     softnet = spawn(
-      process.execPath,
-      [softnetJs, '--vm-socket', path, '--vm-mac-address', o.mac, ...o.softnetArgs],
+      softnetExe,
+      [...softnetPre, '--vm-socket', path, '--vm-mac-address', o.mac, ...o.softnetArgs],
       {
         stdio: ['ignore', 'inherit', 'inherit'],
       },
@@ -140,8 +153,8 @@ async function run(o: RunOptions): Promise<number> {
   } else {
     const [vmEnd, softnetEnd] = native.socketpair('dgram');
     softnet = spawn(
-      process.execPath,
-      [softnetJs, '--vm-fd', '3', '--vm-mac-address', o.mac, ...o.softnetArgs],
+      softnetExe,
+      [...softnetPre, '--vm-fd', '3', '--vm-mac-address', o.mac, ...o.softnetArgs],
       {
         stdio: ['ignore', 'inherit', 'inherit', softnetEnd],
       },

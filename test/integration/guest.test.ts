@@ -15,6 +15,15 @@ import { buildGuest, type GuestImage, type GuestReport, guestAppend, parseConsol
 import { countersValue } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 import {
+  asUser,
+  installSudoers,
+  makeUser,
+  privateMounts,
+  removeSudoers,
+  removeUser,
+  type TestUser,
+} from '../lib/users.js';
+import {
   GATEWAY,
   HOST_IP,
   OUTSIDE,
@@ -28,6 +37,13 @@ import {
 
 const run = promisify(execFile);
 const VMTOOL = fileURLToPath(new URL('../../src/cli/vmtool.js', import.meta.url));
+/** The launchers a user runs, and the sudoers drop-in as shipped (its command rewritten to SOFTNET_BIN). */
+const VMTOOL_BIN = fileURLToPath(new URL('../../../bin/vmtool', import.meta.url));
+const SOFTNET_BIN = fileURLToPath(new URL('../../../bin/softnet', import.meta.url));
+const DROP_IN = readFileSync(
+  fileURLToPath(new URL('../../../packaging/sudoers/softnet', import.meta.url)),
+  'utf8',
+);
 /** How long one guest may take from QEMU's start to its exit (about 10 s under TCG here). */
 const GUEST_MS = 150_000;
 /** How long until the guest's /init says it runs (about 4 s under TCG here). */
@@ -52,8 +68,18 @@ interface VmRun {
 const randomMac = () =>
   `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 
-/** Runs `vmtool run --net-softnet ... ARGS` in `ns` until QEMU exits, or kills it after GUEST_MS. */
-async function runVm(topo: Topology, ns: string, image: GuestImage, args: string[]): Promise<VmRun> {
+/**
+ * Runs `vmtool run --net-softnet ... ARGS` in `ns` until QEMU exits, or kills it after GUEST_MS; as root
+ * with a state directory of the test's, or as `user` through the installed launcher (bin/vmtool), with
+ * softnet's own state (under sudo it takes no other) in a private /run and /var/lib.
+ */
+async function runVm(
+  topo: Topology,
+  ns: string,
+  image: GuestImage,
+  args: string[],
+  user: TestUser | null = null,
+): Promise<VmRun> {
   const mac = randomMac();
   const append = guestAppend({
     fetch: `http://${SERVER}:${PORTS.http}/random.bin`,
@@ -61,24 +87,31 @@ async function runVm(topo: Topology, ns: string, image: GuestImage, args: string
     lookup: WORLD_NAME,
   });
   const started = Date.now();
-  const child = topo.spawn(ns, process.execPath, [
-    VMTOOL,
+  const vmArgs = [
     'run',
     '--net-softnet',
     '--mac',
     mac,
     ...args,
-    '--net-softnet-arg',
-    '--state-dir',
-    '--net-softnet-arg',
-    `${topo.dir}/state-${mac.replace(/:/g, '')}`,
+    ...(user
+      ? []
+      : [
+          '--net-softnet-arg',
+          '--state-dir',
+          '--net-softnet-arg',
+          `${topo.dir}/state-${mac.replace(/:/g, '')}`,
+        ]),
     '--kernel',
     image.kernel,
     '--initrd',
     image.initrd,
     '--append',
     append,
-  ]);
+  ];
+  const argv = user
+    ? privateMounts(['/run', '/var/lib'], [...asUser(user.uid, user.gid), VMTOOL_BIN, ...vmArgs])
+    : [process.execPath, VMTOOL, ...vmArgs];
+  const child = topo.spawn(ns, argv[0], argv.slice(1));
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => {
@@ -243,5 +276,34 @@ describe('a real guest under QEMU through vmtool', { timeout: 600_000 }, () => {
     assert.deepEqual(r.report.failures, [], `the guest reported failures${context(r)}`);
     assert.equal(r.code, 0, `vmtool's exit status${context(r)}`);
     await assertGone(topo, world.host, r);
+  });
+
+  test("a user in the drop-in's group runs vmtool: only softnet gets root, through sudo; the guest gets a lease and the file", {
+    timeout: GUEST_MS + 30_000,
+  }, async () => {
+    const user = makeUser();
+    const dropIn = installSudoers(
+      DROP_IN.replace('/usr/local/bin/softnet', SOFTNET_BIN).replace('%softnet', `%${user.group}`),
+    );
+    try {
+      const r = await runVm(
+        topo,
+        world.host,
+        image,
+        ['--net-softnet-allow', WORLD_NET, '--net-softnet-arg', '--uplink', '--net-softnet-arg', UPLINK],
+        user,
+      );
+      assert.equal(r.timedOut, null, `${r.timedOut}${context(r)}`);
+      assert.ok(inSubnet(r.report.lease), `a lease in 192.168.64.0/24, got ${r.report.lease}${context(r)}`);
+      assert.equal(r.report.sha256, world.file.sha256, `the body's sha256${context(r)}`);
+      assert.deepEqual(r.report.failures, [], `the guest reported failures${context(r)}`);
+      assert.equal(r.code, 0, `vmtool's exit status${context(r)}`);
+      // softnet ran itself again through sudo, and its engine dropped back to the user.
+      assert.match(r.log, new RegExp(`privileges dropped user=${user.uid} group=${user.gid} `), context(r));
+      await assertGone(topo, world.host, r);
+    } finally {
+      removeSudoers(dropIn);
+      removeUser(user);
+    }
   });
 });
