@@ -17,7 +17,7 @@ import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js
 import { openLan } from '../ports/lan.js';
 import type { Port } from '../ports/port.js';
 import { DnsForwarder, resolversFrom } from '../services/dns.js';
-import type { Logger } from '../util/log.js';
+import type { LogFields, Logger } from '../util/log.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
 import { flagged, UsageError } from './errors.js';
 import { openPort } from './ports.js';
@@ -191,75 +191,78 @@ export class LiveNetwork {
 
   /** Reads the host link afresh and puts back what someone else undid (see the top of this file). */
   checkHostLink(): void {
-    if (this.spec.type === 'bridge') {
-      this.checkBridge();
-      return;
-    }
-    const name = this.spec.hostLink;
-    const { gateway, prefix } = this.seg.cfg;
-    let found: string[];
+    if (this.spec.type === 'bridge')
+      this.repair(
+        () => this.reopenBridge(),
+        'bridge interface unusable: its VMs are cut off from the LAN',
+        'bridge interface back: its VMs are on the LAN again',
+        { bridge_interface: this.hostLink },
+      );
+    else
+      this.repair(
+        () => this.fixHostLink(),
+        'host link cannot be repaired: the host does not reach the VMs',
+        'host link repaired',
+        { host_link: this.hostLink },
+      );
+  }
+
+  /**
+   * Runs `fix`, which returns what it found wrong and put right (null: nothing was), or throws what keeps
+   * it from doing so; says each once: the first failure, and the repair.
+   */
+  private repair(fix: () => string | null, unusable: string, repaired: string, fields: LogFields): void {
+    let found: string | null;
     try {
-      const st = native.ifState(name);
-      if (st === null || st.index !== this.linkIndex) {
-        found = [st === null ? 'deleted' : 'replaced'];
-        this.remakeHostLink();
-      } else {
-        found = [];
-        if (!st.up) found.push('down');
-        if (st.addr !== gateway) found.push(st.addr === 0 ? 'address-missing' : 'address-changed');
-        if (found.length === 0) return;
-        native.ifConfigure(name, gateway, prefix, true);
-      }
+      found = fix();
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (this.hostLinkProblem === null)
-        this.log.error('host link cannot be repaired: the host does not reach the VMs', {
-          network: this.spec.name,
-          host_link: name,
-          error: why,
-        });
+        this.log.error(unusable, { network: this.spec.name, ...fields, error: why });
       this.hostLinkProblem = why;
       return;
     }
+    if (found === null) return;
     this.hostLinkProblem = null;
     this.hostLinkRepairs++;
-    this.log.warn('host link repaired', { network: this.spec.name, host_link: name, found: found.join(',') });
+    this.log.warn(repaired, { network: this.spec.name, ...fields, found });
+  }
+
+  /** Puts the host link back as softnet made it; returns what was wrong with it, or null. */
+  private fixHostLink(): string | null {
+    const name = this.spec.hostLink;
+    const { gateway, prefix } = this.seg.cfg;
+    const st = native.ifState(name);
+    if (st === null || st.index !== this.linkIndex) {
+      this.remakeHostLink();
+      return st === null ? 'deleted' : 'replaced';
+    }
+    const found: string[] = [];
+    if (!st.up) found.push('down');
+    if (st.addr !== gateway) found.push(st.addr === 0 ? 'address-missing' : 'address-changed');
+    if (found.length === 0) return null;
+    native.ifConfigure(name, gateway, prefix, true);
+    return found.join(',');
   }
 
   /**
    * A bridged interface is the host's: softnet cannot make it, only wait for it. Gone, the VMs are cut off
    * from the LAN; back (a new interface of that name, or the old one after its sockets failed), the LAN's
-   * sockets are opened on it again.
+   * sockets are opened on it again. Returns what was found, or null when all was well.
    */
-  private checkBridge(): void {
+  private reopenBridge(): string | null {
     const iface = this.hostLink;
-    try {
-      const st = native.ifState(iface);
-      if (st === null) throw new Error(`${iface} is gone`);
-      if (st.index === this.linkIndex && !this.failed) return;
-      const side = openLanSide(iface);
-      this.seg.replaceLan(side);
-      this.watch(side.rx);
-      this.watch(side.tx);
-      this.linkIndex = st.index;
-      this.failed = false;
-    } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
-      if (this.hostLinkProblem === null)
-        this.log.error('bridge interface unusable: its VMs are cut off from the LAN', {
-          network: this.spec.name,
-          bridge_interface: iface,
-          error: why,
-        });
-      this.hostLinkProblem = why;
-      return;
-    }
-    this.hostLinkProblem = null;
-    this.hostLinkRepairs++;
-    this.log.warn('bridge interface back: its VMs are on the LAN again', {
-      network: this.spec.name,
-      bridge_interface: iface,
-    });
+    const st = native.ifState(iface);
+    if (st === null) throw new Error(`${iface} is gone`);
+    if (st.index === this.linkIndex && !this.failed) return null;
+    const side = openLanSide(iface);
+    this.seg.replaceLan(side);
+    this.watch(side.rx);
+    this.watch(side.tx);
+    const found = st.index === this.linkIndex ? 'sockets-failed' : 'made-again';
+    this.linkIndex = st.index;
+    this.failed = false;
+    return found;
   }
 
   /** Makes the host link's TAP again, as it was opened, in place of the one that went away. */
