@@ -51,7 +51,7 @@ import { openPort } from './ports.js';
 const FLOW_SNAPSHOT_S = 5;
 
 /** Why an uplink cannot carry NAT now; null when it can. */
-export function holdReason(name: string | null, st: IfState | null): string | null {
+function holdReason(name: string | null, st: IfState | null): string | null {
   if (name === null) return 'no-default-route';
   if (st === null) return 'interface-gone';
   if (!st.up) return 'interface-down';
