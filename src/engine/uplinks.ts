@@ -42,6 +42,7 @@ import { fromUplink } from '../pipeline/from-uplink.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
 import { captureFilter, defaultRouteInterface } from '../ports/uplink.js';
+import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { UsageError } from './errors.js';
@@ -49,6 +50,8 @@ import { openPort } from './ports.js';
 
 /** Seconds between snapshots of the NAT mappings while they change. */
 const FLOW_SNAPSHOT_S = 5;
+/** How long the guard of an interface NAT moved away from stays: its flows' replies stop by then. */
+const GUARD_LINGER_MS = 30_000;
 
 /** Why an uplink cannot carry NAT now; null when it can. */
 function holdReason(name: string | null, st: IfState | null): string | null {
@@ -73,6 +76,9 @@ export class LiveUplink {
   private index = 0;
   private capture: Port | null = null;
   private guard: NatGuard | null = null;
+  /** The guard of the interface NAT moved away from, until lingerUntil (monotonic ms). */
+  private lingering: NatGuard | null = null;
+  private lingerUntil = 0;
   private store: FlowStore | null = null;
   private saved = { changes: 0, at: 0 };
   private readonly lo: number;
@@ -194,8 +200,18 @@ export class LiveUplink {
     nat.addr = st.addr;
     if (moved || readdressed || this.guard === null) {
       withGuardLock(() => {
-        this.guard?.remove();
+        const old = this.guard;
         this.guard = null;
+        // The interface left keeps its address: replies to its flows still arrive there for a while, and
+        // the host's stack would answer them with RSTs. Its guard stays a little (the range stays reserved
+        // by the new one), unless NAT comes back to that very interface, whose table is the same.
+        this.dropLingering();
+        if (old !== null && old.uplink !== name) {
+          this.lingering = old;
+          this.lingerUntil = monotonicMs() + GUARD_LINGER_MS;
+        } else {
+          old?.remove();
+        }
         this.guard = NatGuard.install(name, st.addr, this.lo, this.hi);
         for (const proto of [NatProto.TCP, NatProto.UDP])
           this.guard.addForwards(protoName(proto) as 'tcp' | 'udp', nat.forwards.ports(proto));
@@ -358,6 +374,8 @@ export class LiveUplink {
 
   /** Ends idle mappings, reads the next hops again, and writes a snapshot when mappings changed a while ago; run once a second. */
   tick(clock: number): void {
+    if (this.lingering !== null && monotonicMs() >= this.lingerUntil)
+      withGuardLock(() => this.dropLingering());
     this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
     this.nat.forwards.sweep(clock);
@@ -383,6 +401,15 @@ export class LiveUplink {
     this.nat.raw.close();
     const guard = this.guard;
     this.guard = null;
-    if (guard) withGuardLock(() => guard.remove());
+    withGuardLock(() => {
+      this.dropLingering();
+      guard?.remove();
+    });
+  }
+
+  /** Removes the guard left on the interface NAT moved away from (its range stays reserved by the other). */
+  private dropLingering(): void {
+    this.lingering?.removeTable();
+    this.lingering = null;
   }
 }

@@ -10,9 +10,9 @@
 // engine's local proxy listening on it.
 //
 // The table's name carries the uplink, the range and the owner's pid (softnet_<uplink>_<lo>_<hi>_<pid>),
-// so a start finds what a killed softnet left on the same uplink, whatever range it used, and removes its
-// table (its sets with it) and its reservation; a live softnet's guard is left alone, and a range that
-// overlaps a live one's is refused. Reservations are edited as port intervals, because the kernel merges
+// so a start finds what a killed softnet left, on any uplink and whatever range it used, and removes its
+// table (its sets with it) and its reservation; a live softnet's guard is left alone (its range stays
+// reserved), and a range that overlaps a live one's on the same uplink is refused. Reservations are edited as port intervals, because the kernel merges
 // touching ranges.
 //
 // Engines starting or stopping at the same time would each read, change and write back the reserved
@@ -94,23 +94,25 @@ export function subtract(list: Interval[], lo: number, hi: number): Interval[] {
 
 interface Guarded {
   name: string;
+  /** The table name's prefix: `softnet_` and the uplink. */
+  prefix: string;
   lo: number;
   hi: number;
   pid: number;
 }
 
-/** softnet's tables for an uplink, with the ranges and owners their names carry. */
-function guards(prefix: string): Guarded[] {
+/** softnet's tables, with the uplinks, ranges and owners their names carry. */
+function guards(): Guarded[] {
   const out: Guarded[] = [];
   // nft's complaints go into the error thrown, not onto softnet's stderr (one JSON object a line there).
   const listing = execFileSync('nft', ['list', 'tables', 'ip'], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const re = new RegExp(`^table ip (${prefix}_(\\d+)_(\\d+)_(\\d+))$`);
+  const re = /^table ip ((softnet_\w+)_(\d+)_(\d+)_(\d+))$/;
   for (const line of listing.split('\n')) {
     const m = re.exec(line.trim());
-    if (m) out.push({ name: m[1], lo: Number(m[2]), hi: Number(m[3]), pid: Number(m[4]) });
+    if (m) out.push({ name: m[1], prefix: m[2], lo: Number(m[3]), hi: Number(m[4]), pid: Number(m[5]) });
   }
   return out;
 }
@@ -131,6 +133,8 @@ export class GuardConflict extends Error {}
 export class NatGuard {
   private constructor(
     readonly table: string,
+    /** The uplink interface it guards. */
+    readonly uplink: string,
     private readonly lo: number,
     private readonly hi: number,
   ) {}
@@ -151,24 +155,33 @@ export class NatGuard {
   }
 
   /**
-   * Removes what a dead softnet left on `uplink`, then reserves [lo, hi] and guards `addr`. Throws when a
-   * live softnet guards an overlapping range on the same uplink.
+   * Removes what dead softnets left (on any uplink: one killed while NAT had just moved left a guard on
+   * the interface it moved from), then reserves [lo, hi] and guards `addr`. Throws when a live softnet
+   * guards an overlapping range on the same uplink.
    */
   static install(uplink: string, addr: number, lo: number, hi: number): NatGuard {
     const prefix = `softnet_${uplink.replace(/\W/g, '_')}`;
-    for (const g of guards(prefix)) {
-      // This process's own tables are live too: one engine may NAT several networks through one uplink.
-      if (alive(g.pid)) {
-        if (g.lo <= hi && g.hi >= lo) {
-          const who = g.pid === process.pid ? 'another network of this engine' : `softnet pid ${g.pid}`;
-          throw new GuardConflict(
-            `ports ${g.lo}-${g.hi} on ${uplink} are used by ${who}; pick another --nat-ports`,
-          );
-        }
-        continue;
+    const all = guards();
+    // This process's own tables are live too: one engine may NAT several networks through one uplink.
+    const live = all.filter((g) => alive(g.pid));
+    for (const g of live) {
+      if (g.prefix === prefix && g.lo <= hi && g.hi >= lo) {
+        const who = g.pid === process.pid ? 'another network of this engine' : `softnet pid ${g.pid}`;
+        throw new GuardConflict(
+          `ports ${g.lo}-${g.hi} on ${uplink} are used by ${who}; pick another --nat-ports`,
+        );
       }
-      nft(`delete table ip ${g.name}\n`);
-      writeReserved(subtract(readReserved(), g.lo, g.hi));
+    }
+    const dead = all.filter((g) => !live.includes(g));
+    if (dead.length > 0) {
+      let reserved = readReserved();
+      for (const g of dead) {
+        nft(`delete table ip ${g.name}\n`);
+        reserved = subtract(reserved, g.lo, g.hi);
+      }
+      // A live guard's range may overlap a dead one's (another uplink, the same default range): it stays.
+      for (const g of live) reserved = [...subtract(reserved, g.lo, g.hi), [g.lo, g.hi]];
+      writeReserved(reserved);
     }
     const table = `${prefix}_${lo}_${hi}_${process.pid}`;
     const range = `${lo}-${hi}`;
@@ -201,14 +214,19 @@ export class NatGuard {
       writeReserved(subtract(readReserved(), lo, hi));
       throw e;
     }
-    return new NatGuard(table, lo, hi);
+    return new NatGuard(table, uplink, lo, hi);
   }
 
   /** Removes the table and the reservation. */
   remove(): void {
+    this.removeTable();
+    writeReserved(subtract(readReserved(), this.lo, this.hi));
+  }
+
+  /** Removes the table only: the guard of another interface holds the same range reserved. */
+  removeTable(): void {
     try {
       nft(`delete table ip ${this.table}\n`);
     } catch {}
-    writeReserved(subtract(readReserved(), this.lo, this.hi));
   }
 }

@@ -263,6 +263,15 @@ describe('the default route moves to another interface', () => {
     await ip(world.host, 'route', 'replace', 'default', 'via', ROUTER_IP2, 'dev', UPLINK2);
     await softnet.waitFor(/uplink moved from=up0 to=up1/, 10_000, from);
     assert.equal(await peerSeen(topo, vm), HOST_IP2, tail(softnet));
+    // up0 keeps its address: a late reply to a flow of before still reaches the host there, and must be
+    // dropped, not answered with a RST (curl: a timeout, 28, not "connection refused", 7).
+    const late = await topo.status(
+      world.world,
+      'curl',
+      ['-sS', '-m', '2', `http://${HOST_IP}:61500/`],
+      10_000,
+    );
+    assert.equal(late.code, 28, `${late.stderr}\n${tail(softnet)}`);
     const shown = await networkShown(topo, world.host);
     assert.equal(shown.uplink, UPLINK2);
     assert.equal(shown.natAddress, HOST_IP2);
