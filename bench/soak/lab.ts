@@ -8,18 +8,25 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { SOFTNET, Softnet, softnetCommand } from '../../test/lib/softnet.js';
 import { Topology } from '../../test/lib/topology.js';
-import { HOST_IP, PORTS, ROUTER_HOST_SIDE, SERVER, UPLINK, until, World } from '../../test/lib/world.js';
+import {
+  HOST_IP,
+  HOST_IP2,
+  PORTS,
+  ROUTER_HOST_SIDE,
+  ROUTER_IF2,
+  ROUTER_IP2,
+  SERVER,
+  UPLINK,
+  UPLINK2,
+  until,
+  World,
+} from '../../test/lib/world.js';
 import { AddressBook } from './audit.js';
 import { PYTHON } from './probe.js';
 
-/** The second uplink: the host's end, its address, and the router's end and address. */
-export const UPLINK2 = 'up1';
-export const HOST_IP2 = '192.0.2.2';
-export const ROUTER_IF2 = 'h1';
-export const ROUTER_IP2 = '192.0.2.1';
 /** The router's end of the first uplink (world.ts names it so). */
 export const ROUTER_IF = 'h0';
-export { HOST_IP, ROUTER_HOST_SIDE, SERVER, UPLINK };
+export { HOST_IP, HOST_IP2, ROUTER_HOST_SIDE, ROUTER_IF2, ROUTER_IP2, SERVER, UPLINK, UPLINK2 };
 /** The port of the probes' echo server, in the world: the world's own echo server logs every datagram. */
 export const PROBE_PORT = 7008;
 /** The small file the VMs fetch over TCP. */
@@ -84,13 +91,8 @@ export class SoakLab {
   /** Builds the world and the second uplink, mounts the state directory and starts the service. */
   async start(): Promise<void> {
     await this.world.start({ fileMb: 1 });
-    const { topo, host, router } = this;
-    const ip = (ns: string, ...args: string[]) => topo.exec(ns, 'ip', args);
-    await ip(host, 'link', 'add', UPLINK2, 'type', 'veth', 'peer', 'name', ROUTER_IF2, 'netns', router);
-    await ip(host, 'addr', 'add', `${HOST_IP2}/24`, 'dev', UPLINK2);
-    await ip(host, 'link', 'set', UPLINK2, 'up');
-    await ip(router, 'addr', 'add', `${ROUTER_IP2}/24`, 'dev', ROUTER_IF2);
-    await ip(router, 'link', 'set', ROUTER_IF2, 'up');
+    const { topo, host } = this;
+    await this.world.addSecondLink();
     // A readdress adds the new address and deletes the old one, as a DHCP client does; the new one, added
     // second, must then become the primary rather than go with the old one.
     await topo.exec(host, 'sysctl', ['-qw', `net.ipv4.conf.${UPLINK}.promote_secondaries=1`]);

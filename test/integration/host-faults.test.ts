@@ -17,21 +17,20 @@ import {
   echoAcrossGo,
   GATEWAY,
   HOST_IP,
+  HOST_IP2,
   PORTS,
   ROUTER_HOST_SIDE,
+  ROUTER_IP2,
   SERVER,
   startTcpEcho,
   UPLINK,
+  UPLINK2,
   until,
   vmOnline,
   WORLD_NET,
   World,
 } from '../lib/world.js';
 
-/** A second link between host and router, on another documentation subnet, for the default route to move to. */
-const UPLINK2 = 'up1';
-const HOST_IP2 = '192.0.2.2';
-const ROUTER_IP2 = '192.0.2.1';
 /** The uplink's address after the host's DHCP lease "moved" it. */
 const HOST_IP_NEW = '198.51.100.9';
 /** Where the uplink tests' softnet serves metrics, in the host namespace. */
@@ -232,23 +231,7 @@ describe('the default route moves to another interface', () => {
   before(
     async () => {
       await world.start({ fileMb: 1 });
-      await ip(
-        world.host,
-        'link',
-        'add',
-        UPLINK2,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        'h1',
-        'netns',
-        world.router,
-      );
-      await ip(world.host, 'addr', 'add', `${HOST_IP2}/24`, 'dev', UPLINK2);
-      await ip(world.host, 'link', 'set', UPLINK2, 'up');
-      await ip(world.router, 'addr', 'add', `${ROUTER_IP2}/24`, 'dev', 'h1');
-      await ip(world.router, 'link', 'set', 'h1', 'up');
+      await world.addSecondLink();
       vm = await topo.netns('vm');
       // No --uplink: the default route's interface, followed.
       softnet = await softnetForVm(topo, world.host, vm, '52:54:00:48:46:02', ['--allow', WORLD_NET]);

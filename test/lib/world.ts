@@ -41,6 +41,11 @@ export const WORLD_NAME = 'world.test';
 /** Reachable through the router (it is the world's too), but private, so outside softnet's policy. */
 export const OUTSIDE = '10.1.2.3';
 export const PORTS = { http: 8080, peer: 8081, iperf: 5201, echo: 7007 } as const;
+/** A second host<->router link (see World.addSecondLink): the host's end and address, the router's. */
+export const UPLINK2 = 'up1';
+export const HOST_IP2 = '192.0.2.2';
+export const ROUTER_IF2 = 'h1';
+export const ROUTER_IP2 = '192.0.2.1';
 
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
@@ -313,6 +318,28 @@ export class World {
         (await listening(topo, w, 'udp', PORTS.echo)).includes(`${SERVER_SMALL_MTU}:`),
       ),
     ]);
+  }
+
+  /** Adds a second link between host and router (UPLINK2, 192.0.2.0/24), for the default route to move to. */
+  async addSecondLink(): Promise<void> {
+    const ip = (ns: string, ...args: string[]) => this.topo.exec(ns, 'ip', args);
+    await ip(
+      this.host,
+      'link',
+      'add',
+      UPLINK2,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      ROUTER_IF2,
+      'netns',
+      this.router,
+    );
+    await ip(this.host, 'addr', 'add', `${HOST_IP2}/24`, 'dev', UPLINK2);
+    await ip(this.host, 'link', 'set', UPLINK2, 'up');
+    await ip(this.router, 'addr', 'add', `${ROUTER_IP2}/24`, 'dev', ROUTER_IF2);
+    await ip(this.router, 'link', 'set', ROUTER_IF2, 'up');
   }
 
   /** Writes /etc/netns/<ns>/resolv.conf, which `ip netns exec <ns>` mounts over /etc/resolv.conf. */
