@@ -1,7 +1,7 @@
 /*
- * Sockets on the host's interfaces: the NAT uplink's raw IPv4 socket (whole packets out, each to the
- * destination in its header), its capture and send packet sockets, and a bridged LAN's two packet sockets
- * with the unicast MACs of its VMs. Set-up calls only: the frames go through the ports of softnet.c.
+ * Sockets on the host's interfaces: the NAT uplink's raw IPv4 and IPv6 sockets (whole packets out, each to
+ * the destination in its header), its capture and send packet sockets, and a bridged LAN's two packet
+ * sockets with the unicast MACs of its VMs. Set-up calls only: the frames go through the ports of softnet.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +35,29 @@ static napi_value raw_socket(napi_env env, napi_callback_info info) {
   return make_int(env, fd);
 }
 
+/*
+ * rawSocket6() -> fd of a non-blocking AF_INET6 IPPROTO_RAW socket: whole IPv6 packets out, nothing in.
+ * Linux sets IPV6_HDRINCL for IPPROTO_RAW, and sends such a packet as it is (payload length, hop limit and
+ * flow label untouched; no extension header added). It never fragments one: a packet larger than the
+ * device's MTU fails with EMSGSIZE at once, and one larger than the route's (or a learned path's) MTU
+ * fails with EMSGSIZE too, IPV6_PMTUDISC_DO saying so rather than leaving it to the default; in the
+ * second case the kernel also sends a Packet Too Big to the packet's source, which is the host's own
+ * address, where nothing listens on softnet's ports.
+ */
+static napi_value raw_socket6(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW);
+  if (fd < 0) return throw_errno(env, errno, "raw IPv6 socket");
+  int size = 4 << 20, pmtu = IPV6_PMTUDISC_DO;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size);
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "IPV6_MTU_DISCOVER");
+  }
+  return make_int(env, fd);
+}
+
 /* A classic BPF program argument (a Uint8Array of sock_filter entries) as a sock_fprog; -1 and throws if not. */
 int get_filter(napi_env env, napi_value v, struct sock_fprog *prog) {
   napi_typedarray_type tt;
@@ -51,27 +74,39 @@ int get_filter(napi_env env, napi_value v, struct sock_fprog *prog) {
 }
 
 /*
- * packetSocket(ifname, filter) -> fd of a SOCK_RAW packet socket on ifname that receives IPv4 frames
- * accepted by the classic BPF program `filter` (sock_filter entries, host order), never the host's own
- * outgoing ones. Each frame comes after a 10-byte virtio_net_hdr (PACKET_VNET_HDR): it says when the
- * transport checksum is not filled in yet (a packet from a veth peer on this machine) and when the packet
- * is a GRO aggregate.
+ * packetSocket(ifname, filter, family = 4) -> fd of a SOCK_RAW packet socket on ifname that receives the
+ * IPv4 (family 4) or IPv6 (family 6) frames accepted by the classic BPF program `filter` (sock_filter
+ * entries, host order), never the host's own outgoing ones. Each frame comes after a 10-byte
+ * virtio_net_hdr (PACKET_VNET_HDR): it says when the transport checksum is not filled in yet (a packet
+ * from a veth peer on this machine) and when the packet is a GRO aggregate.
  */
 static napi_value packet_socket(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   char name[IFNAMSIZ];
   struct sock_fprog prog;
-  if (get_args(env, info, 2, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0 ||
-      get_filter(env, argv[1], &prog) < 0)
+  int32_t family = 4;
+  size_t argc = 3;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "missing arguments");
     return NULL;
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_IP));
+  }
+  if (get_string(env, argv[0], name, sizeof name) < 0 || get_filter(env, argv[1], &prog) < 0) return NULL;
+  napi_valuetype t = napi_undefined;
+  if (argc > 2) CHECK(napi_typeof(env, argv[2], &t));
+  if (t != napi_undefined && get_i32(env, argv[2], &family) < 0) return NULL;
+  if (family != 4 && family != 6) {
+    napi_throw_range_error(env, NULL, "family must be 4 or 6");
+    return NULL;
+  }
+  uint16_t proto = htons(family == 6 ? ETH_P_IPV6 : ETH_P_IP);
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, proto);
   if (fd < 0) return throw_errno(env, errno, "packet socket");
   /* Attach the filter before binding, so nothing unfiltered is queued in between. */
   int one = 1, size = 8 << 20;
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof sll);
   sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_IP);
+  sll.sll_protocol = proto;
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   set_ifname(&ifr, name);
@@ -275,6 +310,7 @@ fail: {
 napi_status packet_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"rawSocket", NULL, raw_socket, NULL, NULL, NULL, napi_default, NULL},
+      {"rawSocket6", NULL, raw_socket6, NULL, NULL, NULL, napi_default, NULL},
       {"packetSocket", NULL, packet_socket, NULL, NULL, NULL, napi_default, NULL},
       {"lanSockets", NULL, lan_sockets, NULL, NULL, NULL, napi_default, NULL},
       {"packetTxSocket", NULL, packet_tx_socket, NULL, NULL, NULL, napi_default, NULL},

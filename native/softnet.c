@@ -15,7 +15,8 @@
  *   Ports are numbered; the number is what TypeScript holds. A WATCH port only reports readiness: a
  *   listening socket whose connections unixAccept() takes, a control socket that control.c reads, or
  *   the rtnetlink socket of rtnl.c. A RAW port is an IPPROTO_RAW socket: it sends whole IPv4 packets with
- *   sendmmsg, each to the destination written in its own header.
+ *   sendmmsg, each to the destination written in its own header; a RAW6 port does the same with whole
+ *   IPv6 packets on an AF_INET6 one (see rawSocket6 in packet.c for what the kernel does to them).
  * - A bridge network's LAN is two packet sockets on one interface (lanSockets): DGRAM ports, since a packet
  *   socket carries one frame per datagram; the receiving one, like the uplink's capture, puts a
  *   virtio_net_hdr before each frame.
@@ -59,6 +60,7 @@
 #define MODE_STREAM 2
 #define MODE_WATCH 3
 #define MODE_RAW 4
+#define MODE_RAW6 5
 /*
  * Every frame slot starts HEADROOM bytes into its stride, so the VNET_LEN bytes before a frame are its
  * virtio_net_hdr: a port with virtio headers (a TAP with IFF_VNET_HDR, the uplink's send socket) reads and
@@ -128,7 +130,7 @@ static napi_value port_open(napi_env env, napi_callback_info info) {
   }
   if (get_i32(env, argv[0], &fd) < 0 || get_i32(env, argv[1], &mode) < 0) return NULL;
   if (argc > 2) CHECK(napi_get_value_bool(env, argv[2], &vnet));
-  if (mode < MODE_DGRAM || mode > MODE_RAW) {
+  if (mode < MODE_DGRAM || mode > MODE_RAW6) {
     napi_throw_range_error(env, NULL, "bad port mode");
     return NULL;
   }
@@ -396,7 +398,7 @@ static napi_value port_recv(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int r;
-  if (p->mode == MODE_WATCH || p->mode == MODE_RAW) r = -EOPNOTSUPP;
+  if (p->mode == MODE_WATCH || p->mode == MODE_RAW || p->mode == MODE_RAW6) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = recv_dgram(p, base, stride, max, lens);
   else if (p->mode == MODE_TAP) r = recv_tap(p, base, stride, max, lens);
   else r = recv_stream(p, base, stride, max, lens);
@@ -486,11 +488,19 @@ static int send_dgram(struct port *p, const uint32_t *offs, const uint32_t *lens
   return (int)done;
 }
 
-/* Frames the kernel refuses one by one (too big for the route, no route) are skipped, not fatal. */
+/*
+ * Sends whole IP packets (RAW: IPv4, RAW6: IPv6) with sendmmsg, each to the destination address in its
+ * own header. Packets the kernel refuses one by one (too big for the route, no route) are skipped, not
+ * fatal; so is one too short to hold its destination.
+ */
 static int send_raw(struct port *p, const uint32_t *offs, const uint32_t *lens, uint32_t count) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
-  struct sockaddr_in dst[MAX_BATCH];
+  union {
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+  } dst[MAX_BATCH];
+  int v6 = p->mode == MODE_RAW6;
   uint32_t done = 0;
   while (done < count) {
     uint32_t n = count - done > MAX_BATCH ? MAX_BATCH : count - done;
@@ -499,11 +509,17 @@ static int send_raw(struct port *p, const uint32_t *offs, const uint32_t *lens, 
       iov[i].iov_base = pkt;
       iov[i].iov_len = lens[done + i];
       memset(&dst[i], 0, sizeof dst[i]);
-      dst[i].sin_family = AF_INET;
-      if (lens[done + i] >= 20) memcpy(&dst[i].sin_addr, pkt + 16, 4);
+      if (v6) {
+        dst[i].v6.sin6_family = AF_INET6;
+        if (lens[done + i] >= 40) memcpy(&dst[i].v6.sin6_addr, pkt + 24, 16);
+        else iov[i].iov_len = 0;
+      } else {
+        dst[i].v4.sin_family = AF_INET;
+        if (lens[done + i] >= 20) memcpy(&dst[i].v4.sin_addr, pkt + 16, 4);
+      }
       memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
       msgs[i].msg_hdr.msg_name = &dst[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof dst[i];
+      msgs[i].msg_hdr.msg_namelen = v6 ? sizeof dst[i].v6 : sizeof dst[i].v4;
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -511,7 +527,8 @@ static int send_raw(struct port *p, const uint32_t *offs, const uint32_t *lens, 
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == ENOBUFS) return (int)done;
-      if (errno == EMSGSIZE || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EPERM || errno == EINVAL) {
+      if (errno == EMSGSIZE || errno == EHOSTUNREACH || errno == ENETUNREACH || errno == EPERM || errno == EINVAL ||
+          errno == EACCES) {
         done++;
         continue;
       }
@@ -573,7 +590,7 @@ static napi_value port_send(napi_env env, napi_callback_info info) {
   int r;
   if (p->mode == MODE_WATCH) r = -EOPNOTSUPP;
   else if (p->mode == MODE_DGRAM) r = send_dgram(p, offs, lens, (uint32_t)count);
-  else if (p->mode == MODE_RAW) r = send_raw(p, offs, lens, (uint32_t)count);
+  else if (p->mode == MODE_RAW || p->mode == MODE_RAW6) r = send_raw(p, offs, lens, (uint32_t)count);
   else if (p->mode == MODE_TAP) r = send_tap(p, offs, lens, (uint32_t)count);
   else r = send_stream(p, offs, lens, (uint32_t)count);
   return make_int(env, r);
@@ -612,11 +629,11 @@ static void put16(uint8_t *p, uint16_t v) {
 
 /*
  * gsoSegment(src, len, dst, stride, max, lens) -> segments written, or -errno.
- * Splits the TCP/IPv4 GSO frame at arena[src] (a virtio_net_hdr, an Ethernet header, then an IPv4 packet
- * larger than one MTU, as a packet socket delivers a GRO aggregate or a veth peer's TSO send) into
- * gso_size segments at arena[dst + i*stride], each with a zeroed virtio header and full checksums, so the
- * pipeline handles them like any captured frame. This is a copy loop over payload bytes, which is why it
- * is C and not TypeScript.
+ * Splits the TCP GSO frame at arena[src] (a virtio_net_hdr, an Ethernet header, then an IPv4 packet, or an
+ * IPv6 one whose next header is TCP, larger than one MTU, as a packet socket delivers a GRO aggregate or a
+ * veth peer's TSO send) into gso_size segments at arena[dst + i*stride], each with a zeroed virtio header
+ * and full checksums, so the pipeline handles them like any captured frame. This is a copy loop over
+ * payload bytes, which is why it is C and not TypeScript.
  */
 static napi_value gso_segment(napi_env env, napi_callback_info info) {
   napi_value argv[6];
@@ -638,9 +655,17 @@ static napi_value gso_segment(napi_env env, napi_callback_info info) {
   uint8_t gso_type = f[1] & 0x7f;
   uint16_t mss = (uint16_t)(f[4] | f[5] << 8);
   const uint8_t *ip = f + vnet + eth;
-  size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
-  if (gso_type != 1 /* VIRTIO_NET_HDR_GSO_TCPV4 */ || (ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || mss == 0)
-    return make_int(env, -EPROTONOSUPPORT);
+  size_t ihl;
+  int v6 = gso_type == 4; /* VIRTIO_NET_HDR_GSO_TCPV6 */
+  if (v6) {
+    /* Extension headers would have to be walked and copied into every segment: none is taken. */
+    if ((ip[0] >> 4) != 6 || ip[6] != 6 || mss == 0) return make_int(env, -EPROTONOSUPPORT);
+    ihl = 40;
+  } else {
+    ihl = (size_t)(ip[0] & 0x0f) * 4;
+    if (gso_type != 1 /* VIRTIO_NET_HDR_GSO_TCPV4 */ || (ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || mss == 0)
+      return make_int(env, -EPROTONOSUPPORT);
+  }
   const uint8_t *tcp = ip + ihl;
   if ((size_t)(tcp - f) + 20 > (size_t)len) return make_int(env, -EINVAL);
   size_t thl = (size_t)(tcp[12] >> 4) * 4;
@@ -664,10 +689,18 @@ static napi_value gso_segment(napi_env env, napi_callback_info info) {
     memcpy(out + vnet + head, payload + i * mss, chunk);
     uint8_t *oip = out + vnet + eth;
     uint8_t *otcp = oip + ihl;
-    put16(oip + 2, (uint16_t)(ihl + thl + chunk));
-    put16(oip + 4, (uint16_t)(id + i));
-    put16(oip + 10, 0);
-    put16(oip + 10, csum_fold(csum_add(0, oip, ihl)));
+    uint32_t sum;
+    if (v6) {
+      /* No header checksum and no identification in IPv6: the payload length is all that changes. */
+      put16(oip + 4, (uint16_t)(thl + chunk));
+      sum = csum_add(0, oip + 8, 32) + 6 + (uint32_t)(thl + chunk);
+    } else {
+      put16(oip + 2, (uint16_t)(ihl + thl + chunk));
+      put16(oip + 4, (uint16_t)(id + i));
+      put16(oip + 10, 0);
+      put16(oip + 10, csum_fold(csum_add(0, oip, ihl)));
+      sum = csum_add(0, oip + 12, 8) + 6 + (uint32_t)(thl + chunk);
+    }
     uint32_t s = seq + (uint32_t)(i * mss);
     otcp[4] = s >> 24;
     otcp[5] = s >> 16;
@@ -677,7 +710,6 @@ static napi_value gso_segment(napi_env env, napi_callback_info info) {
     otcp[13] = (uint8_t)(i + 1 < count ? flags & ~0x09 : flags);
     if (i > 0) otcp[13] &= (uint8_t)~0x80;
     put16(otcp + 16, 0);
-    uint32_t sum = csum_add(0, oip + 12, 8) + 6 + (uint32_t)(thl + chunk);
     put16(otcp + 16, csum_fold(csum_add(sum, otcp, thl + chunk)));
     lens[i] = (uint32_t)(vnet + head + chunk);
   }

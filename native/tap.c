@@ -1,7 +1,7 @@
 /*
  * Interfaces: TAP devices (made in this namespace or inside another, with virtio headers and offloads,
- * their carrier), and an interface's IPv4 address, flags and MAC. Set-up calls, never on the frame path;
- * they throw an Error whose code is the errno name.
+ * their carrier), and an interface's IPv4 and IPv6 addresses, flags and MAC. Set-up calls, never on the
+ * frame path; they throw an Error whose code is the errno name.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +9,8 @@
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if_arp.h>
 #include <netinet/in.h>
@@ -211,6 +213,98 @@ static napi_value if_configure(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Appends attribute `type` with `len` bytes of `data` to netlink message `h` (room for it is the caller's). */
+static void nl_put(struct nlmsghdr *h, unsigned short type, const void *data, size_t len) {
+  struct rtattr *a = (struct rtattr *)((char *)h + NLMSG_ALIGN(h->nlmsg_len));
+  a->rta_type = type;
+  a->rta_len = (unsigned short)RTA_LENGTH(len);
+  memcpy(RTA_DATA(a), data, len);
+  h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(a->rta_len);
+}
+
+/*
+ * ifAddr6(name, addr (16-byte Uint8Array), prefix): adds an IPv6 address to an interface of this namespace
+ * over rtnetlink, with IFA_F_NODAD: it is usable at once, never tentative, because nothing else on the
+ * link may hold it (the link is softnet's own). An address already there is left as it is (EEXIST is
+ * success). The kernel removes an interface's IPv6 addresses when it goes down (unless keep_addr_on_down):
+ * add it again after bringing the interface up.
+ */
+static napi_value if_addr6(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char name[IFNAMSIZ];
+  int32_t prefix;
+  napi_typedarray_type tt;
+  size_t len;
+  void *addr;
+  if (get_args(env, info, 3, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &addr, NULL, NULL) != napi_ok || tt != napi_uint8_array ||
+      len != 16) {
+    napi_throw_type_error(env, NULL, "addr must be a 16-byte Uint8Array");
+    return NULL;
+  }
+  if (get_i32(env, argv[2], &prefix) < 0) return NULL;
+  if (prefix < 0 || prefix > 128) {
+    napi_throw_range_error(env, NULL, "bad prefix");
+    return NULL;
+  }
+  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (sock < 0) return throw_errno(env, errno, "rtnetlink socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0) {
+    int e = errno;
+    close(sock);
+    return throw_errno(env, e, name);
+  }
+  int ifindex = ifr.ifr_ifindex;
+  union {
+    struct nlmsghdr h;
+    char buf[256];
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifaddrmsg));
+  req.h.nlmsg_type = RTM_NEWADDR;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  req.h.nlmsg_seq = 1;
+  struct ifaddrmsg *ifa = NLMSG_DATA(&req.h);
+  ifa->ifa_family = AF_INET6;
+  ifa->ifa_prefixlen = (unsigned char)prefix;
+  ifa->ifa_flags = IFA_F_NODAD;
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = (unsigned)ifindex;
+  uint32_t flags = IFA_F_NODAD;
+  nl_put(&req.h, IFA_LOCAL, addr, 16);
+  nl_put(&req.h, IFA_ADDRESS, addr, 16);
+  nl_put(&req.h, IFA_FLAGS, &flags, sizeof flags);
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  int err = 0;
+  if (sendto(sock, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) err = errno;
+  while (!err) {
+    union {
+      struct nlmsghdr h;
+      char buf[4096];
+    } ack;
+    ssize_t n = recv(sock, &ack, sizeof ack, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    struct nlmsghdr *h = &ack.h;
+    if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_seq != 1) continue;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      const struct nlmsgerr *e = NLMSG_DATA(h);
+      err = -e->error;
+      break;
+    }
+  }
+  close(sock);
+  if (err == EEXIST) err = 0;
+  if (err) return throw_errno(env, err, name);
+  return NULL;
+}
+
 /* ifHwaddr(name) -> 6-byte Uint8Array: an interface's MAC address. */
 static napi_value if_hwaddr(napi_env env, napi_callback_info info) {
   napi_value argv[1], ab, out;
@@ -237,6 +331,7 @@ napi_status tap_register(napi_env env, napi_value exports) {
       {"tapOpen", NULL, tap_open, NULL, NULL, NULL, napi_default, NULL},
       {"tapCarrier", NULL, tap_carrier, NULL, NULL, NULL, napi_default, NULL},
       {"ifConfigure", NULL, if_configure, NULL, NULL, NULL, napi_default, NULL},
+      {"ifAddr6", NULL, if_addr6, NULL, NULL, NULL, napi_default, NULL},
       {"ifHwaddr", NULL, if_hwaddr, NULL, NULL, NULL, napi_default, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

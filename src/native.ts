@@ -4,10 +4,10 @@ import { createRequire } from 'node:module';
 
 /**
  * Framing of a port: a datagram, a TAP read, or a length-prefixed stream per frame; a socket whose
- * readiness is all the port reports (a listening socket, a control connection); or a raw IPv4 socket that
- * sends each packet to the destination in its header.
+ * readiness is all the port reports (a listening socket, a control connection); or a raw IPv4 (RAW) or
+ * IPv6 (RAW6) socket that sends each packet to the destination in its header.
  */
-export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, WATCH: 3, RAW: 4 } as const;
+export const PortMode = { DGRAM: 0, TAP: 1, STREAM: 2, WATCH: 3, RAW: 4, RAW6: 5 } as const;
 
 /** An interface's state as ifState reads it: addr 0 when it has no IPv4 address. */
 export interface IfState {
@@ -36,9 +36,11 @@ export interface Native {
   ): { fd: number; name: string };
   tapCarrier(fd: number, on: boolean): void;
   ifConfigure(name: string, addr: number, prefix: number, up: boolean): void;
+  ifAddr6(name: string, addr: Uint8Array, prefix: number): void;
   ifHwaddr(name: string): Uint8Array;
   rawSocket(): number;
-  packetSocket(ifname: string, filter: Uint8Array): number;
+  rawSocket6(): number;
+  packetSocket(ifname: string, filter: Uint8Array, family?: 4 | 6): number;
   portSetFilter(port: number, filter: Uint8Array): void;
   packetTxSocket(ifname: string): { fd: number; mac: Uint8Array };
   lanSockets(ifname: string): { rx: number; tx: number; mac: Uint8Array; mtu: number };

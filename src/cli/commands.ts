@@ -74,12 +74,13 @@ export async function runCommand(command: Command, g: Given): Promise<void> {
       const vms = r.vms as Message[];
       return print(g.values.has('--json'), vms, () =>
         table(
-          ['VM', 'INTERNAL MAC', 'EXTERNAL MAC', 'IP', 'LEASE EXPIRY', 'HOST DEVICE'],
+          ['VM', 'INTERNAL MAC', 'EXTERNAL MAC', 'IP', 'IPV6 PREFIX', 'LEASE EXPIRY', 'HOST DEVICE'],
           vms.map((v) => [
             text(v.vm),
             text(v.mac),
             text(v.externalMac),
             text(v.ip),
+            text(v.ipv6Prefix),
             text(v.leaseExpires),
             text(v.hostDevice),
           ]),
@@ -140,6 +141,8 @@ async function show(g: Given): Promise<void> {
       ['type', text(v.type)],
       ['ip', text(v.ip)],
       ['lease expires', text(v.leaseExpires)],
+      ['ipv6 prefix', text(v.ipv6Prefix)],
+      ['ipv6 addresses', (v.ipv6Addresses as string[] | undefined)?.join(', ') || '-'],
       ['internal mac', text(v.mac)],
       ['external mac', text(v.externalMac)],
       ['host device', text(v.hostDevice)],
@@ -149,6 +152,14 @@ async function show(g: Given): Promise<void> {
       ['block', (v.block as string[]).join(', ') || '-'],
       ['nat', v.natPorts ? natText(v) : '-'],
       ['nat mappings', text(v.natMappings)],
+      [
+        'nat66',
+        !v.natPorts
+          ? '-'
+          : v.natAddress6
+            ? `${text(v.natAddress6)}, ${text(v.nat66Mappings)} mappings`
+            : `on hold: ${text(v.nat6Held)}`,
+      ],
       ['state', v.statePersisted === false ? `not persisted (${text(v.stateError)})` : 'persisted'],
       ['frames from vm', `${c.rx_frames} (${c.rx_bytes} bytes)`],
       ['frames to vm', `${c.tx_frames} (${c.tx_bytes} bytes, ${c.tx_drops} dropped)`],

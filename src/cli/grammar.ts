@@ -59,6 +59,12 @@ const NETWORK_FLAGS: Flag[] = [
     value: 'N',
     help: 'NAT mappings a VM may hold per protocol (default a quarter of the range)',
   },
+  { name: '--ipv6', value: 'on|off', help: 'whether VMs get IPv6, a /64 each (default on)' },
+  {
+    name: '--ipv6-prefix',
+    value: 'PREFIX',
+    help: "the ULA /48 the VMs' /64s come from (default a random one, kept)",
+  },
 ].map((f) => ({ ...f, group: NET }));
 
 /** The flags of how an engine runs, shared by the per-VM form and `serve`. */
@@ -125,6 +131,12 @@ const ADD_FLAGS: Flag[] = [
   { name: '--uplink', value: 'IFACE', help: "the NAT uplink (default the default route's interface)" },
   { name: '--nat-ports', value: 'A-B', help: 'the NAT port range (default 61000-64999)' },
   { name: '--nat-flows-per-vm', value: 'N', help: 'NAT mappings a VM may hold per protocol' },
+  { name: '--ipv6', value: 'on|off', help: 'whether VMs get IPv6, a /64 each (default on)' },
+  {
+    name: '--ipv6-prefix',
+    value: 'PREFIX',
+    help: "the ULA /48 the VMs' /64s come from (default random, kept)",
+  },
   { name: '--bridge-interface', value: 'IFACE', help: 'for --type bridge: the interface whose LAN VMs join' },
 ];
 

@@ -5,12 +5,15 @@ import { CAPTURE_FORMAT } from '../capture/records.js';
 import type { Channel } from '../control/channel.js';
 import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
 import { CONTROL_DEGRADED, type ServerHandlers } from '../control/server.js';
+import type { Mapping } from '../nat/flows.js';
 import { native } from '../native.js';
+import type { Attachment } from '../net/attachment.js';
 import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from '../net/network-spec.js';
+import { format48 } from '../services/prefixes.js';
 import { DNS_DEGRADED, ResolvConf } from '../services/resolv-conf.js';
 import { toWall } from '../util/clock.js';
 import { stateFiles } from '../util/state-files.js';
-import { formatIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import type { Engine, LiveVm } from './engine.js';
 import { portStats } from './engine.js';
 import { UsageError } from './errors.js';
@@ -34,6 +37,8 @@ export function networkInfo(net: LiveNetwork): Message {
     type: net.spec.type,
     cidr: own ? net.spec.cidr : null,
     gateway: own ? formatIpv4(cfg.gateway) : null,
+    ipv6Prefix: cfg.v6 ? format48([cfg.v6.w0, cfg.v6.w1]) : null,
+    ipv6Gateway: cfg.v6 ? formatIpv6(cfg.v6.gateway) : null,
     dhcpRange: own ? `${formatIpv4(cfg.poolStart)}-${formatIpv4(cfg.poolEnd)}` : null,
     hostLink: net.hostLink,
     gatewayMac: own ? [...net.seg.gatewayMac].map((b) => b.toString(16).padStart(2, '0')).join(':') : null,
@@ -69,8 +74,22 @@ export function vmInfo(live: LiveVm): Message {
     since: live.record.since,
     counters: portStats(att.port),
     natMappings: att.natIndex.size,
+    ...vmIpv6(att),
     ...uplinkInfo(live.net),
     ...stateHealth(),
+  };
+}
+
+/** A VM's /64, the addresses it was seen sending from in it, and its NAT66 mappings. */
+function vmIpv6(att: Attachment): Message {
+  if (att.p0 === 0 && att.p1 === 0) return { ipv6Prefix: null, ipv6Addresses: [], nat66Mappings: 0 };
+  let mappings = 0;
+  for (const head of att.nat6Index.values())
+    for (let m: Mapping | null = head; m !== null; m = m.next) mappings++;
+  return {
+    ipv6Prefix: `${formatIpv6([att.p0, att.p1, 0, 0])}/64`,
+    ipv6Addresses: att.sources6().map(([a, b]) => formatIpv6([att.p0, att.p1, a, b])),
+    nat66Mappings: mappings,
   };
 }
 
@@ -90,6 +109,8 @@ function uplinkInfo(net: LiveNetwork): Message {
     natAddress: up && up.nat.addr !== 0 ? formatIpv4(up.nat.addr) : null,
     natPorts: up ? up.natPorts : null,
     natHeld: up ? up.heldReason : null,
+    natAddress6: up?.six && !up.six.nat.held ? formatIpv6(up.six.nat.addr) : null,
+    nat6Held: up?.six ? up.six.heldReason : null,
   };
 }
 

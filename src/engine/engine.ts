@@ -34,13 +34,13 @@ import { type Attachment, AttType } from '../net/attachment.js';
 import { addReservation, FieldError, linkOf, NETWORK_FLAG, type NetworkSpec } from '../net/network-spec.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DestinationPolicy } from '../policy/destinations.js';
-import { RuleTable, Verdict } from '../policy/rules.js';
+import { buildRules } from '../policy/user-rules.js';
 import { PORT_STAT_NAMES, type Port } from '../ports/port.js';
 import { dropsByName } from '../stats/drops.js';
 import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { LogFields, Logger, LogLevel } from '../util/log.js';
 import { stateFiles } from '../util/state-files.js';
-import { formatIpv4, formatMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
+import { formatIpv4, formatMac, parseIpv4, parseIpv6, parseMac } from '../wire/addr.js';
 import { macKey } from '../wire/ethernet.js';
 import { AttachmentStore, type VmRecord } from './attachment-store.js';
 import { Captures } from './captures.js';
@@ -483,16 +483,20 @@ export class Engine {
       if (flag) throw new UsageError(flag, '@host is the gateway, and a bridge network has none');
     }
     const gateway = net.seg.cfg.gateway;
-    const table = new RuleTable();
-    const rule = (r: string) =>
-      r === '@host' ? { addr: gateway, prefix: 32, mask: 0xffffffff } : parseCidr(r)!;
-    for (const r of vm.allow) table.add(rule(r), Verdict.ALLOW);
-    for (const r of vm.block) table.add(rule(r), Verdict.BLOCK);
-    const policy = new DestinationPolicy(table, gateway, vm.reject);
+    const gateway6 = net.seg.cfg.v6?.gateway ?? null;
+    const rules = buildRules(vm.allow, vm.block, gateway, gateway6);
+    const policy = new DestinationPolicy(rules.v4, gateway, vm.reject, rules.v6);
+    if (gateway6 !== null) policy.setGateway6(gateway6);
     for (const list of Object.values(networkInterfaces())) {
       for (const a of list ?? []) {
-        const addr = a.family === 'IPv4' ? parseIpv4(a.address) : null;
-        if (addr !== null && addr !== gateway) policy.addHostAddress(addr);
+        if (a.family === 'IPv4') {
+          const addr = parseIpv4(a.address);
+          if (addr !== null && addr !== gateway) policy.addHostAddress(addr);
+          continue;
+        }
+        const words = parseIpv6(a.address);
+        if (words === null || a.scopeid !== 0) continue;
+        if (gateway6 === null || !words.every((w, i) => (w | 0) === gateway6[i])) policy.addHostAddress6(words);
       }
     }
     return policy;

@@ -13,12 +13,13 @@ import { native } from '../native.js';
 import type { LanSide } from '../net/bridge-lan.js';
 import { networkConfig } from '../net/network.js';
 import { linkOf, type NetworkSpec } from '../net/network-spec.js';
-import { gatewayMacFor, HostLinkBusy, openHostLink } from '../ports/host-link.js';
+import { configureIpv6, gatewayMacFor, HostLinkBusy, hasAddress6, openHostLink } from '../ports/host-link.js';
 import { openLan } from '../ports/lan.js';
 import type { Port } from '../ports/port.js';
 import { DnsForwarder, resolversFrom } from '../services/dns.js';
+import { PrefixTable } from '../services/prefixes.js';
 import type { LogFields, Logger } from '../util/log.js';
-import { formatIpv4, parseIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, parseCidr6, parseIpv4 } from '../wire/addr.js';
 import { flagged, UsageError } from './errors.js';
 import { openPort } from './ports.js';
 import { NetworkSegment, type SegmentEvents } from './segment.js';
@@ -90,7 +91,20 @@ export class LiveNetwork {
   ): Promise<LiveNetwork> {
     if (spec.type === 'bridge')
       return LiveNetwork.openBridge(p, spec, stateDir, declared, log, events, watch);
-    const cfg = networkConfig(spec);
+    let prefixes: PrefixTable | null = null;
+    if (spec.ipv6) {
+      const given = spec.ipv6Prefix === null ? null : parseCidr6(spec.ipv6Prefix)!.addr;
+      try {
+        prefixes = new PrefixTable(
+          join(stateDir, `${spec.hostLink}.ipv6.json`),
+          given === null ? null : Int32Array.of(given[0] | 0, given[1] | 0),
+          spec.leaseTime * 1000,
+        );
+      } catch (e) {
+        throw new UsageError('--state-dir', (e as Error).message);
+      }
+    }
+    const cfg = networkConfig(spec, prefixes?.network ?? null);
     let link: ReturnType<typeof openHostLink>;
     try {
       link = openHostLink(
@@ -99,6 +113,7 @@ export class LiveNetwork {
         cfg.gateway,
         cfg.prefix,
         spec.mtu,
+        cfg.v6?.gateway ?? null,
       );
     } catch (e) {
       const why =
@@ -117,6 +132,8 @@ export class LiveNetwork {
         uplink?.nat ?? null,
         log,
         events,
+        null,
+        prefixes,
       );
     } catch (e) {
       hostPort.close();
@@ -126,6 +143,7 @@ export class LiveNetwork {
     let dns: DnsForwarder | null = null;
     try {
       dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), log);
+      if (cfg.v6 !== null) await dns.listenAlso(formatIpv6(cfg.v6.gateway));
     } catch (e) {
       log.warn('dns at the gateway unavailable', {
         network: spec.name,
@@ -240,8 +258,11 @@ export class LiveNetwork {
     const found: string[] = [];
     if (!st.up) found.push('down');
     if (st.addr !== gateway) found.push(st.addr === 0 ? 'address-missing' : 'address-changed');
+    const v6 = this.seg.cfg.v6;
+    if (v6 !== null && !hasAddress6(name, v6.gateway)) found.push('ipv6-address-missing');
     if (found.length === 0) return null;
     native.ifConfigure(name, gateway, prefix, true);
+    if (v6 !== null) configureIpv6(name, v6.gateway);
     return found.join(',');
   }
 
@@ -275,6 +296,7 @@ export class LiveNetwork {
       cfg.gateway,
       cfg.prefix,
       spec.mtu,
+      cfg.v6?.gateway ?? null,
     );
     let port: Port;
     try {

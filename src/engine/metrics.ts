@@ -14,7 +14,7 @@ import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { stateFiles } from '../util/state-files.js';
 import { VERSION } from '../version.js';
-import { formatIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import type { Engine } from './engine.js';
 import { UsageError } from './errors.js';
 import type { LiveUplink } from './uplinks.js';
@@ -109,6 +109,37 @@ export function engineMetrics(engine: Engine, now = Date.now()): string {
         ([protocol, proto]) =>
           [{ uplink: uplinkLabel(u), ports: u.natPorts, protocol }, u.nat.flows.inUse(proto)] as const,
       ),
+    ),
+  );
+  out.family(
+    'softnet_nat66_mappings',
+    'gauge',
+    'NAT66 mappings in use on the uplink, by protocol (ICMP: ICMPv6 echo).',
+    ups.flatMap((u) =>
+      PROTOCOLS.map(
+        ([protocol, proto]) =>
+          [
+            { uplink: uplinkLabel(u), ports: u.natPorts, protocol },
+            u.six?.nat.flows.inUse(proto) ?? 0,
+          ] as const,
+      ),
+    ),
+  );
+  out.family(
+    'softnet_uplink_ipv6_usable',
+    'gauge',
+    'Whether the uplink carries NAT66 now (0: held, with the reason: no IPv6 address, no route...).',
+    ups.map(
+      (u) =>
+        [
+          {
+            uplink: uplinkLabel(u),
+            ports: u.natPorts,
+            address: u.six && !u.six.nat.held ? formatIpv6(u.six.nat.addr) : '',
+            reason: u.six?.heldReason ?? '',
+          },
+          u.six && !u.six.nat.held ? 1 : 0,
+        ] as const,
     ),
   );
   out.family(

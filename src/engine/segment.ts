@@ -38,8 +38,17 @@ import type { Segment } from '../pipeline/segment.js';
 import type { Port } from '../ports/port.js';
 import { DhcpServer, maxDhcpFrameLen } from '../services/dhcp.js';
 import { DhcpSnoop } from '../services/dhcp-snoop.js';
+import { Dhcpv6Server, duidLl } from '../services/dhcpv6.js';
 import { type LanServer, LeaseStore } from '../services/lease-store.js';
 import { LeaseTable } from '../services/leases.js';
+import {
+  ALL_NODES,
+  emitRouterAdvert,
+  encodeDnssl,
+  ROUTER_LIFETIME,
+  type RouterInfo,
+} from '../services/ndp.js';
+import type { PrefixTable } from '../services/prefixes.js';
 import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4, formatMac } from '../wire/addr.js';
@@ -70,6 +79,12 @@ export class NetworkSegment implements Segment {
   readonly dhcp: DhcpServer;
   readonly attachments = new Set<Attachment>();
   readonly lan: BridgeLan | null;
+  /** The VMs by the subnet ID of their /64; what router advertisements say; DHCPv6. */
+  private readonly byId6 = new Map<number, Attachment>();
+  readonly router: RouterInfo | null;
+  readonly dhcp6: Dhcpv6Server | null;
+  /** When (monotonic ms) every VM is next told its /64 again unasked. */
+  private nextAdvert = 0;
   /** Who handles the host link's (or the LAN's) frames: kept to give a remade one the same owner. */
   private readonly hostOwner: PortOwner | null;
   private readonly lanOwner: PortOwner | null;
@@ -89,8 +104,23 @@ export class NetworkSegment implements Segment {
     private readonly log: Logger,
     private readonly events: SegmentEvents,
     lanSide: LanSide | null = null,
+    /** Each VM's /64 out of the network's /48 (cfg.v6); null when the network has no IPv6. */
+    private readonly prefixes: PrefixTable | null = null,
   ) {
     this.gatewayMacKey = macKey(gatewayMac, 0);
+    const v6 = cfg.v6;
+    this.router =
+      v6 === null
+        ? null
+        : {
+            gatewayMac,
+            mtu: cfg.mtu,
+            dns: v6.gateway,
+            dnssl: encodeDnssl(cfg.domain, ROUTER_LIFETIME),
+            validLifetime: v6.validLifetime,
+            preferredLifetime: v6.preferredLifetime,
+          };
+    this.dhcp6 = v6 === null ? null : new Dhcpv6Server({ serverDuid: duidLl(gatewayMac) });
     this.leases = new LeaseTable(
       lanSide ? 1 : cfg.poolStart,
       lanSide ? 0xfffffffe : cfg.poolEnd,
@@ -114,7 +144,7 @@ export class NetworkSegment implements Segment {
       this.lanOwner = lanOwner;
     } else {
       const hostOwner: PortOwner = {
-        frame: (_port, off, len) => fromHost(p, this, off, len),
+        frame: (_port, off, len, slot) => fromHost(p, this, off, len, slot),
         failed: (_port, errno) => this.events.hostLinkFailed(native.errnoName(errno)),
       };
       p.add(hostLink, hostOwner);
@@ -134,9 +164,18 @@ export class NetworkSegment implements Segment {
     return this.byIp.get(ip | 0);
   }
 
-  /** Attaches a VM's port; its reservation, or a lease it still holds, makes its address usable at once. */
+  /** The VM holding subnet ID `id` of the network's /48, if any. */
+  vmAt6(id: number): Attachment | undefined {
+    return this.byId6.get(id);
+  }
+
+  /**
+   * Attaches a VM's port; its reservation, or a lease it still holds, makes its address usable at once, and
+   * it gets its /64 (the one it held before a restart).
+   */
   attach(port: Port, id: AttachmentIdentity): Attachment {
     const att = new Attachment(port, id, this.gatewayMac);
+    this.takePrefix(att);
     const now = monotonicMs();
     const mac = formatMac(att.mac);
     const reserved = this.leases.reservation(mac);
@@ -153,7 +192,42 @@ export class NetworkSegment implements Segment {
       frame: (_port, off, len, slot) => fromVm(this.p, this, att, off, len, slot),
       failed: (_port, errno) => this.vmGone(att, native.errnoName(errno)),
     });
+    this.advertise(att);
     return att;
+  }
+
+  /** Gives a VM its /64: the subnet ID its lease identity holds, or the lowest free one. */
+  private takePrefix(att: Attachment): void {
+    const v6 = this.cfg.v6;
+    if (v6 === null || this.prefixes === null || att.type === AttType.BRIDGE) return;
+    const id = this.prefixes.take(att.key);
+    if (id === 0) {
+      att.log.warn('no IPv6 prefix left for the vm', { vm: att.name });
+      return;
+    }
+    att.p0 = v6.w0;
+    att.p1 = v6.w1 | id;
+    this.byId6.set(id, att);
+  }
+
+  /** Takes a VM's /64 away; `free`: it is gone, and its subnet ID may go to another VM. */
+  private dropPrefix(att: Attachment, free: boolean): void {
+    if (att.p0 === 0 && att.p1 === 0) return;
+    const id = att.p1 & 0xffff;
+    if (this.byId6.get(id) === att) this.byId6.delete(id);
+    att.p0 = 0;
+    att.p1 = 0;
+    att.forgetSources6();
+    if (free) this.prefixes?.release(att.key);
+  }
+
+  /** Tells a VM its /64 and its router, unasked: a router advertisement to all nodes, sent to its MAC alone. */
+  private advertise(att: Attachment): void {
+    if (this.router === null || (att.p0 === 0 && att.p1 === 0) || att.type === AttType.DISCONNECTED) return;
+    const { u8, dv } = this.p;
+    const off = this.p.ownFrame();
+    const len = emitRouterAdvert(u8, dv, off, this.router, att.mac, ALL_NODES, att.p0, att.p1);
+    this.p.sendNow(att.port, len);
   }
 
   /** Detaches a VM; when `freeLease`, its lease ends now (the VM is gone), else it stays for a restart. */
@@ -167,8 +241,10 @@ export class NetworkSegment implements Segment {
       }
     }
     this.assign(att, 0);
+    this.dropPrefix(att, freeLease);
     this.lan?.remove(att);
     this.nat?.flows.removeOwner(att);
+    this.nat?.v6?.flows.removeOwner(att);
     this.nat?.fragments.sweep(monotonicSeconds(), att);
     this.p.remove(att.port);
     att.port.close();
@@ -204,6 +280,18 @@ export class NetworkSegment implements Segment {
   /** Ends leases (`now`: monotonic ms) and idle flows (`clock`: monotonic s) whose time is up; run once a second. */
   tick(now: number, clock: number): void {
     this.nat?.fragments.sweep(clock);
+    this.nat?.v6?.fragments.sweep(clock);
+    if (this.prefixes !== null) {
+      const keys: string[] = [];
+      for (const att of this.attachments) if (att.p0 !== 0 || att.p1 !== 0) keys.push(att.key);
+      this.prefixes.tick(keys, now);
+    }
+    // RFC 4861 6.2.1: unsolicited advertisements at most every 1800 s; here a third of the prefix's
+    // preferred lifetime, so a VM hears of it twice more before it would deprecate its address.
+    if (this.cfg.v6 !== null && now >= this.nextAdvert) {
+      if (this.nextAdvert !== 0) for (const att of this.attachments) this.advertise(att);
+      this.nextAdvert = now + Math.min(this.cfg.v6.preferredLifetime / 3, 1800) * 1000;
+    }
     const half = (this.cfg.leaseTime * 1000) / 2;
     for (const att of this.attachments) {
       const mac = formatMac(att.mac);

@@ -47,6 +47,7 @@ import type { Logger } from '../util/log.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { UsageError } from './errors.js';
 import { openPort } from './ports.js';
+import { Uplink6 } from './uplink6.js';
 
 /** Seconds between snapshots of the NAT mappings while they change. */
 const FLOW_SNAPSHOT_S = 5;
@@ -83,6 +84,8 @@ export class LiveUplink {
   private saved = { changes: 0, at: 0 };
   private readonly lo: number;
   private readonly hi: number;
+  /** NAT66 through the same interface. */
+  six: Uplink6 | null = null;
 
   private constructor(
     private wanted: string | null,
@@ -129,8 +132,11 @@ export class LiveUplink {
       raw,
       tx: null,
       hop: null,
+      v6: null,
     };
     const up = new LiveUplink(want, natPorts, nat, stateDir, p, log, watch, failed);
+    up.six = new Uplink6(p, lo, hi, nat.flows.perVm, log, watch, failed);
+    nat.v6 = up.six.nat;
     try {
       up.check(true);
     } catch (e) {
@@ -152,7 +158,12 @@ export class LiveUplink {
 
   /** The ports the uplink has open now, for counters. */
   get ports(): Port[] {
-    return [this.nat.raw, ...(this.capture ? [this.capture] : []), ...(this.nat.tx ? [this.nat.tx] : [])];
+    return [
+      this.nat.raw,
+      ...(this.capture ? [this.capture] : []),
+      ...(this.nat.tx ? [this.nat.tx] : []),
+      ...(this.six?.ports ?? []),
+    ];
   }
 
   /**
@@ -161,6 +172,7 @@ export class LiveUplink {
    */
   check(first = false): void {
     const name = this.wanted ?? defaultRouteInterface();
+    this.six?.check(this.wanted, name);
     const st = name === null ? null : native.ifState(name);
     const reason = holdReason(name, st);
     if (reason !== null || st === null || name === null) {
@@ -378,6 +390,7 @@ export class LiveUplink {
       withGuardLock(() => this.dropLingering());
     this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
+    this.six?.tick(clock);
     this.nat.forwards.sweep(clock);
     if (this.nat.flows.changes !== this.saved.changes && clock - this.saved.at >= FLOW_SNAPSHOT_S)
       this.save(clock);
@@ -396,6 +409,7 @@ export class LiveUplink {
 
   /** Closes the sockets and removes the guard; the snapshot stays. */
   close(): void {
+    this.six?.close();
     this.closeSockets();
     this.p.remove(this.nat.raw);
     this.nat.raw.close();

@@ -3,7 +3,8 @@
 // function, whether it comes from the command line or over the control socket.
 
 import { FieldError } from '../net/network-spec.js';
-import { formatIpv4, formatMac, isUnicastMac, parseCidr, parseIpv4, parseMac } from '../wire/addr.js';
+import { canonicalRule } from '../policy/user-rules.js';
+import { formatIpv4, formatMac, isUnicastMac, parseIpv4, parseMac } from '../wire/addr.js';
 
 /** shared: the world through NAT and the host; host: the host only; disconnected: nothing; bridge: a LAN. */
 export type VmType = 'shared' | 'host' | 'disconnected' | 'bridge';
@@ -17,7 +18,7 @@ export interface VmSpec {
   /** The external MAC the host sees; null: softnet picks a unique one. */
   externalMac: string | null;
   type: VmType;
-  /** Destination rules: CIDRs and `@host`. */
+  /** Destination rules: IPv4 and IPv6 CIDRs and `@host`, in canonical form. */
   allow: string[];
   block: string[];
   reject: boolean;
@@ -94,10 +95,9 @@ export function checkVmSpec(raw: Record<string, unknown>): VmSpec {
     );
   const rules = (field: string) =>
     strings(field, raw[field]).map((r) => {
-      if (r === '@host') return r;
-      const c = parseCidr(r);
-      if (!c) throw new FieldError(field, `'${r}' is not an IPv4 CIDR or @host`);
-      return `${formatIpv4(c.addr)}/${c.prefix}`;
+      const rule = canonicalRule(r);
+      if (rule === null) throw new FieldError(field, `'${r}' is not an IPv4 CIDR, an IPv6 CIDR or @host`);
+      return rule;
     });
   const expose = strings('expose', raw.expose);
   const seen = new Set<string>();

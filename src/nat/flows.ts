@@ -41,6 +41,24 @@ export interface NatOwner {
   readonly port: Port;
   readonly natIndex: Map<number, Mapping>;
   readonly natCount: Int32Array;
+  /** The first two words of its IPv6 /64 (0 while it has none), and its NAT66 index and counts. */
+  p0: number;
+  p1: number;
+  readonly nat6Index: Map<number, Mapping>;
+  readonly nat6Count: Int32Array;
+}
+
+/**
+ * The filter key of an IPv6 remote: a 32-bit mix of its words. Two remotes sharing a key would let one
+ * through on the other's entry; with a good mix that takes 2^32 tries at random, and the mapping's
+ * remotes are few.
+ */
+export function remoteKey6(w0: number, w1: number, w2: number, w3: number): number {
+  let h = Math.imul(w0 ^ 0x3c6ef372, 0x9e3779b1);
+  h = Math.imul(h ^ w1 ^ (h >>> 16), 0x85ebca77);
+  h = Math.imul(h ^ w2 ^ (h >>> 13), 0xc2b2ae3d);
+  h = Math.imul(h ^ w3 ^ (h >>> 16), 0x27d4eb2f);
+  return (h ^ (h >>> 15)) | 0;
 }
 
 /** One mapping. */
@@ -51,6 +69,11 @@ export class Mapping {
   /** FIN bits seen: 1 from the VM, 2 from outside. */
   fins = 0;
   readonly remotes = new Set<number>();
+  /** NAT66: the interface identifier of the VM address the mapping is for (its /64 is the VM's). */
+  iid2 = 0;
+  iid3 = 0;
+  /** NAT66: the next mapping of the same VM port from another of the VM's addresses. */
+  next: Mapping | null = null;
 
   constructor(
     readonly proto: number,
@@ -137,6 +160,8 @@ export class FlowTable {
     readonly hi: number,
     /** Mappings one VM may hold per protocol. */
     readonly perVm: number,
+    /** NAT66: a VM's endpoints are (address, port), and its index and counts are the IPv6 ones. */
+    readonly v6 = false,
   ) {
     for (let p = 0; p < PROTO_COUNT; p++) {
       this.pools.push(new PortPool(lo, hi));
@@ -149,6 +174,13 @@ export class FlowTable {
     return owner.natIndex.get((proto << 16) | vmPort);
   }
 
+  /** NAT66: the mapping of the VM endpoint (its address's interface identifier iid2:iid3, port), if any. */
+  outbound6(owner: NatOwner, proto: number, vmPort: number, iid2: number, iid3: number): Mapping | undefined {
+    let m = owner.nat6Index.get((proto << 16) | vmPort);
+    while (m !== undefined && (m.iid2 !== iid2 || m.iid3 !== iid3)) m = m.next ?? undefined;
+    return m;
+  }
+
   /** The mapping of an external port, if any. */
   inbound(proto: number, extPort: number): Mapping | undefined {
     if (extPort < this.lo || extPort > this.hi) return undefined;
@@ -156,16 +188,33 @@ export class FlowTable {
   }
 
   /** Makes a mapping for a VM endpoint; returns it, or a NoMapping reason. */
-  create(owner: NatOwner, proto: number, vmPort: number, now: number, extPort = 0): Mapping | number {
-    if (owner.natCount[proto] >= this.perVm) return NoMapping.VM_SHARE_FULL;
+  create(
+    owner: NatOwner,
+    proto: number,
+    vmPort: number,
+    now: number,
+    extPort = 0,
+    iid2 = 0,
+    iid3 = 0,
+  ): Mapping | number {
+    const counts = this.v6 ? owner.nat6Count : owner.natCount;
+    if (counts[proto] >= this.perVm) return NoMapping.VM_SHARE_FULL;
     const pool = this.pools[proto];
     let port = extPort;
     if (port === 0) port = pool.take();
     else if (!pool.takeExact(port)) port = 0;
     if (port === 0) return NoMapping.PORTS_EXHAUSTED;
     const m = new Mapping(proto, owner, vmPort, port, now);
-    owner.natIndex.set((proto << 16) | vmPort, m);
-    owner.natCount[proto]++;
+    const key = (proto << 16) | vmPort;
+    if (this.v6) {
+      m.iid2 = iid2 | 0;
+      m.iid3 = iid3 | 0;
+      m.next = owner.nat6Index.get(key) ?? null;
+      owner.nat6Index.set(key, m);
+    } else {
+      owner.natIndex.set(key, m);
+    }
+    counts[proto]++;
     this.byExt[proto][port - this.lo] = m;
     this.all.add(m);
     this.changes++;
@@ -176,15 +225,39 @@ export class FlowTable {
   remove(m: Mapping): void {
     if (!this.all.delete(m)) return;
     this.changes++;
-    m.owner.natIndex.delete((m.proto << 16) | m.vmPort);
-    m.owner.natCount[m.proto]--;
+    const key = (m.proto << 16) | m.vmPort;
+    if (this.v6) {
+      this.unlink6(m, key);
+      m.owner.nat6Count[m.proto]--;
+    } else {
+      m.owner.natIndex.delete(key);
+      m.owner.natCount[m.proto]--;
+    }
     this.byExt[m.proto][m.extPort - this.lo] = undefined;
     this.pools[m.proto].give(m.extPort);
   }
 
-  /** Ends every mapping of a VM (it went away). */
+  /** Takes a NAT66 mapping out of its VM port's chain. */
+  private unlink6(m: Mapping, key: number): void {
+    const index = m.owner.nat6Index;
+    const head = index.get(key);
+    if (head === m) {
+      if (m.next === null) index.delete(key);
+      else index.set(key, m.next);
+    } else {
+      let at = head;
+      while (at !== undefined && at.next !== m) at = at.next ?? undefined;
+      if (at !== undefined) at.next = m.next;
+    }
+    m.next = null;
+  }
+
+  /** Ends every mapping of a VM (it went away, or lost its address). */
   removeOwner(owner: NatOwner): void {
-    for (const m of [...owner.natIndex.values()]) this.remove(m);
+    const mine: Mapping[] = [];
+    for (const head of (this.v6 ? owner.nat6Index : owner.natIndex).values())
+      for (let m: Mapping | null = head; m !== null; m = m.next) mine.push(m);
+    for (const m of mine) this.remove(m);
   }
 
   /** Ends every mapping (the uplink's address changed: the world knows none of them any more); returns how many. */

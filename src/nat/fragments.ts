@@ -20,25 +20,33 @@ const FRAGMENT_TTL = 30;
 interface Entry {
   owner: NatOwner;
   until: number;
+  /** NAT66: the interface identifier of the VM address the train goes to. */
+  iid2: number;
+  iid3: number;
 }
 
 /** Fragment trains in flight towards the VMs. */
 export class FragmentTable {
   private readonly bySource = new Map<number, Map<number, Entry>>();
 
-  /** Remembers that the datagram (src, proto, id) goes to `owner`. */
-  remember(src: number, proto: number, id: number, owner: NatOwner, now: number): void {
+  /** Remembers that the datagram (src, proto, id) goes to `owner` (for NAT66, its address iid2:iid3). */
+  remember(src: number, proto: number, id: number, owner: NatOwner, now: number, iid2 = 0, iid3 = 0): void {
     let inner = this.bySource.get(src | 0);
     if (!inner) {
       inner = new Map();
       this.bySource.set(src | 0, inner);
     }
-    inner.set((proto << 16) | id, { owner, until: now + FRAGMENT_TTL });
+    inner.set((proto << 16) | id, { owner, until: now + FRAGMENT_TTL, iid2, iid3 });
   }
 
   /** The VM a later fragment of (src, proto, id) goes to, if its first fragment was seen. */
   find(src: number, proto: number, id: number): NatOwner | undefined {
     return this.bySource.get(src | 0)?.get((proto << 16) | id)?.owner;
+  }
+
+  /** find() with the whole entry: NAT66 needs the address it went to. */
+  entry(src: number, proto: number, id: number): Readonly<Entry> | undefined {
+    return this.bySource.get(src | 0)?.get((proto << 16) | id);
   }
 
   /** Forgets trains older than their timeout, and every train of a VM that went away. */

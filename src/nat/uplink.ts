@@ -29,4 +29,20 @@ export interface NatUplink {
    */
   tx: Port | null;
   hop: NextHop | null;
+  /** NAT66 through the same uplink; null when it has no IPv6 address NAT66 could use. */
+  v6: NatUplink6 | null;
+}
+
+/** NAT66 on an uplink: the same mapping behaviour as NAT44, from the uplink's global IPv6 address. */
+export interface NatUplink6 {
+  readonly flows: FlowTable;
+  /** The uplink's IPv6 address as four signed words; every translated flow's source. */
+  readonly addr: Int32Array;
+  mtu: number;
+  /** Set while the uplink cannot carry IPv6 (no address, no route): packets for the world are dropped. */
+  held: boolean;
+  /** The raw IPv6 socket translated packets leave by. */
+  readonly raw: Port;
+  /** Fragment trains towards the VMs, keyed by a mix of the source address (remoteKey6) and the 32-bit id. */
+  readonly fragments: FragmentTable;
 }

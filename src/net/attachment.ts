@@ -7,6 +7,9 @@ import type { Port } from '../ports/port.js';
 import type { Logger } from '../util/log.js';
 import { macKey } from '../wire/ethernet.js';
 
+/** IPv6 addresses of a VM that `show` lists: SLAAC, privacy and DHCPv6 ones come to a handful. */
+const SEEN6 = 8;
+
 /** What an attachment may reach, as a small integer for the hot path (see VmType). */
 export const AttType = { SHARED: 0, HOST: 1, DISCONNECTED: 2, BRIDGE: 3 } as const;
 
@@ -31,6 +34,18 @@ export class Attachment implements ForwardOwner {
   /** Its NAT mappings by (protocol << 16 | port), and how many per protocol (see nat/flows.ts). */
   readonly natIndex = new Map<number, Mapping>();
   readonly natCount = new Int32Array(3);
+  /** The first two words of its IPv6 /64 (services/prefixes.ts); both 0 while it has none. */
+  p0 = 0;
+  p1 = 0;
+  /** The interface identifiers it was last seen sending from in its /64 (two words each, a ring): for `show`. */
+  readonly seen6 = new Int32Array(2 * SEEN6);
+  seenCount = 0;
+  /** The last one, checked per frame before anything is written. */
+  last2 = 0;
+  last3 = 0;
+  /** Its NAT66 mappings and counts, as natIndex and natCount are for NAT44. */
+  readonly nat6Index = new Map<number, Mapping>();
+  readonly nat6Count = new Int32Array(3);
   /** Its port forwards by (protocol << 16 | VM port) (see nat/forwards.ts). */
   readonly forwardIndex = new Map<number, PortForward>();
   readonly key: string;
@@ -59,5 +74,35 @@ export class Attachment implements ForwardOwner {
     this.log = id.log;
     this.macKey = macKey(id.mac, 0);
     this.extMacKey = macKey(id.extMac, 0);
+  }
+
+  /** Notes that the VM sent from interface identifier iid2:iid3 of its /64 (it did not just before). */
+  noteSource6(iid2: number, iid3: number): void {
+    this.last2 = iid2;
+    this.last3 = iid3;
+    const n = this.seenCount < SEEN6 ? this.seenCount : SEEN6;
+    for (let i = 0; i < n; i++) if (this.seen6[2 * i] === iid2 && this.seen6[2 * i + 1] === iid3) return;
+    const at = this.seenCount % SEEN6;
+    this.seen6[2 * at] = iid2;
+    this.seen6[2 * at + 1] = iid3;
+    this.seenCount++;
+  }
+
+  /** Forgets the addresses seen (its /64 changed or went). */
+  forgetSources6(): void {
+    this.seenCount = 0;
+    this.last2 = 0;
+    this.last3 = 0;
+  }
+
+  /** The interface identifiers seen, two words each, oldest first as far as the ring keeps them. */
+  sources6(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const n = this.seenCount < SEEN6 ? this.seenCount : SEEN6;
+    for (let i = 0; i < n; i++) {
+      const at = (this.seenCount - n + i) % SEEN6;
+      out.push([this.seen6[2 * at], this.seen6[2 * at + 1]]);
+    }
+    return out;
   }
 }

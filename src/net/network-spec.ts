@@ -6,9 +6,11 @@
 import {
   type Cidr,
   formatIpv4,
+  formatIpv6,
   formatMac,
   isUnicastMac,
   parseCidr,
+  parseCidr6,
   parseIpv4,
   parseMac,
 } from '../wire/addr.js';
@@ -37,6 +39,10 @@ export interface NetworkSpec {
   bridgeInterface: string | null;
   /** Addresses reserved for VMs: internal MAC -> IPv4 address. */
   reservations: Record<string, string>;
+  /** Whether the VMs get IPv6 (a /64 each); a bridge network passes none. */
+  ipv6: boolean;
+  /** The ULA /48 the VMs' /64s come from; null: drawn once at random and kept in the state directory. */
+  ipv6Prefix: string | null;
 }
 
 /** The per-VM form's flag for each network field, for errors about the network a VM asks for. */
@@ -55,6 +61,8 @@ export const NETWORK_FLAG: Record<keyof NetworkSpec, string> = {
   natFlowsPerVm: '--nat-flows-per-vm',
   bridgeInterface: '--bridge-interface',
   reservations: '--dhcp-host',
+  ipv6: '--ipv6',
+  ipv6Prefix: '--ipv6-prefix',
 };
 
 /** A value that cannot be used, and the field it is for. */
@@ -83,6 +91,8 @@ export const DEFAULT_NETWORK: NetworkSpec = {
   natFlowsPerVm: null,
   bridgeInterface: null,
   reservations: {},
+  ipv6: true,
+  ipv6Prefix: null,
 };
 
 /** The interface a network holds on the host: its host link, or for a bridge network the one it bridges to. */
@@ -142,6 +152,29 @@ export function poolOf(spec: NetworkSpec): { start: number; end: number } {
   }
   const broadcast = (c.addr | ~c.mask) >>> 0;
   return { start: c.addr + 2, end: broadcast - 1 };
+}
+
+/** A switch given as a boolean or as on/off text. */
+function onOff(field: string, v: unknown): boolean {
+  if (v === true || v === 'on') return true;
+  if (v === false || v === 'off') return false;
+  throw new FieldError(field, `'${String(v)}' is not on or off`);
+}
+
+/** Checks a ULA /48 (fd00::/8, RFC 4193) as text; null stays null. */
+function ula48(field: string, v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  const c = typeof v === 'string' ? parseCidr6(v) : null;
+  if (
+    c === null ||
+    c.prefix !== 48 ||
+    c.addr[0] >>> 24 !== 0xfd ||
+    (c.addr[1] & 0xffff) !== 0 ||
+    c.addr[2] !== 0 ||
+    c.addr[3] !== 0
+  )
+    throw new FieldError(field, `'${String(v)}' is not a ULA /48 like fd12:3456:789a::/48`);
+  return `${formatIpv6(c.addr)}/48`;
 }
 
 const FIELDS = new Set(Object.keys(DEFAULT_NETWORK));
@@ -219,6 +252,8 @@ export function checkNetworkSpec(
     natFlowsPerVm: flows === null || flows === undefined ? null : integer('natFlowsPerVm', flows, 1, 65536),
     bridgeInterface: type === 'bridge' ? ifname('bridgeInterface', bridge) : null,
     reservations: {},
+    ipv6: type !== 'bridge' && onOff('ipv6', v('ipv6')),
+    ipv6Prefix: ula48('ipv6Prefix', v('ipv6Prefix')),
   };
   const reservations = v('reservations');
   if (typeof reservations !== 'object' || reservations === null || Array.isArray(reservations))

@@ -26,6 +26,34 @@ export interface NetworkConfig {
   dns: number[];
   domain: string | null;
   routes: Route[];
+  /** The network's IPv6 side; null when it has none (`--ipv6 off`, a bridge). */
+  v6: Ipv6Config | null;
+}
+
+/** A network's IPv6: its /48, out of which each VM gets a /64 (services/prefixes.ts). */
+export interface Ipv6Config {
+  /** The /48 as its first word and the high half of its second (the low half zero), signed. */
+  w0: number;
+  w1: number;
+  /** The gateway's ULA address, ::1 of the /48, on the host link: also the VMs' DNS server. */
+  gateway: Int32Array;
+  /** Lifetimes of a VM's /64 in router advertisements and DHCPv6, seconds. */
+  validLifetime: number;
+  preferredLifetime: number;
+}
+
+/** The IPv6 side of a network over the /48 `ula` (two words), with lifetimes following its lease time. */
+export function ipv6Config(ula: Int32Array, leaseTime: number): Ipv6Config {
+  const w0 = ula[0] | 0;
+  const w1 = ula[1] & 0xffff0000;
+  return {
+    w0,
+    w1,
+    gateway: Int32Array.of(w0, w1, 0, 1),
+    // Advertisements are repeated every third of the lease time: a VM keeps its /64 through two lost ones.
+    validLifetime: Math.max(leaseTime, 60) * 2,
+    preferredLifetime: Math.max(leaseTime, 60),
+  };
 }
 
 /** Options that shape a network beyond its subnet. */
@@ -38,6 +66,7 @@ export interface NetworkOptions {
   routes: Route[];
   /** The DHCP pool; by default every address after the gateway, broadcast excluded. */
   pool?: { start: number; end: number };
+  v6?: Ipv6Config | null;
 }
 
 /** The network of `cidr`: the gateway is its first address. */
@@ -46,9 +75,10 @@ export function makeNetwork(cidr: Cidr, opts: NetworkOptions): NetworkConfig {
   const subnet = (cidr.addr & mask) >>> 0;
   const broadcast = (subnet | ~mask) >>> 0;
   const gateway = subnet + 1;
-  const { pool, ...rest } = opts;
+  const { pool, v6, ...rest } = opts;
   return {
     ...rest,
+    v6: v6 ?? null,
     subnet,
     prefix: cidr.prefix,
     mask,
@@ -60,8 +90,8 @@ export function makeNetwork(cidr: Cidr, opts: NetworkOptions): NetworkConfig {
   };
 }
 
-/** The run-time form of a checked network spec. */
-export function networkConfig(spec: NetworkSpec): NetworkConfig {
+/** The run-time form of a checked network spec; `ula` is its IPv6 /48 (two words), null without IPv6. */
+export function networkConfig(spec: NetworkSpec, ula: Int32Array | null = null): NetworkConfig {
   const cidr = parseCidr(spec.cidr)!;
   const gateway = ((cidr.addr & cidr.mask) >>> 0) + 1;
   return makeNetwork(cidr, {
@@ -75,6 +105,7 @@ export function networkConfig(spec: NetworkSpec): NetworkConfig {
       return { dest: c.addr, prefix: c.prefix, via: gateway };
     }),
     pool: poolOf(spec),
+    v6: ula === null ? null : ipv6Config(ula, spec.leaseTime),
   });
 }
 

@@ -8,22 +8,24 @@ import * as arp from '../wire/arp.js';
 import { ETH, ETH_HEADER_LEN, EtherType, isGroupMac, sameMac, writeMac } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { unsupportedEtherType } from './ethertype.js';
+import { fromHostIpv6 } from './from-host6.js';
 import { forwardFrame } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
 
 /** Decides one frame received from the host link. */
-export function fromHost(p: Pipeline, seg: Segment, off: number, len: number): void {
-  const drop = decide(p, seg, off, len);
+export function fromHost(p: Pipeline, seg: Segment, off: number, len: number, slot: number): void {
+  const drop = decide(p, seg, off, len, slot);
   if (drop !== Drop.NONE) p.drops[drop]++;
 }
 
-function decide(p: Pipeline, seg: Segment, off: number, len: number): number {
+function decide(p: Pipeline, seg: Segment, off: number, len: number, slot: number): number {
   if (len < ETH_HEADER_LEN) return Drop.RUNT;
   const dv = p.dv;
   const type = dv.getUint16(off + ETH.TYPE);
   if (type === EtherType.IPV4) return fromHostIpv4(p, seg, off, len);
   if (type === EtherType.ARP) return fromHostArp(p, seg, off, len);
+  if (type === EtherType.IPV6 && seg.cfg.v6 !== null) return fromHostIpv6(p, seg, off, len, slot);
   return isGroupMac(p.u8, off + ETH.DST) ? Drop.HOST_GROUP : unsupportedEtherType(type);
 }
 

@@ -20,6 +20,7 @@ import * as udp from '../wire/udp.js';
 import { fromVmBridge } from './bridge.js';
 import { checkDhcpClient } from './dhcp-client.js';
 import { unsupportedEtherType } from './ethertype.js';
+import { fromVmIpv6 } from './from-vm6.js';
 import { forwardFrame } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
@@ -49,6 +50,7 @@ function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: nu
   const type = p.dv.getUint16(off + ETH.TYPE);
   if (type === EtherType.IPV4) return fromVmIpv4(p, seg, att, off, len, slot);
   if (type === EtherType.ARP) return fromVmArp(p, seg, att, off, len);
+  if (type === EtherType.IPV6 && seg.cfg.v6 !== null) return fromVmIpv6(p, seg, att, off, len, slot);
   return unsupportedEtherType(type);
 }
 

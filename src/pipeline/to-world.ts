@@ -287,7 +287,7 @@ function mayAnswer(dv: DataView, ip: number, hl: number, total: number): boolean
 }
 
 /** SYN with FIN or RST, or none of SYN, FIN, RST, ACK: no TCP stack sends these (scans and attacks do). */
-function badFlags(f: number): boolean {
+export function badFlags(f: number): boolean {
   if (f & TcpFlag.SYN && f & (TcpFlag.FIN | TcpFlag.RST)) return true;
   return (f & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST | TcpFlag.ACK)) === 0;
 }

@@ -1,6 +1,6 @@
 // What the NAT uplink's sockets need of the host: the default route's interface (the uplink when none is
-// named), and the filter of the packet socket that captures, before the host's stack, the replies
-// addressed to softnet's ports.
+// named), for IPv4 and IPv6; the IPv6 address NAT66 sends from; and the filters of the packet sockets that
+// capture, before the host's stack, the replies addressed to softnet's ports.
 
 import { readFileSync } from 'node:fs';
 
@@ -11,6 +11,71 @@ export function defaultRouteInterface(): string | null {
     if (f.length > 7 && f[1] === '00000000' && f[7] === '00000000') return f[0];
   }
   return null;
+}
+
+/** RTF_UP and RTF_REJECT (linux/ipv6_route.h): a route in use, and an unreachable/prohibit/blackhole one. */
+const RTF_UP = 0x0001;
+const RTF_REJECT = 0x0200;
+
+/**
+ * The interface of the IPv6 default route (::/0 from anywhere) in this namespace, from `path` (as
+ * /proc/net/ipv6_route writes it); the one of the lowest metric when there are several; null when there is
+ * none. Reject routes (unreachable, prohibit, blackhole) and those through `lo` are none.
+ */
+export function defaultRouteInterface6(path = '/proc/net/ipv6_route'): string | null {
+  let best: string | null = null;
+  let bestMetric = Infinity;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    // dest, dest prefix, source, source prefix, next hop, metric, refcount, use, flags, device
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[1] !== '00' || f[3] !== '00' || !/^0{32}$/.test(f[0])) continue;
+    const flags = Number.parseInt(f[8], 16);
+    if ((flags & RTF_UP) === 0 || (flags & RTF_REJECT) !== 0 || f[9] === 'lo') continue;
+    const metric = Number.parseInt(f[5], 16);
+    if (metric < bestMetric) {
+      best = f[9];
+      bestMetric = metric;
+    }
+  }
+  return best;
+}
+
+/** IFA_F_* flags of /proc/net/if_inet6 (linux/if_addr.h). */
+const IFA_F_TEMPORARY = 0x01;
+const IFA_F_DADFAILED = 0x08;
+const IFA_F_DEPRECATED = 0x20;
+const IFA_F_TENTATIVE = 0x40;
+const IFA_F_PERMANENT = 0x80;
+
+/**
+ * The IPv6 address NAT66 sends from on interface `ifname`, as four words, from `path` (as
+ * /proc/net/if_inet6 writes it); null when it has none fit. Only a global-scope address that has passed
+ * duplicate address detection and is not deprecated will do. A configured (permanent) non-ULA address
+ * comes first, then any other non-ULA one, then a ULA (fc00::/7); within each, a stable address before a
+ * temporary (privacy) one, which the kernel replaces within a day and with it every mapping; then the
+ * lowest, so the choice does not change while the addresses do not.
+ */
+export function uplinkIpv6(ifname: string, path = '/proc/net/if_inet6'): Uint32Array | null {
+  let best: string | null = null;
+  let bestRank = Infinity;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    // address, ifindex, prefix length, scope, flags, device
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || f[5] !== ifname || f[3] !== '00' || !/^[0-9a-f]{32}$/.test(f[0])) continue;
+    const flags = Number.parseInt(f[4], 16);
+    if ((flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED)) !== 0) continue;
+    const ula = (Number.parseInt(f[0].slice(0, 2), 16) & 0xfe) === 0xfc;
+    const tier = ula ? 2 : (flags & IFA_F_PERMANENT) !== 0 ? 0 : 1;
+    const rank = tier * 2 + ((flags & IFA_F_TEMPORARY) !== 0 ? 1 : 0);
+    if (rank < bestRank || (rank === bestRank && best !== null && f[0] < best)) {
+      best = f[0];
+      bestRank = rank;
+    }
+  }
+  if (best === null) return null;
+  const out = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) out[i] = Number.parseInt(best.slice(i * 8, i * 8 + 8), 16);
+  return out;
 }
 
 // Classic BPF, as linux/filter.h encodes it.
@@ -133,6 +198,64 @@ export function captureFilter(
     [JEQ, 'accept', 0, 3, 'errors'],
     [JEQ, 'accept', 0, 11],
     [JEQ, 'accept', 'drop', 12],
+    [RET, 0, 0, 0x40000, 'accept'],
+    [RET, 0, 0, 0, 'drop'],
+    ...portList('tcp-forwards', forwards.tcp),
+    ...portList('udp-forwards', forwards.udp),
+  ]);
+}
+
+/** Where the IPv6 header starts in a captured frame, and where its transport header does when it follows at once. */
+const IP6 = 14;
+const L4 = IP6 + 40;
+
+/**
+ * The IPv6 capture filter (the socket takes only IPv6 frames already; the filter checks again, cheaply):
+ * IPv6 to `addr` (four words) whose next header is TCP or UDP to a port in [lo, hi] or to a forwarded port
+ * of its protocol, an ICMPv6 echo reply with an identifier in [lo, hi], an ICMPv6 error (destination
+ * unreachable, packet too big, time exceeded, parameter problem; softnet checks what it quotes), or a
+ * Fragment header (softnet checks whose it is). Any other extension header first is dropped: replies to
+ * softnet's flows carry none.
+ */
+export function captureFilter6(
+  addr: ArrayLike<number>,
+  lo: number,
+  hi: number,
+  forwards: ForwardedPorts = { tcp: [], udp: [] },
+): Uint8Array {
+  return assemble([
+    [LD_H_ABS, 0, 0, 12],
+    [JEQ, 0, 'drop', 0x86dd],
+    [LD_W_ABS, 0, 0, IP6 + 24],
+    [JEQ, 0, 'drop', addr[0]],
+    [LD_W_ABS, 0, 0, IP6 + 28],
+    [JEQ, 0, 'drop', addr[1]],
+    [LD_W_ABS, 0, 0, IP6 + 32],
+    [JEQ, 0, 'drop', addr[2]],
+    [LD_W_ABS, 0, 0, IP6 + 36],
+    [JEQ, 0, 'drop', addr[3]],
+    [LD_B_ABS, 0, 0, IP6 + 6],
+    [JEQ, 'tcp', 0, 6],
+    [JEQ, 'udp', 0, 17],
+    [JEQ, 'icmp', 0, 58],
+    [JEQ, 'accept', 'drop', 44],
+    [LD_H_ABS, 0, 0, L4 + 2, 'tcp'],
+    [JGE, 0, 'to-tcp-forwards', lo],
+    [JGT, 'to-tcp-forwards', 'accept', hi],
+    // The lists come last, maybe further than a conditional jump reaches.
+    [JA, 0, 0, 'tcp-forwards', 'to-tcp-forwards'],
+    [LD_H_ABS, 0, 0, L4 + 2, 'udp'],
+    [JGE, 0, 'to-udp-forwards', lo],
+    [JGT, 'to-udp-forwards', 'accept', hi],
+    [JA, 0, 0, 'udp-forwards', 'to-udp-forwards'],
+    [LD_B_ABS, 0, 0, L4, 'icmp'],
+    [JEQ, 0, 'errors', 129],
+    [LD_H_ABS, 0, 0, L4 + 4],
+    [JGE, 0, 'drop', lo],
+    [JGT, 'drop', 'accept', hi],
+    // Types 1 to 4; 0 is unassigned.
+    [JGT, 'drop', 0, 4, 'errors'],
+    [JGE, 'accept', 'drop', 1],
     [RET, 0, 0, 0x40000, 'accept'],
     [RET, 0, 0, 0, 'drop'],
     ...portList('tcp-forwards', forwards.tcp),

@@ -30,6 +30,8 @@ const MAX_TCP_MESSAGE = 0xffff + 2;
 
 interface Pending {
   client: RemoteInfo;
+  /** The listening socket the query came in on (the gateway's IPv4 or IPv6 address): the answer leaves by it. */
+  via: Socket;
   id: number;
   query: Buffer;
   /** The resolvers when the query came, and the one it was last sent to. */
@@ -76,6 +78,8 @@ export class DnsForwarder {
   private readonly pending = new Map<number, Pending>();
   private nextId = Math.floor(Math.random() * 0x10000);
   private readonly timer: NodeJS.Timeout;
+  /** Listeners on further addresses (the gateway's IPv6 one), closed with the forwarder. */
+  private readonly extra: Array<Socket | Server> = [];
 
   private constructor(
     private readonly server: Socket,
@@ -84,25 +88,54 @@ export class DnsForwarder {
     private readonly resolvers: ResolvConf,
     private readonly log: Logger,
   ) {
-    server.on('message', (msg, rinfo) => this.query(msg, rinfo));
+    server.on('message', (msg, rinfo) => this.query(msg, rinfo, server));
     upstream.on('message', (msg, rinfo) => this.answer(msg, rinfo));
-    tcp.on('connection', (vm) => {
-      const servers = this.resolvers.servers;
-      if (servers.length === 0) {
-        failTcp(vm);
-        return;
-      }
-      const up = connect(53, servers[0]);
-      vm.pipe(up).pipe(vm);
-      const end = () => {
-        vm.destroy();
-        up.destroy();
-      };
-      vm.on('error', end);
-      up.on('error', end);
-    });
+    tcp.on('connection', (vm) => this.splice(vm));
     this.timer = setInterval(() => this.retry(), 500);
     this.timer.unref();
+  }
+
+  /** Splices a VM's TCP connection to the first resolver, or fails it at once without one. */
+  private splice(vm: TcpSocket): void {
+    const servers = this.resolvers.servers;
+    if (servers.length === 0) {
+      failTcp(vm);
+      return;
+    }
+    const up = connect(53, servers[0]);
+    vm.pipe(up).pipe(vm);
+    const end = () => {
+      vm.destroy();
+      up.destroy();
+    };
+    vm.on('error', end);
+    up.on('error', end);
+  }
+
+  /** Listens on `addr` too (UDP and TCP port 53; the gateway's IPv6 address); rejects when it cannot bind. */
+  async listenAlso(addr: string): Promise<void> {
+    const server = createSocket({ type: addr.includes(':') ? 'udp6' : 'udp4', ipv6Only: true });
+    const tcp = createServer();
+    try {
+      await Promise.all([
+        new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.bind(53, addr, () => resolve());
+        }),
+        new Promise<void>((resolve, reject) => {
+          tcp.once('error', reject);
+          tcp.listen({ port: 53, host: addr, ipv6Only: true }, () => resolve());
+        }),
+      ]);
+    } catch (e) {
+      server.close();
+      tcp.close();
+      throw e;
+    }
+    server.on('error', (e) => this.log.warn('dns socket error', { error: e.message }));
+    server.on('message', (msg, rinfo) => this.query(msg, rinfo, server));
+    tcp.on('connection', (vm) => this.splice(vm));
+    this.extra.push(server, tcp);
   }
 
   /**
@@ -146,14 +179,15 @@ export class DnsForwarder {
     this.server.close();
     this.upstream.close();
     this.tcp.close();
+    for (const l of this.extra) l.close();
   }
 
-  private query(msg: Buffer, client: RemoteInfo): void {
+  private query(msg: Buffer, client: RemoteInfo, via: Socket): void {
     if (msg.length < 12) return;
     const servers = this.resolvers.servers;
     if (servers.length === 0) {
       const fail = servfail(msg);
-      if (fail) this.server.send(fail, client.port, client.address);
+      if (fail) via.send(fail, client.port, client.address);
       return;
     }
     let id = this.nextId;
@@ -163,7 +197,7 @@ export class DnsForwarder {
     const query = Buffer.from(msg);
     const original = query.readUInt16BE(0);
     query.writeUInt16BE(id, 0);
-    const p: Pending = { client, id: original, query, servers, resolver: 0, sentAt: Date.now() };
+    const p: Pending = { client, via, id: original, query, servers, resolver: 0, sentAt: Date.now() };
     this.pending.set(id, p);
     this.upstream.send(query, 53, servers[0]);
   }
@@ -175,7 +209,7 @@ export class DnsForwarder {
     if (!p || from.address !== p.servers[p.resolver]) return;
     this.pending.delete(id);
     msg.writeUInt16BE(p.id, 0);
-    this.server.send(msg, p.client.port, p.client.address);
+    p.via.send(msg, p.client.port, p.client.address);
   }
 
   private retry(): void {

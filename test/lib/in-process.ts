@@ -97,6 +97,7 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
         flows: new FlowTable(o.nat.lo, o.nat.hi, o.nat.perVm),
         forwards: new ForwardTable(o.nat.lo, o.nat.hi),
         fragments: new FragmentTable(),
+        v6: null,
         addr: o.nat.addr,
         mtu: o.nat.mtu ?? 1500,
         held: false,

@@ -7,6 +7,14 @@
 // and UDP echo on 7007 (also at 203.0.113.11, which the router reaches with a path MTU of 1280). 10.1.2.3 is also the world's (on its lo, routed by the router), so a destination that
 // softnet's policy blocks is reachable by the kernel's path. The host resolves with the world's dnsmasq
 // (/etc/netns/<host>/resolv.conf). Everything is removed by cleanup(), also when a test fails.
+//
+// With { ipv6: true } the same links also carry IPv6 on documentation addresses, without DAD anywhere:
+//
+//   up0 2001:db8:1::2/64 ══ h0 2001:db8:1::1 [router, forwards IPv6] w0 2001:db8:2::1 ══ eth0 2001:db8:2::10/64
+//
+// and the servers listen at 2001:db8:2::10 too (HTTP and the peer recorder, iperf3, UDP echo, DNS), where
+// dnsmasq also answers for www.test: A 203.0.113.10 and AAAA 2001:db8:2::10. The router knows no route to any
+// ULA: only NAT66 from the host's 2001:db8:1::2 gets answers back.
 
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -46,12 +54,20 @@ export const UPLINK2 = 'up1';
 export const HOST_IP2 = '192.0.2.2';
 export const ROUTER_IF2 = 'h1';
 export const ROUTER_IP2 = '192.0.2.1';
+/** The IPv6 side (World.start({ ipv6: true })): the host's uplink address, the router's two, the server's. */
+export const HOST_IP6 = '2001:db8:1::2';
+export const ROUTER_HOST_SIDE6 = '2001:db8:1::1';
+export const ROUTER_WORLD_SIDE6 = '2001:db8:2::1';
+export const SERVER6 = '2001:db8:2::10';
+export const WORLD_NET6 = '2001:db8:2::/64';
+/** A name with both an A (SERVER) and an AAAA (SERVER6) record at the world's dnsmasq. */
+export const WORLD6_NAME = 'www.test';
 
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 // Answers any HTTP request with "<peer address> <peer port>\n" and prints the same line.
 const PEER_SERVER = `
-import socketserver, sys
+import socket, socketserver, sys
 class H(socketserver.StreamRequestHandler):
     def handle(self):
         for _ in range(100):
@@ -62,15 +78,17 @@ class H(socketserver.StreamRequestHandler):
         print(ip, port, flush=True)
         body = ('%s %d\\n' % (ip, port)).encode()
         self.wfile.write(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n' % len(body) + body)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
+class S(socketserver.ThreadingTCPServer):
+    address_family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+    allow_reuse_address = True
+    daemon_threads = True
+S((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 `;
 
 // Sends every datagram back to where it came from and prints "<address> <port> <length>".
 const ECHO_SERVER = `
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 while True:
     d, a = s.recvfrom(65535)
@@ -81,7 +99,7 @@ while True:
 // Sends argv[3] (hex) to argv[1]:argv[2] up to 5 times, 1 s apart, and prints "<reply hex> <from> <port>".
 const ECHO_CLIENT = `
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(1)
 p = bytes.fromhex(sys.argv[3])
 for _ in range(5):
@@ -189,11 +207,15 @@ export interface ServedFile {
   bytes: number;
   sha256: string;
   url: string;
+  /** Its URL at SERVER6, in a world with IPv6. */
+  url6?: string;
 }
 
 export interface WorldOptions {
   /** Size of the random file in MiB (default 100). */
   fileMb?: number;
+  /** Also IPv6 on every link, with the servers listening at SERVER6 (default false). */
+  ipv6?: boolean;
 }
 
 /** The namespaces and servers of one world. Construct, register cleanup() in an after hook, then start(). */
@@ -221,6 +243,14 @@ export class World {
     this.world = await topo.netns('world');
     const ip = (ns: string, ...args: string[]) => topo.exec(ns, 'ip', args);
     const sysctl = (ns: string, kv: string) => topo.exec(ns, 'sysctl', ['-qw', kv]);
+    const ipv6 = opts.ipv6 ?? false;
+    // Links made from now on in the router and the world skip DAD (the host's TAPs are softnet's to set up).
+    if (ipv6) {
+      for (const ns of [this.router, this.world]) {
+        await sysctl(ns, 'net.ipv6.conf.all.accept_dad=0');
+        await sysctl(ns, 'net.ipv6.conf.default.accept_dad=0');
+      }
+    }
 
     // host up0 <-> router h0; router w0 <-> world eth0. Each end is made inside its own namespace.
     await ip(this.host, 'link', 'add', UPLINK, 'type', 'veth', 'peer', 'name', 'h0', 'netns', this.router);
@@ -246,8 +276,9 @@ export class World {
     // Names looked up in the host and the world stay in the world (the world's own servers look up names).
     this.resolver(this.host, [SERVER]);
     this.resolver(this.world, [SERVER]);
+    if (ipv6) await this.addIpv6();
 
-    this.file = this.writeFile(opts.fileMb ?? 100);
+    this.file = this.writeFile(opts.fileMb ?? 100, ipv6);
 
     const dir = topo.dir;
     this.serve('http', this.world, PYTHON, [
@@ -270,12 +301,34 @@ export class World {
       `--listen-address=${SERVER}`,
       '--bind-interfaces',
       `--address=/${WORLD_NAME}/${SERVER}`,
+      ...(ipv6
+        ? [
+            `--listen-address=${SERVER6}`,
+            `--address=/${WORLD6_NAME}/${SERVER}`,
+            `--address=/${WORLD6_NAME}/${SERVER6}`,
+          ]
+        : []),
       `--pid-file=${join(dir, 'dnsmasq.pid')}`,
       '--log-queries',
       `--log-facility=${this.dnsLogPath}`,
     ]);
     this.serve('echo', this.world, PYTHON, ['-u', '-c', ECHO_SERVER, SERVER, String(PORTS.echo)]);
     this.serve('echo2', this.world, PYTHON, ['-u', '-c', ECHO_SERVER, SERVER_SMALL_MTU, String(PORTS.echo)]);
+    if (ipv6) {
+      this.serve('http6', this.world, PYTHON, [
+        '-u',
+        '-m',
+        'http.server',
+        '--bind',
+        SERVER6,
+        '--directory',
+        this.www,
+        String(PORTS.http),
+      ]);
+      this.serve('peer6', this.world, PYTHON, ['-u', '-c', PEER_SERVER, SERVER6, String(PORTS.peer)]);
+      this.serve('iperf6', this.world, 'iperf3', ['-s', '-B', SERVER6, '-p', String(PORTS.iperf)]);
+      this.serve('echo6', this.world, PYTHON, ['-u', '-c', ECHO_SERVER, SERVER6, String(PORTS.echo)]);
+    }
 
     const answers = async (name: string, probe: () => Promise<boolean>) =>
       until(`the world's ${name} server answers`, async () => {
@@ -317,7 +370,47 @@ export class World {
       answers('echo2', async () =>
         (await listening(topo, w, 'udp', PORTS.echo)).includes(`${SERVER_SMALL_MTU}:`),
       ),
+      ...(ipv6 ? this.ipv6Answers(answers) : []),
     ]);
+  }
+
+  /** The IPv6 addresses, routes and forwarding of the world's links (start() with ipv6). */
+  private async addIpv6(): Promise<void> {
+    const ip = (ns: string, ...args: string[]) => this.topo.exec(ns, 'ip', ['-6', ...args]);
+    const sysctl = (ns: string, kv: string) => this.topo.exec(ns, 'sysctl', ['-qw', kv]);
+    await ip(this.host, 'addr', 'add', `${HOST_IP6}/64`, 'dev', UPLINK, 'nodad');
+    await ip(this.router, 'addr', 'add', `${ROUTER_HOST_SIDE6}/64`, 'dev', 'h0', 'nodad');
+    await ip(this.router, 'addr', 'add', `${ROUTER_WORLD_SIDE6}/64`, 'dev', 'w0', 'nodad');
+    await ip(this.world, 'addr', 'add', `${SERVER6}/64`, 'dev', 'eth0', 'nodad');
+    await ip(this.host, 'route', 'add', 'default', 'via', ROUTER_HOST_SIDE6, 'dev', UPLINK);
+    await ip(this.world, 'route', 'add', 'default', 'via', ROUTER_WORLD_SIDE6, 'dev', 'eth0');
+    await sysctl(this.router, 'net.ipv6.conf.all.forwarding=1');
+    await sysctl(this.host, 'net.ipv6.conf.all.forwarding=0');
+    await sysctl(this.world, 'net.ipv6.conf.all.forwarding=0');
+  }
+
+  /** Readiness probes of the servers at SERVER6, each asked from the world itself. */
+  private ipv6Answers(
+    answers: (name: string, probe: () => Promise<boolean>) => Promise<unknown>,
+  ): Array<Promise<unknown>> {
+    const { topo, world: w } = this;
+    const curl = (port: number, path: string) =>
+      topo.status(w, 'curl', ['-sS', '-6', '-m', '2', `http://[${SERVER6}]:${port}/${path}`], 5000);
+    return [
+      answers('http6', async () => (await curl(PORTS.http, 'small.txt')).stdout === 'small\n'),
+      answers('peer6', async () => (await curl(PORTS.peer, 'ready')).stdout.startsWith(`${SERVER6} `)),
+      answers('iperf6', async () => (await listening(topo, w, 'tcp', PORTS.iperf)).includes(`[${SERVER6}]:`)),
+      answers('echo6', async () => (await listening(topo, w, 'udp', PORTS.echo)).includes(`[${SERVER6}]:`)),
+      answers('dns', async () => {
+        const r = await topo.status(
+          w,
+          'dig',
+          [`@${SERVER6}`, 'AAAA', WORLD6_NAME, '+short', '+time=1', '+tries=1'],
+          5000,
+        );
+        return r.stdout.trim() === SERVER6;
+      }),
+    ];
   }
 
   /** Adds a second link between host and router (UPLINK2, 192.0.2.0/24), for the default route to move to. */
@@ -354,19 +447,20 @@ export class World {
     closeSync(fd);
   }
 
-  /** The HTTP server's access log lines ("<client> - - [date] \"GET ...\" 200 -"). */
+  /** The HTTP servers' access log lines ("<client> - - [date] \"GET ...\" 200 -"), SERVER's then SERVER6's. */
   httpLog(): string[] {
-    return this.tails.http?.lines() ?? [];
+    return [...(this.tails.http?.lines() ?? []), ...(this.tails.http6?.lines() ?? [])];
   }
 
-  /** "<address> <port>" of every connection the peer server took. */
+  /** "<address> <port>" of every connection the peer servers took, SERVER's then SERVER6's. */
   peers(): string[] {
-    return this.tails.peer?.lines() ?? [];
+    return [...(this.tails.peer?.lines() ?? []), ...(this.tails.peer6?.lines() ?? [])];
   }
 
   /** "<address> <port> <length>" of every datagram the echo server at `at` returned. */
   echoes(at = SERVER): string[] {
-    return this.tails[at === SERVER ? 'echo' : 'echo2']?.lines() ?? [];
+    const name = at === SERVER ? 'echo' : at === SERVER6 ? 'echo6' : 'echo2';
+    return this.tails[name]?.lines() ?? [];
   }
 
   /** What dnsmasq logged (queries included). */
@@ -404,7 +498,7 @@ export class World {
     this.tails[name] = new Tail(this.topo.spawn(ns, cmd, args));
   }
 
-  private writeFile(mb: number): ServedFile {
+  private writeFile(mb: number, ipv6: boolean): ServedFile {
     mkdirSync(this.www, { recursive: true });
     const name = 'random.bin';
     const hash = createHash('sha256');
@@ -426,6 +520,7 @@ export class World {
       bytes: mb << 20,
       sha256: hash.digest('hex'),
       url: `http://${SERVER}:${PORTS.http}/${name}`,
+      ...(ipv6 ? { url6: `http://[${SERVER6}]:${PORTS.http}/${name}` } : {}),
     };
   }
 }
@@ -473,19 +568,20 @@ export async function fetchSha256(
   return { sha256: r.stdout.split(/\s/)[0], bytes: Number(m?.[1] ?? -1), speed: Number(m?.[2] ?? 0) };
 }
 
-/** Runs an iperf3 client in `ns` against the world's server with --json; returns the parsed report. */
+/** Runs an iperf3 client in `ns` against the world's server (at `server`) with --json; returns the parsed report. */
 export async function iperf3(
   topo: Topology,
   ns: string,
   seconds: number,
   extra: string[] = [],
+  server = SERVER,
 ): Promise<IperfReport> {
   const r = await topo.status(
     ns,
     'iperf3',
     [
       '-c',
-      SERVER,
+      server,
       '-p',
       String(PORTS.iperf),
       '-t',

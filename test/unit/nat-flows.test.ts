@@ -27,6 +27,10 @@ function owner(ip = 0xc0a84002 + owners): NatOwner {
     port: { id: 100 + owners, closed: false } as unknown as Port,
     natIndex: new Map(),
     natCount: new Int32Array(3),
+    p0: 0,
+    p1: 0,
+    nat6Index: new Map(),
+    nat6Count: new Int32Array(3),
   };
 }
 

@@ -65,6 +65,10 @@ function owner(name = `vm${owners}`): ForwardOwner {
     port: { id: 200 + owners, closed: false } as unknown as Port,
     natIndex: new Map(),
     natCount: new Int32Array(3),
+    p0: 0,
+    p1: 0,
+    nat6Index: new Map(),
+    nat6Count: new Int32Array(3),
     forwardIndex: new Map(),
   };
 }

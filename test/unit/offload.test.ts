@@ -1,7 +1,8 @@
 // Offloads through the pipeline, in-process: a VM's TCP aggregate and checksums it left to offload, out
 // through the uplink's packet socket whole (a known next hop) or cut and filled in through the raw socket;
 // an aggregate from the world whole to a VM with virtio headers; frames between ports with and without
-// headers; the next-hop table; and the arithmetic of partial checksums.
+// headers; the next-hop table; the arithmetic of partial checksums; and the addon's cutting of TCP/IPv6
+// aggregates (gsoSegment), called directly.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { NextHop } from '../../src/nat/next-hop.js';
+import { native } from '../../src/native.js';
 import { dropsByName } from '../../src/stats/drops.js';
 import { formatMac, parseMac } from '../../src/wire/addr.js';
 import { checksum, partialPseudo, updatePartial32 } from '../../src/wire/checksum.js';
@@ -302,5 +304,142 @@ describe('between ports with and without virtio headers', () => {
         for (const s of out) assertChecksums(s, 14, 'a segment to the host link');
       }
     }
+  });
+});
+
+describe('gsoSegment: a TCP/IPv6 aggregate', () => {
+  /** VIRTIO_NET_HDR_GSO_TCPV6 (linux/virtio_net.h). */
+  const GSO_TCPV6 = 4;
+  const SRC6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
+  const DST6 = [0xfd, 0x00, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x01];
+  const SEQ = 0xfffff000; // wraps within the aggregate
+  const arena = new ArrayBuffer(1 << 20);
+  const u8 = new Uint8Array(arena);
+  const dv = new DataView(arena);
+  const SRC_AT = 64;
+  const DST_AT = 128 * 1024;
+  const STRIDE_6 = 2048;
+  const lens = new Uint32Array(64);
+
+  /**
+   * Writes at SRC_AT a virtio header (GSO type `gsoType`, gso_size `mss`), Ethernet, an IPv6 header with
+   * next header `next`, a TCP header of `thl` bytes with flags CWR|PSH|ACK|FIN, and `len` bytes of
+   * payload; returns the frame's length.
+   */
+  function aggregate(
+    len: number,
+    mss: number,
+    o: { gsoType?: number; next?: number; thl?: number } = {},
+  ): number {
+    const thl = o.thl ?? 20;
+    u8.fill(0, SRC_AT, SRC_AT + 10 + 14 + 40 + thl + len);
+    u8[SRC_AT] = VNET_F_NEEDS_CSUM;
+    u8[SRC_AT + 1] = o.gsoType ?? GSO_TCPV6;
+    dv.setUint16(SRC_AT + 2, 14 + 40 + thl, true);
+    dv.setUint16(SRC_AT + 4, mss, true);
+    dv.setUint16(SRC_AT + 6, 14 + 40, true);
+    dv.setUint16(SRC_AT + 8, 16, true);
+    const eth = SRC_AT + 10;
+    u8.set(GW_MAC, eth);
+    u8.set(VM_MAC, eth + 6);
+    dv.setUint16(eth + 12, 0x86dd);
+    const ip = eth + 14;
+    dv.setUint32(ip, 0x6a0abcde); // traffic class 0xa0, flow label 0xabcde
+    dv.setUint16(ip + 4, thl + len);
+    u8[ip + 6] = o.next ?? 6;
+    u8[ip + 7] = 61;
+    u8.set(SRC6, ip + 8);
+    u8.set(DST6, ip + 24);
+    const t = ip + 40;
+    dv.setUint16(t, 443);
+    dv.setUint16(t + 2, 61234);
+    dv.setUint32(t + 4, SEQ);
+    dv.setUint32(t + 8, 0x01020304);
+    u8[t + 12] = (thl / 4) << 4;
+    u8[t + 13] = 0x80 | TcpFlag.PSH | TcpFlag.ACK | TcpFlag.FIN;
+    dv.setUint16(t + 14, 501);
+    for (let i = 20; i < thl; i++) u8[t + i] = 1; // NOP options
+    for (let i = 0; i < len; i++) u8[t + thl + i] = (i * 7 + 3) & 0xff;
+    return 10 + 14 + 40 + thl + len;
+  }
+
+  /** The one's complement sum of an IPv6 TCP segment at `ip` with its pseudo-header: 0xffff when right. */
+  function tcp6Sum(ip: number): number {
+    const plen = dv.getUint16(ip + 4);
+    let sum = 6 + plen;
+    for (let i = 8; i < 40; i += 2) sum += dv.getUint16(ip + i);
+    for (let i = 0; i < plen; i += 2) sum += i + 1 < plen ? dv.getUint16(ip + 40 + i) : u8[ip + 40 + i] << 8;
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    return sum;
+  }
+
+  for (const [thl, len, mss] of [
+    [20, 3500, 1000],
+    [32, 4000, 1000],
+    [20, 999, 1000],
+    [20, 2 * 1428, 1428],
+  ]) {
+    test(`${len} bytes after a ${thl}-byte TCP header at gso_size ${mss}`, () => {
+      native.setArena(arena);
+      const n = native.gsoSegment(SRC_AT, aggregate(len, mss, { thl }), DST_AT, STRIDE_6, lens.length, lens);
+      const count = Math.ceil(len / mss);
+      assert.equal(n, count);
+      const payload: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const at = DST_AT + i * STRIDE_6;
+        const chunk = i + 1 < n ? mss : len - i * mss;
+        assert.equal(lens[i], 10 + 14 + 40 + thl + chunk, `segment ${i}: length`);
+        assert.deepEqual(
+          [...u8.subarray(at, at + 10)],
+          new Array(10).fill(0),
+          `segment ${i}: a plain virtio header`,
+        );
+        assert.deepEqual(
+          [...u8.subarray(at + 10, at + 10 + 14 + 4)],
+          [...u8.subarray(SRC_AT + 10, SRC_AT + 10 + 14 + 4)],
+          `segment ${i}: Ethernet, version, traffic class, flow label`,
+        );
+        const ip = at + 24;
+        assert.equal(dv.getUint16(ip + 4), thl + chunk, `segment ${i}: payload length`);
+        assert.deepEqual([u8[ip + 6], u8[ip + 7]], [6, 61], `segment ${i}: next header, hop limit`);
+        assert.deepEqual([...u8.subarray(ip + 8, ip + 40)], [...SRC6, ...DST6], `segment ${i}: addresses`);
+        const t = ip + 40;
+        assert.equal(dv.getUint32(t + 4), (SEQ + i * mss) >>> 0, `segment ${i}: sequence number`);
+        assert.equal(dv.getUint32(t + 8), 0x01020304, `segment ${i}: ack`);
+        const flags = u8[t + 13];
+        const last = i + 1 === n;
+        assert.equal(
+          flags & (TcpFlag.PSH | TcpFlag.FIN),
+          last ? TcpFlag.PSH | TcpFlag.FIN : 0,
+          `segment ${i}: PSH, FIN`,
+        );
+        assert.equal(flags & 0x80, i === 0 ? 0x80 : 0, `segment ${i}: CWR on the first only`);
+        assert.equal(flags & TcpFlag.ACK, TcpFlag.ACK);
+        assert.deepEqual(
+          [...u8.subarray(t + 20, t + thl)],
+          new Array(thl - 20).fill(1),
+          `segment ${i}: options`,
+        );
+        assert.equal(tcp6Sum(ip), 0xffff, `segment ${i}: TCP checksum`);
+        payload.push(...u8.subarray(t + thl, t + thl + chunk));
+      }
+      assert.deepEqual(
+        payload,
+        [...u8.subarray(SRC_AT + 64 + thl, SRC_AT + 64 + thl + len)],
+        'the payload, in order',
+      );
+    });
+  }
+
+  test('refused: an extension header first, an IPv4 GSO type on IPv6, room for too few segments', () => {
+    native.setArena(arena);
+    const cut = (frameLen: number, max = lens.length) =>
+      native.gsoSegment(SRC_AT, frameLen, DST_AT, STRIDE_6, max, lens);
+    assert.ok(cut(aggregate(3000, 1000, { next: 0 })) < 0, 'hop-by-hop options');
+    assert.ok(cut(aggregate(3000, 1000, { next: 17 })) < 0, 'UDP');
+    assert.ok(cut(aggregate(3000, 1000, { gsoType: VNET_GSO_TCPV4 })) < 0, 'TCPV4 on an IPv6 packet');
+    assert.ok(cut(aggregate(3000, 1000), 2) < 0, 'three segments, room for two');
+    assert.ok(cut(aggregate(3000, STRIDE_6)) < 0, 'a segment larger than a slot');
+    assert.equal(cut(aggregate(3000, 1000)), 3, 'and the same aggregate when it fits');
   });
 });

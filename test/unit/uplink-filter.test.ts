@@ -1,10 +1,10 @@
-// The uplink's capture filter (ports/uplink.ts captureFilter), with and without port forwards: the
-// classic BPF program is run here by a small interpreter of the opcodes it uses, over crafted Ethernet +
-// IPv4 frames, as the kernel would run it on a packet socket.
+// The uplink's capture filters (ports/uplink.ts captureFilter, captureFilter6), with and without port
+// forwards: the classic BPF program is run here by a small interpreter of the opcodes it uses, over crafted
+// Ethernet + IPv4 or IPv6 frames, as the kernel would run it on a packet socket.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { captureFilter } from '../../src/ports/uplink.js';
+import { captureFilter, captureFilter6 } from '../../src/ports/uplink.js';
 
 const ADDR = 0xc6336402; // 198.51.100.2
 const OTHER = 0xc6336403;
@@ -261,5 +261,178 @@ describe('captureFilter', () => {
     assert.equal(runBpf(filter, v6), 0, 'IPv6');
     const arp = frame({ etherType: 0x0806, proto: 17, dport: 61500 });
     assert.equal(runBpf(filter, arp), 0, 'ARP');
+  });
+});
+
+// 2001:db8:0:1::2, and addresses that differ from it in one word each (two with the top bit set, so the
+// compares must be of unsigned words).
+const ADDR6 = [0x20010db8, 0x00000001, 0x00000000, 0x00000002];
+const OTHERS6: Array<[string, number[]]> = [
+  ['word 0', [0x20010db9, 1, 0, 2]],
+  ['word 1', [0x20010db8, 0x80000001, 0, 2]],
+  ['word 2', [0x20010db8, 1, 0x00000100, 2]],
+  ['word 3', [0x20010db8, 1, 0, 0x80000002]],
+];
+
+interface Frame6Spec {
+  dst?: number[];
+  /** The IPv6 header's next header. */
+  next?: number;
+  dport?: number;
+  icmpType?: number;
+  icmpId?: number;
+  etherType?: number;
+}
+
+/** An Ethernet frame with an IPv6 packet and 8 bytes after its header, filled with 0xa5 elsewhere. */
+function frame6(s: Frame6Spec): Uint8Array {
+  const f = new Uint8Array(14 + 40 + 8).fill(0xa5);
+  const dv = new DataView(f.buffer);
+  dv.setUint16(12, s.etherType ?? 0x86dd);
+  dv.setUint32(14, 0x60000000);
+  dv.setUint16(18, 8);
+  dv.setUint8(20, s.next ?? 6);
+  dv.setUint8(21, 64);
+  for (let i = 0; i < 4; i++) dv.setUint32(22 + 4 * i, [0x20010db8, 0xffff, 0, 0x10][i]);
+  (s.dst ?? ADDR6).forEach((w, i) => {
+    dv.setUint32(38 + 4 * i, w >>> 0);
+  });
+  if ((s.next ?? 6) === 58) {
+    dv.setUint8(54, s.icmpType ?? 129);
+    dv.setUint8(55, 0);
+    dv.setUint16(58, s.icmpId ?? LO);
+  } else if ((s.next ?? 6) === 44) {
+    // A Fragment header: next header UDP, offset 185, no more fragments.
+    dv.setUint8(54, 17);
+    dv.setUint16(56, 185 << 3);
+  } else {
+    dv.setUint16(54, 443);
+    dv.setUint16(56, s.dport ?? LO);
+  }
+  return f;
+}
+
+/** The address as signed words, as the engine holds them. */
+const filter6 = captureFilter6(
+  ADDR6.map((w) => w | 0),
+  LO,
+  HI,
+);
+const withForwards6 = captureFilter6(ADDR6, LO, HI, FORWARDS);
+
+describe('captureFilter6', () => {
+  test('is a whole number of sock_filter instructions, within BPF_MAXINSNS', () => {
+    assert.equal(filter6.length % 8, 0);
+    assert.ok(filter6.length / 8 <= 4096);
+  });
+
+  const accepted: Array<[string, Frame6Spec]> = [
+    ['TCP to port lo', { next: 6, dport: LO }],
+    ['TCP to port hi', { next: 6, dport: HI }],
+    ['UDP to port lo', { next: 17, dport: LO }],
+    ['UDP to port hi', { next: 17, dport: HI }],
+    ['UDP to a port mid-range', { next: 17, dport: 61234 }],
+    ['an echo reply with id lo', { next: 58, icmpType: 129, icmpId: LO }],
+    ['an echo reply with id hi', { next: 58, icmpType: 129, icmpId: HI }],
+    ['destination unreachable (1)', { next: 58, icmpType: 1, icmpId: 0 }],
+    ['packet too big (2)', { next: 58, icmpType: 2, icmpId: 0 }],
+    ['time exceeded (3)', { next: 58, icmpType: 3, icmpId: 0 }],
+    ['parameter problem (4)', { next: 58, icmpType: 4, icmpId: 0 }],
+    ['a fragment', { next: 44 }],
+  ];
+  for (const [name, s] of accepted) {
+    test(`accepts ${name}`, () => {
+      assert.equal(runBpf(filter6, frame6(s)), ACCEPT);
+      assert.equal(runBpf(withForwards6, frame6(s)), ACCEPT, 'with forwards');
+    });
+  }
+
+  const rejected: Array<[string, Frame6Spec]> = [
+    ['TCP to port lo-1', { next: 6, dport: LO - 1 }],
+    ['TCP to port hi+1', { next: 6, dport: HI + 1 }],
+    ['UDP to port lo-1', { next: 17, dport: LO - 1 }],
+    ['UDP to port hi+1', { next: 17, dport: HI + 1 }],
+    ['UDP to port 0', { next: 17, dport: 0 }],
+    ['an echo request (128)', { next: 58, icmpType: 128, icmpId: 61500 }],
+    ['an echo reply with id lo-1', { next: 58, icmpType: 129, icmpId: LO - 1 }],
+    ['an echo reply with id hi+1', { next: 58, icmpType: 129, icmpId: HI + 1 }],
+    ['ICMPv6 type 0', { next: 58, icmpType: 0, icmpId: 61500 }],
+    ['ICMPv6 type 5', { next: 58, icmpType: 5, icmpId: 61500 }],
+    ['a neighbour solicitation (135)', { next: 58, icmpType: 135, icmpId: 61500 }],
+    ['a neighbour advertisement (136)', { next: 58, icmpType: 136, icmpId: 61500 }],
+    ['a router advertisement (134)', { next: 58, icmpType: 134 }],
+    ['hop-by-hop options first (0)', { next: 0, dport: 61500 }],
+    ['a routing header first (43)', { next: 43, dport: 61500 }],
+    ['a destination options header first (60)', { next: 60, dport: 61500 }],
+    ['ESP (50)', { next: 50 }],
+    ['SCTP to a port in range', { next: 132, dport: 61500 }],
+    ['ICMP (1, the IPv4 protocol number)', { next: 1, icmpType: 0, icmpId: 61500 }],
+    ['an IPv4 EtherType', { etherType: 0x0800, next: 6, dport: 61500 }],
+  ];
+  for (const [name, s] of rejected) {
+    test(`rejects ${name}`, () => {
+      assert.equal(runBpf(filter6, frame6(s)), 0);
+      assert.equal(runBpf(withForwards6, frame6(s)), 0, 'with forwards');
+    });
+  }
+
+  for (const [word, dst] of OTHERS6) {
+    test(`rejects every kind of packet to an address that differs in ${word}`, () => {
+      for (const s of accepted.map(([, spec]) => spec)) {
+        assert.equal(runBpf(filter6, frame6({ ...s, dst })), 0, JSON.stringify(s));
+        assert.equal(runBpf(withForwards6, frame6({ ...s, dst, dport: 8080 })), 0, 'a forward');
+      }
+    });
+  }
+
+  test('with forwards: TCP and UDP to a forwarded port of their protocol, only to the address', () => {
+    const v = (s: Frame6Spec) => runBpf(withForwards6, frame6(s));
+    assert.equal(v({ next: 6, dport: 8080 }), ACCEPT);
+    assert.equal(v({ next: 6, dport: 22000 }), ACCEPT);
+    assert.equal(v({ next: 17, dport: 5353 }), ACCEPT);
+    assert.equal(v({ next: 17, dport: 8080 }), 0, 'a TCP forward takes no UDP');
+    assert.equal(v({ next: 6, dport: 5353 }), 0, 'a UDP forward takes no TCP');
+    for (const port of [8079, 8081, 5352, 5354]) {
+      assert.equal(v({ next: 6, dport: port }), 0, `TCP ${port}`);
+      assert.equal(v({ next: 17, dport: port }), 0, `UDP ${port}`);
+    }
+    assert.equal(v({ next: 58, icmpType: 129, icmpId: 8080 }), 0, 'an echo reply with a forwarded id');
+    assert.equal(runBpf(filter6, frame6({ next: 6, dport: 8080 })), 0, 'without forwards');
+  });
+
+  test('1024 forwards of each protocol: every one taken, the ports between not, within BPF_MAXINSNS', () => {
+    const tcp = Array.from({ length: 1024 }, (_, i) => 1000 + 3 * i);
+    const udp = Array.from({ length: 1024 }, (_, i) => 40000 + 2 * i);
+    const f = captureFilter6(ADDR6, LO, HI, { tcp, udp });
+    assert.ok(f.length / 8 <= 4096, `${f.length / 8} instructions`);
+    for (const port of tcp) {
+      assert.equal(runBpf(f, frame6({ next: 6, dport: port })), ACCEPT, `TCP ${port}`);
+      assert.equal(runBpf(f, frame6({ next: 6, dport: port + 1 })), 0, `TCP ${port + 1}`);
+    }
+    for (const port of udp) {
+      assert.equal(runBpf(f, frame6({ next: 17, dport: port })), ACCEPT, `UDP ${port}`);
+      assert.equal(runBpf(f, frame6({ next: 6, dport: port })), 0, `TCP ${port}`);
+    }
+    assert.equal(runBpf(f, frame6({ next: 58, icmpType: 2 })), ACCEPT, 'ICMPv6 errors still');
+  });
+
+  test('a frame cut short is rejected, not read past its end', () => {
+    assert.equal(runBpf(filter6, frame6({}).subarray(0, 14 + 40)), 0, 'no transport header');
+    assert.equal(runBpf(filter6, frame6({}).subarray(0, 14 + 30)), 0, 'cut in the address');
+    assert.equal(runBpf(filter6, new Uint8Array(0)), 0);
+  });
+
+  test('every port of a small range, and the ports around it', () => {
+    const f = captureFilter6(ADDR6, 100, 120);
+    for (let port = 90; port <= 130; port++) {
+      const want = port >= 100 && port <= 120 ? ACCEPT : 0;
+      assert.equal(runBpf(f, frame6({ next: 17, dport: port })), want, `UDP ${port}`);
+      assert.equal(runBpf(f, frame6({ next: 58, icmpType: 129, icmpId: port })), want, `echo id ${port}`);
+    }
+  });
+
+  test('the IPv4 filter rejects IPv6 frames to the same words, and the IPv6 one IPv4 frames', () => {
+    assert.equal(runBpf(captureFilter(ADDR6[0], LO, HI), frame6({ next: 17, dport: 61500 })), 0);
+    assert.equal(runBpf(filter6, frame({ proto: 17, dport: 61500 })), 0);
   });
 });

@@ -1,0 +1,176 @@
+/*
+ * The IPv6 side of a NAT uplink: NAT66 from the interface's global IPv6 address.
+ *
+ * Theory of operation
+ * - It follows the interface LiveUplink follows (the one named, or the default route's), or, on a host
+ *   whose uplink has no IPv4 default route, the IPv6 default route's interface. check() runs whenever
+ *   LiveUplink's does and reads the interface afresh: up, carrier, MTU, and the address NAT66 should use
+ *   (ports/uplink.ts uplinkIpv6: global scope, not tentative or deprecated, a non-ULA one first).
+ * - Without one, NAT66 is held (nat.v6.held): the VMs' IPv6 for the world is dropped as
+ *   uplink-ipv6-unavailable, and IPv4 goes on; and the other way round, IPv4 held leaves IPv6 running.
+ * - A new address ends every NAT66 mapping and moves the ip6 guard and the capture filter to it. The
+ *   capture is a packet socket for IPv6 frames (replies to softnet's ports, ICMPv6 errors, fragments);
+ *   translated packets leave by a raw IPv6 socket, routed and resolved by the host's stack.
+ * - Entering and leaving the held state are logged once each.
+ */
+
+import { FlowTable } from '../nat/flows.js';
+import { FragmentTable } from '../nat/fragments.js';
+import { withGuardLock } from '../nat/guard.js';
+import { NatGuard6 } from '../nat/guard6.js';
+import type { NatUplink6 } from '../nat/uplink.js';
+import { native, PortMode } from '../native.js';
+import { fromUplink6 } from '../pipeline/from-uplink6.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import type { Port } from '../ports/port.js';
+import { captureFilter6, defaultRouteInterface6, uplinkIpv6 } from '../ports/uplink.js';
+import type { Logger } from '../util/log.js';
+import { formatIpv6 } from '../wire/addr.js';
+import { openPort } from './ports.js';
+
+/** NAT66 on one uplink: its address, sockets and guard, following the interface. */
+export class Uplink6 {
+  readonly nat: NatUplink6;
+  /** Why NAT66 is on hold, or null while it runs. */
+  heldReason: string | null = 'starting';
+  /** The interface NAT66 uses (or last used). */
+  ifname: string | null = null;
+  private capture: Port | null = null;
+  private guard: NatGuard6 | null = null;
+
+  constructor(
+    private readonly p: Pipeline,
+    private readonly lo: number,
+    private readonly hi: number,
+    perVm: number,
+    private readonly log: Logger,
+    private readonly watch: (port: Port) => void,
+    private readonly failed: () => void,
+  ) {
+    const raw = openPort({ fd: native.rawSocket6(), mode: PortMode.RAW6, name: 'uplink:raw6' });
+    this.nat = {
+      flows: new FlowTable(lo, hi, perVm, true),
+      addr: new Int32Array(4),
+      mtu: 1500,
+      held: true,
+      raw,
+      fragments: new FragmentTable(),
+    };
+  }
+
+  /** The ports open now, for counters. */
+  get ports(): Port[] {
+    return [this.nat.raw, ...(this.capture ? [this.capture] : [])];
+  }
+
+  /** Follows interface `wanted` (null: the default route's, IPv4's `v4name` first, else IPv6's). */
+  check(wanted: string | null, v4name: string | null): void {
+    const name = wanted ?? v4name ?? defaultRouteInterface6();
+    const st = name === null ? null : native.ifState(name);
+    const addr = name === null ? null : uplinkIpv6(name);
+    const reason =
+      name === null
+        ? 'no-default-route'
+        : st === null
+          ? 'interface-gone'
+          : !st.up
+            ? 'interface-down'
+            : !st.running
+              ? 'no-carrier'
+              : addr === null
+                ? 'no-ipv6-address'
+                : null;
+    if (reason !== null || name === null || st === null || addr === null) {
+      this.hold(reason ?? 'interface-gone', name);
+      return;
+    }
+    const nat = this.nat;
+    nat.mtu = st.mtu;
+    const same = addr.every((w, i) => (w | 0) === nat.addr[i]);
+    const moved = name !== this.ifname;
+    if (same && !moved && !nat.held && this.capture !== null) return;
+    try {
+      this.activate(name, addr, same, moved);
+    } catch (e) {
+      this.closeCapture();
+      this.hold(`open-failed: ${e instanceof Error ? e.message : String(e)}`, name);
+    }
+  }
+
+  private activate(name: string, addr: Uint32Array, same: boolean, moved: boolean): void {
+    const nat = this.nat;
+    if (!same && nat.addr.some((w) => w !== 0)) {
+      const ended = nat.flows.clear();
+      this.log.warn('uplink IPv6 address changed: its mappings end', {
+        uplink: name,
+        from: formatIpv6(nat.addr),
+        to: formatIpv6(addr),
+        mappings_ended: ended,
+      });
+    }
+    for (let i = 0; i < 4; i++) nat.addr[i] = addr[i] | 0;
+    withGuardLock(() => {
+      if (this.guard !== null && (moved || this.guard.uplink !== name)) {
+        this.guard.remove();
+        this.guard = null;
+      }
+      if (this.guard === null) this.guard = NatGuard6.install(name, nat.addr, this.lo, this.hi);
+      else if (!same) this.guard.readdress(nat.addr);
+    });
+    this.openCapture(name);
+    this.ifname = name;
+    if (nat.held) {
+      nat.held = false;
+      const was = this.heldReason;
+      this.heldReason = null;
+      this.log.info('uplink IPv6 usable: NAT66 runs', { uplink: name, address: formatIpv6(nat.addr), was });
+    }
+  }
+
+  private hold(reason: string, name: string | null): void {
+    const wasHeld = this.nat.held;
+    this.nat.held = true;
+    this.closeCapture();
+    const before = this.heldReason;
+    this.heldReason = reason;
+    if (wasHeld && before === reason) return;
+    if (wasHeld && before !== 'starting') return;
+    this.log.warn('uplink IPv6 unavailable: NAT66 on hold', { uplink: name ?? 'none', reason });
+  }
+
+  private openCapture(name: string): void {
+    this.closeCapture();
+    const nat = this.nat;
+    const fd = native.packetSocket(name, captureFilter6(nat.addr, this.lo, this.hi), 6);
+    const capture = openPort({ fd, mode: PortMode.DGRAM, name: `${name}:capture6` });
+    capture.big = true;
+    this.capture = capture;
+    this.p.add(capture, {
+      frame: (_port, off, len) => fromUplink6(this.p, nat, off, len),
+      failed: () => this.failed(),
+    });
+    this.watch(capture);
+  }
+
+  private closeCapture(): void {
+    if (this.capture === null) return;
+    this.p.remove(this.capture);
+    this.capture.close();
+    this.capture = null;
+  }
+
+  /** Ends idle NAT66 mappings; run once a second. */
+  tick(clock: number): void {
+    this.nat.flows.sweep(clock);
+  }
+
+  /** Closes the sockets and removes the guard. */
+  close(): void {
+    this.closeCapture();
+    this.p.remove(this.nat.raw);
+    this.nat.raw.close();
+    const guard = this.guard;
+    this.guard = null;
+    if (guard !== null) withGuardLock(() => guard.remove());
+  }
+}

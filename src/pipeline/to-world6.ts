@@ -1,0 +1,174 @@
+// A VM's IPv6 packet for the world: policy, the router's duties (hop limit, packet too big: an IPv6
+// router never fragments), then NAT66 from the uplink's IPv6 address with the same mappings, filtering
+// and timeouts as NAT44 (nat/flows.ts). The packet is rewritten in place, every checksum updated
+// incrementally (an IPv6 header has none), and leaves through the raw IPv6 socket.
+
+import { NatProto, NoMapping, remoteKey6 } from '../nat/flows.js';
+import { type Attachment, AttType } from '../net/attachment.js';
+import { Drop } from '../stats/drops.js';
+import { checksum, update16, update32, updatePartial32 } from '../wire/checksum.js';
+import { ETH, sameMac } from '../wire/ethernet.js';
+import { ICMP6, ICMP6_HEADER_LEN, Icmp6Type, icmp6Checksum, Unreachable } from '../wire/icmpv6.js';
+import { chain, IPV6, NextHeader, pseudoSum, word } from '../wire/ipv6.js';
+import * as tcp from '../wire/tcp.js';
+import { TcpFlag } from '../wire/tcp.js';
+import * as udp from '../wire/udp.js';
+import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
+import { blocked6, routerError } from './from-vm6.js';
+import { completeChecksum } from './offload.js';
+import type { Pipeline } from './pipeline.js';
+import type { Segment } from './segment.js';
+import { badFlags } from './to-world.js';
+
+/**
+ * Replaces the address at `field` (IPV6.SRC or IPV6.DST) of the packet at `ip` with `addr`, updating the
+ * transport checksum at `sum` (-1: none; `partial`: it holds only the pseudo-header's sum).
+ */
+export function swapAddress6(
+  dv: DataView,
+  ip: number,
+  field: number,
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+  sum: number,
+  partial: boolean,
+): void {
+  let c = sum < 0 ? 0 : dv.getUint16(sum);
+  for (let i = 0; i < 4; i++) {
+    const at = ip + field + 4 * i;
+    const old = dv.getInt32(at);
+    const now = i === 0 ? w0 : i === 1 ? w1 : i === 2 ? w2 : w3;
+    if (old === now) continue;
+    dv.setInt32(at, now);
+    if (sum >= 0) c = partial ? updatePartial32(c, old, now) : update32(c, old, now);
+  }
+  if (sum >= 0) dv.setUint16(sum, c);
+}
+
+/** The offset of the checksum of a TCP, UDP or ICMPv6 header at `l4`. */
+export function checksumAt(proto: number, l4: number): number {
+  if (proto === NextHeader.TCP) return l4 + tcp.TCP.CHECKSUM;
+  if (proto === NextHeader.UDP) return l4 + udp.UDP.CHECKSUM;
+  return l4 + ICMP6.CHECKSUM;
+}
+
+/** Decides a VM's IPv6 packet (header at `ip`, `total` bytes, walked: chain) for beyond the network. */
+export function toWorld6(
+  p: Pipeline,
+  seg: Segment,
+  att: Attachment,
+  off: number,
+  ip: number,
+  total: number,
+  proto: number,
+  l4: number,
+  slot: number,
+): number {
+  const dv = p.dv;
+  const u8 = p.u8;
+  const d0 = word(dv, ip, IPV6.DST, 0);
+  const d1 = word(dv, ip, IPV6.DST, 1);
+  const d2 = word(dv, ip, IPV6.DST, 2);
+  const d3 = word(dv, ip, IPV6.DST, 3);
+  if (!att.policy.allows6(d0, d1, d2, d3)) return blocked6(p, seg, att, ip, total, proto, l4, slot);
+  if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
+  const nat = seg.nat?.v6 ?? null;
+  if (nat === null || nat.held) {
+    if (att.policy.reject && chain.fragOffset === 0)
+      routerError(p, seg, att, ip, total, slot, Icmp6Type.DEST_UNREACHABLE, Unreachable.NO_ROUTE, 0);
+    return Drop.UPLINK6_HELD;
+  }
+  if (!sameMac(u8, off + ETH.DST, seg.gatewayMac)) return Drop.DST_MAC_FOREIGN;
+  const hop = dv.getUint8(ip + IPV6.HOP_LIMIT);
+  if (hop <= 1) {
+    routerError(p, seg, att, ip, total, slot, Icmp6Type.TIME_EXCEEDED, 0, 0);
+    return Drop.TTL_EXCEEDED;
+  }
+  const h = off - VNET_HDR_LEN;
+  // The VM's TAP takes no TCPv6 segmentation offload: an aggregate here is not one softnet agreed to.
+  if (u8[h + VNET.GSO_TYPE] !== VNET_GSO_NONE) return Drop.GSO_UNCUT;
+  if (total > nat.mtu) {
+    routerError(p, seg, att, ip, total, slot, Icmp6Type.PACKET_TOO_BIG, 0, nat.mtu);
+    return Drop.TOO_BIG;
+  }
+  const a = nat.addr;
+  if (l4 < 0) {
+    // A later fragment: no ports, no checksum of its own; the first one updated the transport checksum.
+    swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], -1, false);
+    dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
+    p.queue(nat.raw, ip, total);
+    return Drop.NONE;
+  }
+  const partial = (u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
+  const whole = chain.frag < 0;
+  const l4len = ip + total - l4;
+  let natProto: number;
+  let vmPort: number;
+  let tcpFlags = 0;
+  if (proto === NextHeader.TCP) {
+    if (
+      l4len < tcp.TCP_HEADER_LEN ||
+      tcp.headerLen(dv, l4) < tcp.TCP_HEADER_LEN ||
+      tcp.headerLen(dv, l4) > l4len
+    )
+      return Drop.TCP_MALFORMED;
+    tcpFlags = tcp.flags(dv, l4);
+    if (badFlags(tcpFlags)) return Drop.TCP_BAD_FLAGS;
+    if (whole && !partial && checksum(u8, l4, l4len, pseudoSum(u8, ip, NextHeader.TCP, l4len)) !== 0)
+      return Drop.TCP_BAD_CHECKSUM;
+    natProto = NatProto.TCP;
+    vmPort = tcp.srcPort(dv, l4);
+  } else if (proto === NextHeader.UDP) {
+    if (l4len < udp.UDP_HEADER_LEN) return Drop.UDP_MALFORMED;
+    const ulen = udp.udpLen(dv, l4);
+    if (whole && (ulen < udp.UDP_HEADER_LEN || ulen > l4len)) return Drop.UDP_MALFORMED;
+    // An IPv6 UDP checksum is never left out (RFC 8200 8.1).
+    if (
+      whole &&
+      !partial &&
+      (dv.getUint16(l4 + udp.UDP.CHECKSUM) === 0 ||
+        checksum(u8, l4, ulen, pseudoSum(u8, ip, NextHeader.UDP, ulen)) !== 0)
+    )
+      return Drop.UDP_BAD_CHECKSUM;
+    natProto = NatProto.UDP;
+    vmPort = udp.srcPort(dv, l4);
+  } else if (proto === NextHeader.ICMPV6) {
+    if (l4len < ICMP6_HEADER_LEN) return Drop.ICMP6_MALFORMED;
+    if (dv.getUint8(l4 + ICMP6.TYPE) !== Icmp6Type.ECHO_REQUEST) return Drop.NAT_ICMP_TYPE;
+    if (whole && icmp6Checksum(u8, ip, l4, l4len) !== 0) return Drop.ICMP6_BAD_CHECKSUM;
+    natProto = NatProto.ICMP;
+    vmPort = dv.getUint16(l4 + ICMP6.ID);
+  } else {
+    return Drop.NO_ROUTE;
+  }
+  const s2 = word(dv, ip, IPV6.SRC, 2);
+  const s3 = word(dv, ip, IPV6.SRC, 3);
+  let m = nat.flows.outbound6(att, natProto, vmPort, s2, s3);
+  if (m === undefined) {
+    if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
+      return Drop.NAT_TCP_NOT_SYN;
+    const made = nat.flows.create(att, natProto, vmPort, p.clock, 0, s2, s3);
+    if (typeof made === 'number')
+      return made === NoMapping.VM_SHARE_FULL ? Drop.NAT_VM_SHARE_FULL : Drop.NAT_PORTS_EXHAUSTED;
+    m = made;
+  }
+  m.lastSeen = p.clock;
+  m.sentTo(remoteKey6(d0, d1, d2, d3));
+  if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
+  const sum = checksumAt(proto, l4);
+  // The ICMPv6 checksum covers the pseudo-header too, so all three take the address change alike.
+  swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], sum, partial);
+  const portAt = natProto === NatProto.ICMP ? l4 + ICMP6.ID : l4;
+  dv.setUint16(portAt, m.extPort);
+  if (!partial) {
+    let c = update16(dv.getUint16(sum), vmPort, m.extPort);
+    if (proto === NextHeader.UDP && c === 0) c = 0xffff;
+    dv.setUint16(sum, c);
+  }
+  dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
+  if (partial && !completeChecksum(p, h, ip, l4 - ip, total, proto)) return Drop.BAD_OFFLOAD;
+  p.queue(nat.raw, ip, total);
+  return Drop.NONE;
+}
