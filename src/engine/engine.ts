@@ -496,7 +496,8 @@ export class Engine {
         }
         const words = parseIpv6(a.address);
         if (words === null || a.scopeid !== 0) continue;
-        if (gateway6 === null || !words.every((w, i) => (w | 0) === gateway6[i])) policy.addHostAddress6(words);
+        if (gateway6 === null || !words.every((w, i) => (w | 0) === gateway6[i]))
+          policy.addHostAddress6(words);
       }
     }
     return policy;
