@@ -12,14 +12,19 @@
  *   capture is a packet socket for IPv6 frames (replies to softnet's ports, ICMPv6 errors, fragments);
  *   translated packets leave by a raw IPv6 socket, routed and resolved by the host's stack.
  * - Entering and leaving the held state are logged once each.
+ * - The mappings are snapshotted as NAT44's are (nat/flow-store.ts), to
+ *   STATE_DIR/nat6-<uplink>-<lo>-<hi>.flows.json, for the uplink's IPv6 address of the moment.
  */
 
+import { join } from 'node:path';
+import { FlowStore } from '../nat/flow-store.js';
 import { FlowTable } from '../nat/flows.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { withGuardLock } from '../nat/guard.js';
 import { NatGuard6 } from '../nat/guard6.js';
 import type { NatUplink6 } from '../nat/uplink.js';
 import { native, PortMode } from '../native.js';
+import type { Attachment } from '../net/attachment.js';
 import { fromUplink6 } from '../pipeline/from-uplink6.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
@@ -27,6 +32,9 @@ import { captureFilter6, defaultRouteInterface6, uplinkIpv6 } from '../ports/upl
 import type { Logger } from '../util/log.js';
 import { formatIpv6 } from '../wire/addr.js';
 import { openPort } from './ports.js';
+
+/** Seconds between snapshots of the NAT66 mappings while they change (as for NAT44). */
+const FLOW_SNAPSHOT_S = 5;
 
 /** NAT66 on one uplink: its address, sockets and guard, following the interface. */
 export class Uplink6 {
@@ -37,12 +45,15 @@ export class Uplink6 {
   ifname: string | null = null;
   private capture: Port | null = null;
   private guard: NatGuard6 | null = null;
+  private store: FlowStore | null = null;
+  private saved = { changes: 0, at: 0 };
 
   constructor(
     private readonly p: Pipeline,
     private readonly lo: number,
     private readonly hi: number,
     perVm: number,
+    private readonly stateDir: string,
     private readonly log: Logger,
     private readonly watch: (port: Port) => void,
     private readonly failed: () => void,
@@ -117,6 +128,13 @@ export class Uplink6 {
       if (this.guard === null) this.guard = NatGuard6.install(name, nat.addr, this.lo, this.hi);
       else if (!same) this.guard.readdress(nat.addr);
     });
+    if (!same || moved || this.store === null) {
+      this.store = new FlowStore(
+        join(this.stateDir, `nat6-${name}-${this.lo}-${this.hi}.flows.json`),
+        formatIpv6(nat.addr),
+      );
+      this.saved = { changes: -1, at: 0 };
+    }
     this.openCapture(name);
     this.ifname = name;
     if (nat.held) {
@@ -162,6 +180,39 @@ export class Uplink6 {
   /** Ends idle NAT66 mappings; run once a second. */
   tick(clock: number): void {
     this.nat.flows.sweep(clock);
+  }
+
+  /** Makes a VM's saved NAT66 mappings again as it attaches; returns how many came back. */
+  restore(att: Attachment, clock: number): number {
+    return this.store?.restore(this.nat.flows, att, att.key, clock) ?? 0;
+  }
+
+  /** Parks a detaching VM's NAT66 mappings for its return, ending them in the table. */
+  park(att: Attachment): void {
+    if (this.store) this.store.park(this.nat.flows, att, att.key);
+    else this.nat.flows.removeOwner(att);
+  }
+
+  /** Forgets what is parked for a VM that is not coming back. */
+  forget(key: string): void {
+    this.store?.forget(key);
+  }
+
+  /** Writes a snapshot when the mappings changed and the last one is a few seconds old. */
+  saveIfChanged(clock: number): void {
+    if (this.nat.flows.changes !== this.saved.changes && clock - this.saved.at >= FLOW_SNAPSHOT_S)
+      this.save(clock);
+  }
+
+  /** Writes the mappings for the next start; a failure is logged, the mappings go on in memory. */
+  save(clock: number): void {
+    if (this.store === null) return;
+    this.saved = { changes: this.nat.flows.changes, at: clock };
+    try {
+      this.store.save(this.nat.flows, (owner) => (owner as Attachment).key);
+    } catch (e) {
+      this.log.error('NAT66 flow snapshot failed', { error: e instanceof Error ? e.message : String(e) });
+    }
   }
 
   /** Closes the sockets and removes the guard. */

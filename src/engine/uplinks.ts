@@ -135,7 +135,7 @@ export class LiveUplink {
       v6: null,
     };
     const up = new LiveUplink(want, natPorts, nat, stateDir, p, log, watch, failed);
-    up.six = new Uplink6(p, lo, hi, nat.flows.perVm, log, watch, failed);
+    up.six = new Uplink6(p, lo, hi, nat.flows.perVm, stateDir, log, watch, failed);
     nat.v6 = up.six.nat;
     try {
       up.check(true);
@@ -232,7 +232,7 @@ export class LiveUplink {
     if (moved || readdressed || this.store === null) {
       this.store = new FlowStore(
         join(this.stateDir, `nat-${name}-${this.lo}-${this.hi}.flows.json`),
-        st.addr,
+        formatIpv4(st.addr),
       );
       this.saved = { changes: -1, at: 0 };
     }
@@ -315,11 +315,13 @@ export class LiveUplink {
 
   /** Makes a VM's saved mappings again as it attaches; returns how many came back. */
   restore(att: Attachment, clock: number): number {
-    return this.store?.restore(this.nat.flows, att, att.key, clock) ?? 0;
+    const six = this.six?.restore(att, clock) ?? 0;
+    return six + (this.store?.restore(this.nat.flows, att, att.key, clock) ?? 0);
   }
 
   /** Parks a detaching VM's mappings for its return (see FlowStore), ending them in the table. */
   park(att: Attachment): void {
+    this.six?.park(att);
     if (this.store) this.store.park(this.nat.flows, att, att.key);
     else this.nat.flows.removeOwner(att);
   }
@@ -327,6 +329,7 @@ export class LiveUplink {
   /** Forgets what is parked for a VM that is not coming back. */
   forget(key: string): void {
     this.store?.forget(key);
+    this.six?.forget(key);
   }
 
   /**
@@ -391,6 +394,7 @@ export class LiveUplink {
     this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
     this.six?.tick(clock);
+    this.six?.saveIfChanged(clock);
     this.nat.forwards.sweep(clock);
     if (this.nat.flows.changes !== this.saved.changes && clock - this.saved.at >= FLOW_SNAPSHOT_S)
       this.save(clock);
@@ -398,6 +402,7 @@ export class LiveUplink {
 
   /** Writes the mappings for the next start; a failure is logged, the mappings go on in memory. */
   save(clock: number): void {
+    this.six?.save(clock);
     if (this.store === null) return;
     this.saved = { changes: this.nat.flows.changes, at: clock };
     try {

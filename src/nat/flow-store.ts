@@ -4,7 +4,9 @@
  *
  * Theory of operation
  * - The snapshot holds, per mapping, the VM's identity (its lease key), protocol, VM port, external port,
- *   TCP state and the remotes its filter admits, with the uplink address they were made on.
+ *   TCP state and the remotes its filter admits, with the uplink address they were made on. A NAT66
+ *   snapshot (its own file) holds the interface identifier of the VM address too, and the remotes as the
+ *   filter keeps them (remoteKey6 of each address: the mix is the same from one run to the next).
  * - It is written atomically (temp file + rename) at stop and, while mappings come and go, every few
  *   seconds; a disk that refuses is retried (StateFiles). A mapping's idle time is not saved (a restored
  *   one starts a fresh timeout), so the file holds no clock at all.
@@ -30,6 +32,8 @@ interface SavedMapping {
   extPort: number;
   tcpState: number;
   remotes: string[];
+  /** NAT66: the VM address's interface identifier, two words. */
+  iid?: [number, number];
 }
 
 /** Reads and writes the mapping snapshot of one uplink address. */
@@ -37,14 +41,15 @@ export class FlowStore {
   private saved = new Map<string, SavedMapping[]>();
   private readonly writer: StateWriter;
 
+  /** The snapshot at `path` of the mappings on uplink address `addr` (its text: IPv4, or IPv6 for NAT66). */
   constructor(
     path: string,
-    private readonly addr: number,
+    private readonly addr: string,
     files: StateFiles = stateFiles,
   ) {
     this.writer = files.writer(path);
     const data = readOrSetAside(path, files, null, () => readSnapshot(path));
-    if (data === null || data.addr !== formatIpv4(addr)) return;
+    if (data === null || data.addr !== addr) return;
     for (const m of data.mappings) {
       const list = this.saved.get(m.key) ?? [];
       list.push(m);
@@ -56,12 +61,12 @@ export class FlowStore {
   restore(flows: FlowTable, owner: NatOwner, key: string, clock: number): number {
     let n = 0;
     for (const s of this.saved.get(key) ?? []) {
-      const m = flows.create(owner, s.proto, s.vmPort, clock, s.extPort);
+      const m = flows.create(owner, s.proto, s.vmPort, clock, s.extPort, s.iid?.[0] ?? 0, s.iid?.[1] ?? 0);
       if (typeof m === 'number') continue;
       m.tcpState = s.tcpState;
       for (const r of s.remotes) {
-        const a = parseIpv4(r);
-        if (a !== null) m.sentTo(a);
+        const a = flows.v6 ? Number(r) : parseIpv4(r);
+        if (a !== null && Number.isInteger(a)) m.sentTo(a);
       }
       n++;
     }
@@ -72,7 +77,8 @@ export class FlowStore {
   /** Parks the mappings of the VM with lease key `key` (it detaches, but may come back), then ends them. */
   park(flows: FlowTable, owner: NatOwner, key: string): void {
     const list: SavedMapping[] = [];
-    for (const m of owner.natIndex.values()) list.push(saved(key, m));
+    for (const head of (flows.v6 ? owner.nat6Index : owner.natIndex).values())
+      for (let m: Mapping | null = head; m !== null; m = m.next) list.push(saved(key, m, flows.v6));
     this.saved.set(key, list);
     flows.removeOwner(owner);
   }
@@ -88,9 +94,9 @@ export class FlowStore {
     for (const list of this.saved.values()) mappings.push(...list);
     for (const m of flows.mappings()) {
       const key = keyOf(m.owner);
-      if (key !== undefined) mappings.push(saved(key, m));
+      if (key !== undefined) mappings.push(saved(key, m, flows.v6));
     }
-    const text = JSON.stringify({ version: 1, addr: formatIpv4(this.addr), mappings });
+    const text = JSON.stringify({ version: 1, addr: this.addr, mappings });
     this.writer.save(() => text);
   }
 }
@@ -121,12 +127,22 @@ function isSaved(x: unknown): x is SavedMapping {
     typeof m.key === 'string' &&
     [m.proto, m.vmPort, m.extPort, m.tcpState].every(Number.isInteger) &&
     Array.isArray(m.remotes) &&
-    m.remotes.every((r) => typeof r === 'string')
+    m.remotes.every((r) => typeof r === 'string') &&
+    (m.iid === undefined || (Array.isArray(m.iid) && m.iid.length === 2 && m.iid.every(Number.isInteger)))
   );
 }
 
-function saved(key: string, m: Mapping): SavedMapping {
+function saved(key: string, m: Mapping, v6: boolean): SavedMapping {
   const remotes: string[] = [];
-  for (const r of m.remotes) remotes.push(formatIpv4(r >>> 0));
-  return { key, proto: m.proto, vmPort: m.vmPort, extPort: m.extPort, tcpState: m.tcpState, remotes };
+  for (const r of m.remotes) remotes.push(v6 ? String(r) : formatIpv4(r >>> 0));
+  const s: SavedMapping = {
+    key,
+    proto: m.proto,
+    vmPort: m.vmPort,
+    extPort: m.extPort,
+    tcpState: m.tcpState,
+    remotes,
+  };
+  if (v6) s.iid = [m.iid2, m.iid3];
+  return s;
 }
