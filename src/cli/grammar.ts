@@ -65,6 +65,12 @@ const NETWORK_FLAGS: Flag[] = [
     value: 'PREFIX',
     help: "the ULA /48 the VMs' /64s come from (default a random one, kept)",
   },
+  {
+    name: '--ipv6-only',
+    help: 'VMs get no IPv4 at all and reach IPv4 servers through NAT64 and DNS64 (implies --nat64)',
+  },
+  { name: '--nat64', help: 'VMs reach IPv4 servers from IPv6 too: NAT64, DNS64, PREF64' },
+  { name: '--nat64-prefix', value: 'PREFIX', help: 'the NAT64 /96 (default the well-known 64:ff9b::/96)' },
 ].map((f) => ({ ...f, group: NET }));
 
 /** The flags of how an engine runs, shared by the per-VM form and `serve`. */

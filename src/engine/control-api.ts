@@ -5,7 +5,7 @@ import { CAPTURE_FORMAT } from '../capture/records.js';
 import type { Channel } from '../control/channel.js';
 import { ControlError, type Message, obj, optStr, str } from '../control/protocol.js';
 import { CONTROL_DEGRADED, type ServerHandlers } from '../control/server.js';
-import type { Mapping } from '../nat/flows.js';
+import { chained } from '../nat/flows.js';
 import { native } from '../native.js';
 import type { Attachment } from '../net/attachment.js';
 import { checkNetworkSpec, FieldError, NETWORK_FLAG, type NetworkSpec } from '../net/network-spec.js';
@@ -80,16 +80,15 @@ export function vmInfo(live: LiveVm): Message {
   };
 }
 
-/** A VM's /64, the addresses it was seen sending from in it, and its NAT66 mappings. */
+/** A VM's /64, the addresses it was seen sending from in it, and its NAT66 and NAT64 mappings. */
 function vmIpv6(att: Attachment): Message {
-  if (att.p0 === 0 && att.p1 === 0) return { ipv6Prefix: null, ipv6Addresses: [], nat66Mappings: 0 };
-  let mappings = 0;
-  for (const head of att.nat6Index.values())
-    for (let m: Mapping | null = head; m !== null; m = m.next) mappings++;
+  if (att.p0 === 0 && att.p1 === 0)
+    return { ipv6Prefix: null, ipv6Addresses: [], nat66Mappings: 0, nat64Mappings: 0 };
   return {
     ipv6Prefix: `${formatIpv6([att.p0, att.p1, 0, 0])}/64`,
     ipv6Addresses: att.sources6().map(([a, b]) => formatIpv6([att.p0, att.p1, a, b])),
-    nat66Mappings: mappings,
+    nat66Mappings: chained(att.nat6Index).length,
+    nat64Mappings: chained(att.nat64Index).length,
   };
 }
 

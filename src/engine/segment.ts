@@ -119,6 +119,7 @@ export class NetworkSegment implements Segment {
             dnssl: encodeDnssl(cfg.domain, ROUTER_LIFETIME),
             validLifetime: v6.validLifetime,
             preferredLifetime: v6.preferredLifetime,
+            pref64: cfg.nat64,
           };
     this.dhcp6 = v6 === null ? null : new Dhcpv6Server({ serverDuid: duidLl(gatewayMac) });
     this.leases = new LeaseTable(
@@ -175,11 +176,13 @@ export class NetworkSegment implements Segment {
    */
   attach(port: Port, id: AttachmentIdentity): Attachment {
     const att = new Attachment(port, id, this.gatewayMac);
+    att.nat64 = this.cfg.nat64;
     this.takePrefix(att);
     const now = monotonicMs();
     const mac = formatMac(att.mac);
-    const reserved = this.leases.reservation(mac);
-    const lease = this.leases.get(att.key);
+    // On an IPv6-only network a VM has no IPv4 address at all, reserved or left from before.
+    const reserved = this.cfg.ipv6Only ? 0 : this.leases.reservation(mac);
+    const lease = this.cfg.ipv6Only ? undefined : this.leases.get(att.key);
     if (reserved !== 0 && this.leases.available(att.key, mac, reserved, now)) {
       this.leases.bind(att.key, mac, reserved, now + this.cfg.leaseTime * 1000);
       this.assign(att, reserved);

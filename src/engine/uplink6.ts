@@ -9,8 +9,11 @@
  * - Without one, NAT66 is held (nat.v6.held): the VMs' IPv6 for the world is dropped as
  *   uplink-ipv6-unavailable, and IPv4 goes on; and the other way round, IPv4 held leaves IPv6 running.
  * - A new address ends every NAT66 mapping and moves the ip6 guard and the capture filter to it. The
- *   capture is a packet socket for IPv6 frames (replies to softnet's ports, ICMPv6 errors, fragments);
- *   translated packets leave by a raw IPv6 socket, routed and resolved by the host's stack.
+ *   capture is a packet socket for IPv6 frames (replies to softnet's ports, ICMPv6 errors, fragments).
+ *   Translated packets leave as whole frames through a send packet socket with virtio headers when the
+ *   next hop's MAC is known (nat/next-hop6.ts, read again every tick), a VM's 64 KiB TCP aggregate in one
+ *   send; else by the raw IPv6 socket, routed and resolved by the host's stack. The capture and the send
+ *   socket are open while NAT66 runs, closed while it is held.
  * - Entering and leaving the held state are logged once each.
  * - The mappings are snapshotted as NAT44's are (nat/flow-store.ts), to
  *   STATE_DIR/nat6-<uplink>-<lo>-<hi>.flows.json, for the uplink's IPv6 address of the moment.
@@ -22,6 +25,7 @@ import { FlowTable } from '../nat/flows.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { withGuardLock } from '../nat/guard.js';
 import { NatGuard6 } from '../nat/guard6.js';
+import { NextHop6 } from '../nat/next-hop6.js';
 import type { NatUplink6 } from '../nat/uplink.js';
 import { native, PortMode } from '../native.js';
 import type { Attachment } from '../net/attachment.js';
@@ -65,13 +69,15 @@ export class Uplink6 {
       mtu: 1500,
       held: true,
       raw,
+      tx: null,
+      hop: null,
       fragments: new FragmentTable(),
     };
   }
 
   /** The ports open now, for counters. */
   get ports(): Port[] {
-    return [this.nat.raw, ...(this.capture ? [this.capture] : [])];
+    return [this.nat.raw, ...(this.capture ? [this.capture] : []), ...(this.nat.tx ? [this.nat.tx] : [])];
   }
 
   /** Follows interface `wanted` (null: the default route's, IPv4's `v4name` first, else IPv6's). */
@@ -103,7 +109,7 @@ export class Uplink6 {
     try {
       this.activate(name, addr, same, moved);
     } catch (e) {
-      this.closeCapture();
+      this.closeSockets();
       this.hold(`open-failed: ${e instanceof Error ? e.message : String(e)}`, name);
     }
   }
@@ -135,7 +141,7 @@ export class Uplink6 {
       );
       this.saved = { changes: -1, at: 0 };
     }
-    this.openCapture(name);
+    this.openSockets(name);
     this.ifname = name;
     if (nat.held) {
       nat.held = false;
@@ -148,7 +154,7 @@ export class Uplink6 {
   private hold(reason: string, name: string | null): void {
     const wasHeld = this.nat.held;
     this.nat.held = true;
-    this.closeCapture();
+    this.closeSockets();
     const before = this.heldReason;
     this.heldReason = reason;
     if (wasHeld && before === reason) return;
@@ -156,8 +162,9 @@ export class Uplink6 {
     this.log.warn('uplink IPv6 unavailable: NAT66 on hold', { uplink: name ?? 'none', reason });
   }
 
-  private openCapture(name: string): void {
-    this.closeCapture();
+  /** Opens the capture and send sockets on `name` for the current address. */
+  private openSockets(name: string): void {
+    this.closeSockets();
     const nat = this.nat;
     const fd = native.packetSocket(name, captureFilter6(nat.addr, this.lo, this.hi), 6);
     const capture = openPort({ fd, mode: PortMode.DGRAM, name: `${name}:capture6` });
@@ -168,17 +175,30 @@ export class Uplink6 {
       failed: () => this.failed(),
     });
     this.watch(capture);
+    const sender = native.packetTxSocket(name);
+    const tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx6`, vnet: true });
+    this.p.add(tx, { frame: () => {}, failed: () => this.failed() });
+    // It never receives; watching it lets the addon send what the socket could not take at once.
+    this.watch(tx);
+    nat.tx = tx;
+    nat.hop = new NextHop6(name, sender.mac);
   }
 
-  private closeCapture(): void {
-    if (this.capture === null) return;
-    this.p.remove(this.capture);
-    this.capture.close();
+  private closeSockets(): void {
+    const nat = this.nat;
+    for (const port of [this.capture, nat.tx]) {
+      if (port === null) continue;
+      this.p.remove(port);
+      port.close();
+    }
     this.capture = null;
+    nat.tx = null;
+    nat.hop = null;
   }
 
-  /** Ends idle NAT66 mappings; run once a second. */
+  /** Ends idle NAT66 mappings and reads the next hops again; run once a second. */
   tick(clock: number): void {
+    this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
   }
 
@@ -217,7 +237,7 @@ export class Uplink6 {
 
   /** Closes the sockets and removes the guard. */
   close(): void {
-    this.closeCapture();
+    this.closeSockets();
     this.p.remove(this.nat.raw);
     this.nat.raw.close();
     const guard = this.guard;

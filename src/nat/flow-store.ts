@@ -23,7 +23,7 @@
 import { readOrSetAside, readStateFile } from '../util/json-file.js';
 import { type StateFiles, type StateWriter, stateFiles } from '../util/state-files.js';
 import { formatIpv4, parseIpv4 } from '../wire/addr.js';
-import type { FlowTable, Mapping, NatOwner } from './flows.js';
+import { chained, type FlowTable, type Mapping, MappingKind, type NatOwner } from './flows.js';
 
 interface SavedMapping {
   key: string;
@@ -32,8 +32,10 @@ interface SavedMapping {
   extPort: number;
   tcpState: number;
   remotes: string[];
-  /** NAT66: the VM address's interface identifier, two words. */
+  /** NAT66, NAT64: the VM address's interface identifier, two words. */
   iid?: [number, number];
+  /** A MappingKind other than the table's own (NAT64 in the IPv4 snapshot). */
+  kind?: number;
 }
 
 /** Reads and writes the mapping snapshot of one uplink address. */
@@ -61,7 +63,16 @@ export class FlowStore {
   restore(flows: FlowTable, owner: NatOwner, key: string, clock: number): number {
     let n = 0;
     for (const s of this.saved.get(key) ?? []) {
-      const m = flows.create(owner, s.proto, s.vmPort, clock, s.extPort, s.iid?.[0] ?? 0, s.iid?.[1] ?? 0);
+      const m = flows.create(
+        owner,
+        s.proto,
+        s.vmPort,
+        clock,
+        s.extPort,
+        s.iid?.[0] ?? 0,
+        s.iid?.[1] ?? 0,
+        s.kind,
+      );
       if (typeof m === 'number') continue;
       m.tcpState = s.tcpState;
       for (const r of s.remotes) {
@@ -76,9 +87,10 @@ export class FlowStore {
 
   /** Parks the mappings of the VM with lease key `key` (it detaches, but may come back), then ends them. */
   park(flows: FlowTable, owner: NatOwner, key: string): void {
-    const list: SavedMapping[] = [];
-    for (const head of (flows.v6 ? owner.nat6Index : owner.natIndex).values())
-      for (let m: Mapping | null = head; m !== null; m = m.next) list.push(saved(key, m, flows.v6));
+    const mine = flows.v6
+      ? chained(owner.nat6Index)
+      : [...owner.natIndex.values(), ...chained(owner.nat64Index)];
+    const list = mine.map((m) => saved(key, m));
     this.saved.set(key, list);
     flows.removeOwner(owner);
   }
@@ -94,7 +106,7 @@ export class FlowStore {
     for (const list of this.saved.values()) mappings.push(...list);
     for (const m of flows.mappings()) {
       const key = keyOf(m.owner);
-      if (key !== undefined) mappings.push(saved(key, m, flows.v6));
+      if (key !== undefined) mappings.push(saved(key, m));
     }
     const text = JSON.stringify({ version: 1, addr: this.addr, mappings });
     this.writer.save(() => text);
@@ -128,11 +140,13 @@ function isSaved(x: unknown): x is SavedMapping {
     [m.proto, m.vmPort, m.extPort, m.tcpState].every(Number.isInteger) &&
     Array.isArray(m.remotes) &&
     m.remotes.every((r) => typeof r === 'string') &&
-    (m.iid === undefined || (Array.isArray(m.iid) && m.iid.length === 2 && m.iid.every(Number.isInteger)))
+    (m.iid === undefined || (Array.isArray(m.iid) && m.iid.length === 2 && m.iid.every(Number.isInteger))) &&
+    (m.kind === undefined || m.kind === MappingKind.NAT64)
   );
 }
 
-function saved(key: string, m: Mapping, v6: boolean): SavedMapping {
+function saved(key: string, m: Mapping): SavedMapping {
+  const v6 = m.kind === MappingKind.NAT66;
   const remotes: string[] = [];
   for (const r of m.remotes) remotes.push(v6 ? String(r) : formatIpv4(r >>> 0));
   const s: SavedMapping = {
@@ -143,6 +157,7 @@ function saved(key: string, m: Mapping, v6: boolean): SavedMapping {
     tcpState: m.tcpState,
     remotes,
   };
-  if (v6) s.iid = [m.iid2, m.iid3];
+  if (m.kind !== MappingKind.NAT44) s.iid = [m.iid2, m.iid3];
+  if (m.kind === MappingKind.NAT64) s.kind = m.kind;
   return s;
 }

@@ -23,6 +23,12 @@ import { TcpFlag } from '../wire/tcp.js';
 import { PortPool } from './ports.js';
 
 export const NatProto = { TCP: 0, UDP: 1, ICMP: 2 } as const;
+
+/**
+ * What a mapping translates: IPv4 to IPv4, IPv6 to IPv6 (its own table, on the uplink's IPv6 address), or
+ * a VM's IPv6 to IPv4 (NAT64: in the IPv4 table, sharing its ports and address with NAT44).
+ */
+export const MappingKind = { NAT44: 0, NAT66: 1, NAT64: 2 } as const;
 const PROTO_COUNT = 3;
 
 export const TcpState = { OPENING: 0, ESTABLISHED: 1, CLOSING: 2, RESET: 3 } as const;
@@ -46,6 +52,8 @@ export interface NatOwner {
   p1: number;
   readonly nat6Index: Map<number, Mapping>;
   readonly nat6Count: Int32Array;
+  /** Its NAT64 mappings (counted with NAT44's: they share the IPv4 table). */
+  readonly nat64Index: Map<number, Mapping>;
 }
 
 /**
@@ -69,11 +77,13 @@ export class Mapping {
   /** FIN bits seen: 1 from the VM, 2 from outside. */
   fins = 0;
   readonly remotes = new Set<number>();
-  /** NAT66: the interface identifier of the VM address the mapping is for (its /64 is the VM's). */
+  /** NAT66, NAT64: the interface identifier of the VM address the mapping is for (its /64 is the VM's). */
   iid2 = 0;
   iid3 = 0;
-  /** NAT66: the next mapping of the same VM port from another of the VM's addresses. */
+  /** NAT66, NAT64: the next mapping of the same VM port from another of the VM's addresses. */
   next: Mapping | null = null;
+  /** A MappingKind. */
+  kind: number = MappingKind.NAT44;
 
   constructor(
     readonly proto: number,
@@ -174,9 +184,19 @@ export class FlowTable {
     return owner.natIndex.get((proto << 16) | vmPort);
   }
 
-  /** NAT66: the mapping of the VM endpoint (its address's interface identifier iid2:iid3, port), if any. */
-  outbound6(owner: NatOwner, proto: number, vmPort: number, iid2: number, iid3: number): Mapping | undefined {
-    let m = owner.nat6Index.get((proto << 16) | vmPort);
+  /**
+   * NAT66 (and NAT64, `kind`): the mapping of the VM endpoint (its address's interface identifier
+   * iid2:iid3, port), if any.
+   */
+  outbound6(
+    owner: NatOwner,
+    proto: number,
+    vmPort: number,
+    iid2: number,
+    iid3: number,
+    kind: number = MappingKind.NAT66,
+  ): Mapping | undefined {
+    let m = (kind === MappingKind.NAT64 ? owner.nat64Index : owner.nat6Index).get((proto << 16) | vmPort);
     while (m !== undefined && (m.iid2 !== iid2 || m.iid3 !== iid3)) m = m.next ?? undefined;
     return m;
   }
@@ -196,8 +216,9 @@ export class FlowTable {
     extPort = 0,
     iid2 = 0,
     iid3 = 0,
+    kind: number = this.v6 ? MappingKind.NAT66 : MappingKind.NAT44,
   ): Mapping | number {
-    const counts = this.v6 ? owner.nat6Count : owner.natCount;
+    const counts = kind === MappingKind.NAT66 ? owner.nat6Count : owner.natCount;
     if (counts[proto] >= this.perVm) return NoMapping.VM_SHARE_FULL;
     const pool = this.pools[proto];
     let port = extPort;
@@ -206,11 +227,13 @@ export class FlowTable {
     if (port === 0) return NoMapping.PORTS_EXHAUSTED;
     const m = new Mapping(proto, owner, vmPort, port, now);
     const key = (proto << 16) | vmPort;
-    if (this.v6) {
+    m.kind = kind;
+    if (kind !== MappingKind.NAT44) {
+      const index = kind === MappingKind.NAT64 ? owner.nat64Index : owner.nat6Index;
       m.iid2 = iid2 | 0;
       m.iid3 = iid3 | 0;
-      m.next = owner.nat6Index.get(key) ?? null;
-      owner.nat6Index.set(key, m);
+      m.next = index.get(key) ?? null;
+      index.set(key, m);
     } else {
       owner.natIndex.set(key, m);
     }
@@ -226,9 +249,9 @@ export class FlowTable {
     if (!this.all.delete(m)) return;
     this.changes++;
     const key = (m.proto << 16) | m.vmPort;
-    if (this.v6) {
+    if (m.kind !== MappingKind.NAT44) {
       this.unlink6(m, key);
-      m.owner.nat6Count[m.proto]--;
+      (m.kind === MappingKind.NAT66 ? m.owner.nat6Count : m.owner.natCount)[m.proto]--;
     } else {
       m.owner.natIndex.delete(key);
       m.owner.natCount[m.proto]--;
@@ -237,9 +260,9 @@ export class FlowTable {
     this.pools[m.proto].give(m.extPort);
   }
 
-  /** Takes a NAT66 mapping out of its VM port's chain. */
+  /** Takes a NAT66 or NAT64 mapping out of its VM port's chain. */
   private unlink6(m: Mapping, key: number): void {
-    const index = m.owner.nat6Index;
+    const index = m.kind === MappingKind.NAT64 ? m.owner.nat64Index : m.owner.nat6Index;
     const head = index.get(key);
     if (head === m) {
       if (m.next === null) index.delete(key);
@@ -254,9 +277,9 @@ export class FlowTable {
 
   /** Ends every mapping of a VM (it went away, or lost its address). */
   removeOwner(owner: NatOwner): void {
-    const mine: Mapping[] = [];
-    for (const head of (this.v6 ? owner.nat6Index : owner.natIndex).values())
-      for (let m: Mapping | null = head; m !== null; m = m.next) mine.push(m);
+    const mine = this.v6
+      ? chained(owner.nat6Index)
+      : [...owner.natIndex.values(), ...chained(owner.nat64Index)];
     for (const m of mine) this.remove(m);
   }
 
@@ -293,4 +316,11 @@ export class FlowTable {
   get size(): number {
     return this.all.size;
   }
+}
+
+/** Every mapping of a NAT66 or NAT64 index, the chains of each VM port included. */
+export function chained(index: Map<number, Mapping>): Mapping[] {
+  const out: Mapping[] = [];
+  for (const head of index.values()) for (let m: Mapping | null = head; m !== null; m = m.next) out.push(m);
+  return out;
 }

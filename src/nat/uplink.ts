@@ -7,6 +7,7 @@ import type { FlowTable } from './flows.js';
 import type { ForwardTable } from './forwards.js';
 import type { FragmentTable } from './fragments.js';
 import type { NextHop } from './next-hop.js';
+import type { NextHop6 } from './next-hop6.js';
 
 /** The NAT side of a shared network. */
 export interface NatUplink {
@@ -41,8 +42,14 @@ export interface NatUplink6 {
   mtu: number;
   /** Set while the uplink cannot carry IPv6 (no address, no route): packets for the world are dropped. */
   held: boolean;
-  /** The raw IPv6 socket translated packets leave by. */
+  /** The raw IPv6 socket translated packets leave by when `tx` cannot take them. */
   readonly raw: Port;
+  /**
+   * A packet socket on the uplink with virtio headers, for frames whose next hop `hop` knows: an aggregate
+   * leaves in one send. Null where there is none (tests, NAT66 on hold, one it could not open).
+   */
+  tx: Port | null;
+  hop: NextHop6 | null;
   /** Fragment trains towards the VMs, keyed by a mix of the source address (remoteKey6) and the 32-bit id. */
   readonly fragments: FragmentTable;
 }

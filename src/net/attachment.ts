@@ -46,6 +46,10 @@ export class Attachment implements ForwardOwner {
   /** Its NAT66 mappings and counts, as natIndex and natCount are for NAT44. */
   readonly nat6Index = new Map<number, Mapping>();
   readonly nat6Count = new Int32Array(3);
+  /** Its NAT64 mappings (see nat/flows.ts MappingKind). */
+  readonly nat64Index = new Map<number, Mapping>();
+  /** Its network's NAT64 /96 (three words), the source of what NAT64 brings back; null without NAT64. */
+  nat64: Int32Array | null = null;
   /** Its port forwards by (protocol << 16 | VM port) (see nat/forwards.ts). */
   readonly forwardIndex = new Map<number, PortForward>();
   readonly key: string;

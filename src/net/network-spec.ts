@@ -43,6 +43,12 @@ export interface NetworkSpec {
   ipv6: boolean;
   /** The ULA /48 the VMs' /64s come from; null: drawn once at random and kept in the state directory. */
   ipv6Prefix: string | null;
+  /** IPv6 only: the VMs get no IPv4 at all, and reach the IPv4 world through NAT64 (nat64 is then on). */
+  ipv6Only: boolean;
+  /** Whether the VMs' IPv6 to the NAT64 prefix leaves as IPv4 (RFC 6146), with DNS64 and PREF64. */
+  nat64: boolean;
+  /** The NAT64 /96; null: the well-known 64:ff9b::/96 (RFC 6052). */
+  nat64Prefix: string | null;
 }
 
 /** The per-VM form's flag for each network field, for errors about the network a VM asks for. */
@@ -63,6 +69,9 @@ export const NETWORK_FLAG: Record<keyof NetworkSpec, string> = {
   reservations: '--dhcp-host',
   ipv6: '--ipv6',
   ipv6Prefix: '--ipv6-prefix',
+  ipv6Only: '--ipv6-only',
+  nat64: '--nat64',
+  nat64Prefix: '--nat64-prefix',
 };
 
 /** A value that cannot be used, and the field it is for. */
@@ -93,6 +102,9 @@ export const DEFAULT_NETWORK: NetworkSpec = {
   reservations: {},
   ipv6: true,
   ipv6Prefix: null,
+  ipv6Only: false,
+  nat64: false,
+  nat64Prefix: null,
 };
 
 /** The interface a network holds on the host: its host link, or for a bridge network the one it bridges to. */
@@ -154,9 +166,9 @@ export function poolOf(spec: NetworkSpec): { start: number; end: number } {
   return { start: c.addr + 2, end: broadcast - 1 };
 }
 
-/** A switch given as a boolean or as on/off text. */
+/** A switch given as a boolean, as on/off text, or as a flag without a value (''). */
 function onOff(field: string, v: unknown): boolean {
-  if (v === true || v === 'on') return true;
+  if (v === true || v === 'on' || v === '') return true;
   if (v === false || v === 'off') return false;
   throw new FieldError(field, `'${String(v)}' is not on or off`);
 }
@@ -175,6 +187,18 @@ function ula48(field: string, v: unknown): string | null {
   )
     throw new FieldError(field, `'${String(v)}' is not a ULA /48 like fd12:3456:789a::/48`);
   return `${formatIpv6(c.addr)}/48`;
+}
+
+/**
+ * Checks a NAT64 /96 (RFC 6052 2.2 allows shorter ones, which split the IPv4 address around bits 64-71;
+ * softnet takes the /96 that networks use); null stays null.
+ */
+function prefix96(field: string, v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  const c = typeof v === 'string' ? parseCidr6(v) : null;
+  if (c === null || c.prefix !== 96 || c.addr[3] !== 0 || c.addr[0] >>> 24 === 0xff)
+    throw new FieldError(field, `'${String(v)}' is not an IPv6 /96 like 64:ff9b::/96`);
+  return `${formatIpv6(c.addr)}/96`;
 }
 
 const FIELDS = new Set(Object.keys(DEFAULT_NETWORK));
@@ -254,7 +278,15 @@ export function checkNetworkSpec(
     reservations: {},
     ipv6: type !== 'bridge' && onOff('ipv6', v('ipv6')),
     ipv6Prefix: ula48('ipv6Prefix', v('ipv6Prefix')),
+    ipv6Only: onOff('ipv6Only', v('ipv6Only')),
+    nat64: false,
+    nat64Prefix: prefix96('nat64Prefix', v('nat64Prefix')),
   };
+  spec.nat64 = spec.ipv6Only || onOff('nat64', v('nat64'));
+  if (spec.ipv6Only && type === 'bridge')
+    throw new FieldError('ipv6Only', 'a bridge network has no IPv6 of its own');
+  if (spec.nat64 && !spec.ipv6)
+    throw new FieldError(spec.ipv6Only ? 'ipv6Only' : 'nat64', 'needs IPv6 (--ipv6 on)');
   const reservations = v('reservations');
   if (typeof reservations !== 'object' || reservations === null || Array.isArray(reservations))
     throw new FieldError('reservations', 'must be an object of MAC -> address');

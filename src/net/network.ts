@@ -1,6 +1,6 @@
 // A network at run time as numbers: one subnet behind one gateway, its DHCP pool and what DHCP tells the VMs.
 
-import { type Cidr, maskOf, parseCidr } from '../wire/addr.js';
+import { type Cidr, maskOf, parseCidr, parseCidr6 } from '../wire/addr.js';
 import { type NetworkSpec, type NetworkType, poolOf } from './network-spec.js';
 
 /** A route handed to VMs in DHCP option 121. */
@@ -28,7 +28,16 @@ export interface NetworkConfig {
   routes: Route[];
   /** The network's IPv6 side; null when it has none (`--ipv6 off`, a bridge). */
   v6: Ipv6Config | null;
+  /** IPv6 only: no IPv4 for the VMs (DHCPv4 unanswered, IPv4 and ARP dropped). */
+  ipv6Only: boolean;
+  /** The NAT64 /96 as its three words; null without NAT64. */
+  nat64: Int32Array | null;
+  /** Whether that is the well-known 64:ff9b::/96, which never carries a non-global IPv4 address. */
+  nat64WellKnown: boolean;
 }
+
+/** 64:ff9b::/96 (RFC 6052 2.1). */
+export const WELL_KNOWN_NAT64 = Int32Array.of(0x0064ff9b, 0, 0);
 
 /** A network's IPv6: its /48, out of which each VM gets a /64 (services/prefixes.ts). */
 export interface Ipv6Config {
@@ -67,6 +76,8 @@ export interface NetworkOptions {
   /** The DHCP pool; by default every address after the gateway, broadcast excluded. */
   pool?: { start: number; end: number };
   v6?: Ipv6Config | null;
+  ipv6Only?: boolean;
+  nat64?: Int32Array | null;
 }
 
 /** The network of `cidr`: the gateway is its first address. */
@@ -75,10 +86,13 @@ export function makeNetwork(cidr: Cidr, opts: NetworkOptions): NetworkConfig {
   const subnet = (cidr.addr & mask) >>> 0;
   const broadcast = (subnet | ~mask) >>> 0;
   const gateway = subnet + 1;
-  const { pool, v6, ...rest } = opts;
+  const { pool, v6, ipv6Only, nat64, ...rest } = opts;
   return {
     ...rest,
     v6: v6 ?? null,
+    ipv6Only: ipv6Only ?? false,
+    nat64: nat64 ?? null,
+    nat64WellKnown: nat64 != null && nat64.every((w, i) => w === WELL_KNOWN_NAT64[i]),
     subnet,
     prefix: cidr.prefix,
     mask,
@@ -106,7 +120,16 @@ export function networkConfig(spec: NetworkSpec, ula: Int32Array | null = null):
     }),
     pool: poolOf(spec),
     v6: ula === null ? null : ipv6Config(ula, spec.leaseTime),
+    ipv6Only: ula !== null && spec.ipv6Only,
+    nat64: ula === null || !spec.nat64 ? null : nat64Words(spec.nat64Prefix),
   });
+}
+
+/** The three words of a NAT64 /96 given as text (null: the well-known prefix). */
+function nat64Words(text: string | null): Int32Array {
+  if (text === null) return WELL_KNOWN_NAT64;
+  const a = parseCidr6(text)!.addr;
+  return Int32Array.of(a[0] | 0, a[1] | 0, a[2] | 0);
 }
 
 /** Whether `addr` (unsigned, or signed as the hot path passes it) lies in the network's subnet. */

@@ -2,7 +2,7 @@
 // destination port), check the filter, translate it back to the VM, rewrite its Ethernet header for the VM,
 // and send it to the VM's port.
 
-import { type NatOwner, NatProto } from '../nat/flows.js';
+import { MappingKind, type NatOwner, NatProto } from '../nat/flows.js';
 import { decrementTtl, rewrite, rewritePartial } from '../nat/translate.js';
 import type { NatUplink } from '../nat/uplink.js';
 import type { Port } from '../ports/port.js';
@@ -15,6 +15,7 @@ import { IPV4, IPV4_HEADER_LEN, IpProto } from '../wire/ipv4.js';
 import { TCP } from '../wire/tcp.js';
 import { UDP } from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
+import { fromWorld64, icmpError64 } from './from-world64.js';
 import { completeChecksum, cutAggregate, segLens } from './offload.js';
 import { type Pipeline, STRIDE } from './pipeline.js';
 
@@ -141,6 +142,15 @@ function decide(p: Pipeline, nat: NatUplink, off: number, frameLen: number): num
     return forwardIn(p, nat, off, ip, l4, hl, total, proto, natProto, extPort, frag);
   }
   if (!m.admits(ipv4.src(dv, ip) | 0)) return Drop.UPLINK_FILTERED;
+  if (m.kind === MappingKind.NAT64) {
+    // Translated into a slot of its own, whole: an aggregate is cut, a checksum left to offload filled in.
+    if (aggregate) return CUT_FIRST;
+    if (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM && !completeChecksum(p, off, ip, hl, total, proto))
+      return Drop.UPLINK_BAD_OFFLOAD;
+    m.lastSeen = p.clock;
+    if (natProto === NatProto.TCP) m.tcpIn(dv.getUint8(l4 + TCP.FLAGS));
+    return fromWorld64(p, ip, hl, total, natProto, m);
+  }
   const att = m.owner;
   if (att.ip === 0 || att.port.closed) return Drop.UPLINK_VM_GONE;
   const ready = late ? readyFor(p, att.port, off, ip, hl, total, proto) : WHOLE;
@@ -236,6 +246,7 @@ function icmpError(p: Pipeline, nat: NatUplink, ip: number, hl: number, total: n
   let vmPort: number;
   if (m !== undefined) {
     if (!m.admits(ipv4.dst(dv, inner))) return Drop.UPLINK_FILTERED;
+    if (m.kind === MappingKind.NAT64) return icmpError64(p, ip, total, icmp, inner, m);
     att = m.owner;
     vmPort = m.vmPort;
   } else {

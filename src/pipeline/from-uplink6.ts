@@ -1,17 +1,20 @@
 // An IPv6 packet captured on the uplink for its IPv6 address: its NAT66 mapping, the filter, then back
 // to the VM's address of that mapping (the VM's /64 and the interface identifier it sent from) and to the
 // VM's port. ICMPv6 errors about a translated packet (packet too big above all: path MTU discovery needs
-// it) go back with their quote translated too.
+// it) go back with their quote translated too. The frame goes out from where it came in, its virtio
+// header with it: a TCP aggregate (GRO, a local sender's TSO) goes whole to a VM whose port has virtio
+// headers, its checksum left to offload, and is cut into segments for any other, as from-uplink.ts does
+// for IPv4.
 
 import { NatProto, remoteKey6 } from '../nat/flows.js';
 import type { NatUplink6 } from '../nat/uplink.js';
 import type { Attachment } from '../net/attachment.js';
 import { Drop } from '../stats/drops.js';
-import { update16 } from '../wire/checksum.js';
+import { fold, update16 } from '../wire/checksum.js';
 import { ETH_HEADER_LEN, EtherType, emitEthernet } from '../wire/ethernet.js';
 import { ICMP6, ICMP6_HEADER_LEN, Icmp6Type, icmp6Checksum } from '../wire/icmpv6.js';
 import * as ipv6 from '../wire/ipv6.js';
-import { chain, IPV6, IPV6_HEADER_LEN, NextHeader, word } from '../wire/ipv6.js';
+import { chain, IPV6, IPV6_HEADER_LEN, NextHeader, pseudoSum, word } from '../wire/ipv6.js';
 import * as tcp from '../wire/tcp.js';
 import * as udp from '../wire/udp.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
@@ -22,31 +25,37 @@ import { checksumAt, swapAddress6 } from './to-world6.js';
 /** What comes before a captured IPv6 packet: the virtio header, then the uplink's Ethernet header. */
 const PREFIX = VNET_HDR_LEN + ETH_HEADER_LEN;
 
+/** What decide() says of an aggregate the VM it is for cannot take whole: cut it, then decide each segment. */
+const CUT_FIRST = -1;
+
 /** Decides one frame from the uplink's IPv6 packet socket: a virtio header at `off`, the frame after it. */
 export function fromUplink6(p: Pipeline, nat: NatUplink6, off: number, len: number): void {
-  if (len >= PREFIX && p.u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
-    // Aggregates are cut here, whatever the VM's port takes: their segments are decided one by one.
-    const at = p.nextSegment();
-    const n = cutAggregate(p, off, len);
-    if (n === 0) {
-      p.drops[Drop.UPLINK_GSO]++;
-      return;
-    }
-    for (let i = 0; i < n; i++) {
-      const drop = decide(p, nat, at + i * STRIDE, segLens[i]);
-      if (drop !== Drop.NONE) p.drops[drop]++;
-    }
+  const drop = len < PREFIX ? Drop.RUNT : decide(p, nat, off, len);
+  if (drop === CUT_FIRST) segmentThen(p, nat, off, len);
+  else if (drop !== Drop.NONE) p.drops[drop]++;
+}
+
+/** Cuts an aggregate into MTU-sized segments (in the addon) and decides each. */
+function segmentThen(p: Pipeline, nat: NatUplink6, off: number, len: number): void {
+  const at = p.nextSegment();
+  const n = cutAggregate(p, off, len);
+  if (n === 0) {
+    p.drops[Drop.UPLINK_GSO]++;
     return;
   }
-  const drop = len < PREFIX ? Drop.RUNT : decide(p, nat, off, len);
-  if (drop !== Drop.NONE) p.drops[drop]++;
+  for (let i = 0; i < n; i++) {
+    const drop = decide(p, nat, at + i * STRIDE, segLens[i]);
+    if (drop !== Drop.NONE) p.drops[drop]++;
+  }
 }
 
 function decide(p: Pipeline, nat: NatUplink6, off: number, len: number): number {
   const dv = p.dv;
   const ip = off + PREFIX;
+  const aggregate = p.u8[off + VNET.GSO_TYPE] !== VNET_GSO_NONE;
   let bad = ipv6.validate(dv, ip, len - PREFIX);
-  if (bad !== Drop.NONE) return bad;
+  // An aggregate whose header does not add up is left to the cutting, which makes each segment's anew.
+  if (bad !== Drop.NONE) return aggregate ? CUT_FIRST : bad;
   const a = nat.addr;
   if (!ipv6.addrIs(dv, ip, IPV6.DST, a[0], a[1], a[2], a[3])) return Drop.UPLINK_NOT_OURS;
   const hop = dv.getUint8(ip + IPV6.HOP_LIMIT);
@@ -56,6 +65,8 @@ function decide(p: Pipeline, nat: NatUplink6, off: number, len: number): number 
   if (bad !== Drop.NONE) return bad;
   const proto = chain.proto;
   const l4 = chain.l4;
+  // Only a whole TCP aggregate with no extension header goes whole; the cutting refuses any other.
+  if (aggregate && (proto !== NextHeader.TCP || l4 !== ip + IPV6_HEADER_LEN)) return CUT_FIRST;
   const srcKey = remoteKey6(
     word(dv, ip, IPV6.SRC, 0),
     word(dv, ip, IPV6.SRC, 1),
@@ -88,25 +99,42 @@ function decide(p: Pipeline, nat: NatUplink6, off: number, len: number): number 
   if (!m.admits(srcKey)) return Drop.UPLINK_FILTERED;
   const att = m.owner as Attachment;
   if ((att.p0 === 0 && att.p1 === 0) || att.port.closed) return Drop.UPLINK_VM_GONE;
+  if (aggregate && !att.port.vnet) return CUT_FIRST;
   const u8 = p.u8;
   let partial = (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
   if (partial && !att.port.vnet) {
     if (!completeChecksum(p, off, ip, l4 - ip, total, proto)) return Drop.UPLINK_BAD_OFFLOAD;
     partial = false;
   }
+  // An aggregate whose checksum the kernel verified (GRO) holds its first segment's in the field, wrong
+  // for the whole: it leaves to offload too, the field made the pseudo-header's sum once translated.
+  const fresh = aggregate && !partial;
   m.lastSeen = p.clock;
   if (natProto === NatProto.TCP) m.tcpIn(tcp.flags(dv, l4));
   if (chain.frag >= 0 && chain.more)
     nat.fragments.remember(srcKey, 0, chain.fragId, att, p.clock, m.iid2, m.iid3);
   const sum = checksumAt(proto, l4);
-  swapAddress6(dv, ip, IPV6.DST, att.p0, att.p1, m.iid2, m.iid3, sum, partial);
+  swapAddress6(dv, ip, IPV6.DST, att.p0, att.p1, m.iid2, m.iid3, fresh ? -1 : sum, partial);
   const portAt = natProto === NatProto.ICMP ? l4 + ICMP6.ID : l4 + 2;
   dv.setUint16(portAt, m.vmPort);
+  if (fresh) leaveToOffload(p, off, ip, l4, total);
   // A UDP checksum of 0 means none only in IPv4; here it is malformed, and left for the VM to drop.
-  if (!partial) dv.setUint16(sum, update16(dv.getUint16(sum), extPort, m.vmPort));
+  else if (!partial) dv.setUint16(sum, update16(dv.getUint16(sum), extPort, m.vmPort));
   dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
   toVm(p, att, ip, total);
   return Drop.NONE;
+}
+
+/**
+ * Makes the TCP checksum of the aggregate at `ip` (its virtio header at `off`) one left to offload: the
+ * field holds the pseudo-header's sum, and the header says where the sum starts and goes.
+ */
+function leaveToOffload(p: Pipeline, off: number, ip: number, l4: number, total: number): void {
+  const dv = p.dv;
+  dv.setUint16(l4 + tcp.TCP.CHECKSUM, ~fold(pseudoSum(p.u8, ip, NextHeader.TCP, ip + total - l4)) & 0xffff);
+  p.u8[off + VNET.FLAGS] = VNET_F_NEEDS_CSUM;
+  dv.setUint16(off + VNET.CSUM_START, ETH_HEADER_LEN + (l4 - ip), true);
+  dv.setUint16(off + VNET.CSUM_OFFSET, tcp.TCP.CHECKSUM, true);
 }
 
 /** A fragment after the first: it goes where its first fragment went, only its destination rewritten. */

@@ -48,9 +48,11 @@ function decide(p: Pipeline, seg: Segment, att: Attachment, off: number, len: nu
   if (!sameMac(u8, off + ETH.SRC, att.mac)) return Drop.SRC_MAC_SPOOFED;
   if (att.type === AttType.BRIDGE) return fromVmBridge(p, seg, att, off, len, slot);
   const type = p.dv.getUint16(off + ETH.TYPE);
+  if (seg.cfg.ipv6Only && (type === EtherType.IPV4 || type === EtherType.ARP)) return Drop.IPV4_OFF;
   if (type === EtherType.IPV4) return fromVmIpv4(p, seg, att, off, len, slot);
   if (type === EtherType.ARP) return fromVmArp(p, seg, att, off, len);
-  if (type === EtherType.IPV6 && seg.cfg.v6 !== null) return fromVmIpv6(p, seg, att, off, len, slot);
+  if (type === EtherType.IPV6)
+    return seg.cfg.v6 === null ? Drop.IP6_OFF : fromVmIpv6(p, seg, att, off, len, slot);
   return unsupportedEtherType(type);
 }
 

@@ -25,6 +25,7 @@ import { completeChecksum, forwardFrame } from './offload.js';
 import type { Pipeline } from './pipeline.js';
 import type { Segment } from './segment.js';
 import { toWorld6 } from './to-world6.js';
+import { toWorld64 } from './to-world64.js';
 
 const LINK_LOCAL = 0xfe800000 | 0;
 const DHCP6_CLIENT_PORT = 546;
@@ -101,6 +102,9 @@ export function fromVmIpv6(
     forwardFrame(p, seg.hostLink, off, ETH_HEADER_LEN + total);
     return Drop.NONE;
   }
+  const n64 = seg.cfg.nat64;
+  if (n64 !== null && d0 === n64[0] && d1 === n64[1] && word(dv, ip, IPV6.DST, 2) === n64[2])
+    return toWorld64(p, seg, att, off, ip, total, proto, l4, slot);
   return toWorld6(p, seg, att, off, ip, total, proto, l4, slot);
 }
 

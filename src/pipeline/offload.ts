@@ -1,8 +1,8 @@
 // What offloads leave to softnet: the transport checksum of a packet its sender left to fill in, and
-// aggregates (GRO, TSO) of up to 64 KiB. They come from a packet socket with PACKET_VNET_HDR (the uplink's
-// capture, a bridge's LAN), cut and filled in before anything else looks at them, and from ports with
-// virtio headers (a VM's TAP with offloads, the host link), which forwardFrame() lets through to other
-// such ports as they are and resolves for the rest.
+// TCP aggregates (GRO, TSO) of up to 64 KiB, IPv4 or IPv6. They come from a packet socket with
+// PACKET_VNET_HDR (the uplink's captures, a bridge's LAN), cut and filled in before anything else looks at
+// them, and from ports with virtio headers (a VM's TAP with offloads, the host link), which forwardFrame()
+// lets through to other such ports as they are and resolves for the rest.
 
 import { native } from '../native.js';
 import type { Port } from '../ports/port.js';
@@ -11,6 +11,8 @@ import { checksum } from '../wire/checksum.js';
 import { ETH, ETH_HEADER_LEN, EtherType } from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import { IpProto } from '../wire/ipv4.js';
+import * as ipv6 from '../wire/ipv6.js';
+import { IPV6_HEADER_LEN } from '../wire/ipv6.js';
 import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
 import { type Pipeline, SEG_SLOTS, STRIDE } from './pipeline.js';
 
@@ -20,7 +22,8 @@ export const segLens = new Uint32Array(SEG_SLOTS);
 /**
  * Cuts the aggregate at `off` (its virtio header first) into this batch's segment slots, from
  * p.nextSegment() on, STRIDE apart, each with a zeroed virtio header; returns how many (their lengths in
- * segLens), or 0 when it cannot (not TCP/IPv4, no room left in this batch).
+ * segLens), or 0 when it cannot (not TCP over IPv4 or over IPv6 without extension headers, no room left
+ * in this batch).
  */
 export function cutAggregate(p: Pipeline, off: number, len: number): number {
   const room = p.segmentsLeft();
@@ -31,9 +34,10 @@ export function cutAggregate(p: Pipeline, off: number, len: number): number {
 }
 
 /**
- * Fills in the transport checksum of the IPv4 packet at `ip` (header `hl`, `total` bytes, protocol
- * `proto`) whose virtio header at `off` says it holds only the pseudo-header sum (VNET_F_NEEDS_CSUM: a
- * sender on this machine). Returns false when the header's offsets point outside the transport data.
+ * Fills in the transport checksum of the IPv4 or IPv6 packet at `ip` (header `hl` bytes, extension headers
+ * included, `total` bytes, protocol `proto`) whose virtio header at `off` says it holds only the
+ * pseudo-header sum (VNET_F_NEEDS_CSUM: a sender on this machine). Returns false when the header's
+ * offsets point outside the transport data.
  */
 export function completeChecksum(
   p: Pipeline,
@@ -102,12 +106,27 @@ function resolve(p: Pipeline, port: Port, off: number, len: number): number {
   }
   const dv = p.dv;
   const ip = off + ETH_HEADER_LEN;
-  if (len < ETH_HEADER_LEN + ipv4.IPV4_HEADER_LEN || dv.getUint16(off + ETH.TYPE) !== EtherType.IPV4)
+  const type = len < ETH_HEADER_LEN ? -1 : dv.getUint16(off + ETH.TYPE);
+  let hl: number;
+  let total: number;
+  let proto: number;
+  if (type === EtherType.IPV4 && len >= ETH_HEADER_LEN + ipv4.IPV4_HEADER_LEN) {
+    hl = ipv4.headerLen(dv, ip);
+    total = ipv4.totalLen(dv, ip);
+    proto = ipv4.proto(dv, ip);
+    if (hl < ipv4.IPV4_HEADER_LEN) return Drop.BAD_OFFLOAD;
+  } else if (type === EtherType.IPV6 && ipv6.validate(dv, ip, len - ETH_HEADER_LEN) === Drop.NONE) {
+    // The sum starts where the virtio header says, past any extension headers, so none is walked. A sum
+    // of 0 is written 0xffff whatever the protocol, as the kernel's skb_checksum_help does: the same to
+    // TCP's receiver, and the only right value for UDP's (RFC 8200 8.1).
+    hl = IPV6_HEADER_LEN;
+    total = ipv6.totalLen(dv, ip);
+    proto = IpProto.UDP;
+  } else {
     return Drop.BAD_OFFLOAD;
-  const hl = ipv4.headerLen(dv, ip);
-  const total = ipv4.totalLen(dv, ip);
-  if (hl < ipv4.IPV4_HEADER_LEN || total < hl || ETH_HEADER_LEN + total > len) return Drop.BAD_OFFLOAD;
-  if (!completeChecksum(p, h, ip, hl, total, ipv4.proto(dv, ip))) return Drop.BAD_OFFLOAD;
+  }
+  if (total < hl || ETH_HEADER_LEN + total > len) return Drop.BAD_OFFLOAD;
+  if (!completeChecksum(p, h, ip, hl, total, proto)) return Drop.BAD_OFFLOAD;
   p.queue(port, off, len);
   return Drop.NONE;
 }

@@ -179,7 +179,7 @@ function checkOffload(
  * packet socket when the next hop is known, its virtio header saying what is left to offload; else
  * through the raw socket, an aggregate cut into segments and a checksum filled in first.
  */
-function sendOut(
+export function sendOut(
   p: Pipeline,
   nat: NatUplink,
   off: number,

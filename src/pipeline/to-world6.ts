@@ -1,22 +1,33 @@
 // A VM's IPv6 packet for the world: policy, the router's duties (hop limit, packet too big: an IPv6
 // router never fragments), then NAT66 from the uplink's IPv6 address with the same mappings, filtering
 // and timeouts as NAT44 (nat/flows.ts). The packet is rewritten in place, every checksum updated
-// incrementally (an IPv6 header has none), and leaves through the raw IPv6 socket.
+// incrementally (an IPv6 header has none), and sent from its receive slot: as a whole frame through the
+// uplink's packet socket when the next hop is known (a TCP aggregate from a VM with offloads in one send,
+// its checksum left to the device), else through the raw IPv6 socket, Ethernet header left behind (an
+// aggregate cut first), as to-world.ts does for IPv4.
 
 import { NatProto, NoMapping, remoteKey6 } from '../nat/flows.js';
+import type { NatUplink6 } from '../nat/uplink.js';
 import { type Attachment, AttType } from '../net/attachment.js';
 import { Drop } from '../stats/drops.js';
 import { checksum, update16, update32, updatePartial32 } from '../wire/checksum.js';
-import { ETH, sameMac } from '../wire/ethernet.js';
+import { ETH, ETH_HEADER_LEN, sameMac } from '../wire/ethernet.js';
 import { ICMP6, ICMP6_HEADER_LEN, Icmp6Type, icmp6Checksum, Unreachable } from '../wire/icmpv6.js';
 import { chain, IPV6, NextHeader, pseudoSum, word } from '../wire/ipv6.js';
 import * as tcp from '../wire/tcp.js';
 import { TcpFlag } from '../wire/tcp.js';
 import * as udp from '../wire/udp.js';
-import { VNET, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_HDR_LEN } from '../wire/vnet.js';
+import {
+  VNET,
+  VNET_F_NEEDS_CSUM,
+  VNET_GSO_ECN,
+  VNET_GSO_NONE,
+  VNET_GSO_TCPV6,
+  VNET_HDR_LEN,
+} from '../wire/vnet.js';
 import { blocked6, routerError } from './from-vm6.js';
-import { completeChecksum } from './offload.js';
-import type { Pipeline } from './pipeline.js';
+import { completeChecksum, cutAggregate, segLens } from './offload.js';
+import { type Pipeline, STRIDE } from './pipeline.js';
 import type { Segment } from './segment.js';
 import { badFlags } from './to-world.js';
 
@@ -87,9 +98,16 @@ export function toWorld6(
     return Drop.TTL_EXCEEDED;
   }
   const h = off - VNET_HDR_LEN;
-  // The VM's TAP takes no TCPv6 segmentation offload: an aggregate here is not one softnet agreed to.
-  if (u8[h + VNET.GSO_TYPE] !== VNET_GSO_NONE) return Drop.GSO_UNCUT;
-  if (total > nat.mtu) {
+  const aggregate = u8[h + VNET.GSO_TYPE] !== VNET_GSO_NONE;
+  // Left to offload by the VM's stack: not filled in yet, so not to be checked, and updated as a partial sum.
+  const partial = (u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
+  if (aggregate || partial) {
+    const bad = checkOffload6(dv, u8, h, off, ip, total, proto, l4, aggregate, partial);
+    if (bad !== Drop.NONE) return bad;
+  }
+  // An aggregate leaves as segments of the VM's MSS: those must fit the uplink.
+  const size = aggregate ? l4 - ip + tcp.headerLen(dv, l4) + dv.getUint16(h + VNET.GSO_SIZE, true) : total;
+  if (size > nat.mtu) {
     routerError(p, seg, att, ip, total, slot, Icmp6Type.PACKET_TOO_BIG, 0, nat.mtu);
     return Drop.TOO_BIG;
   }
@@ -98,10 +116,8 @@ export function toWorld6(
     // A later fragment: no ports, no checksum of its own; the first one updated the transport checksum.
     swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], -1, false);
     dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-    p.queue(nat.raw, ip, total);
-    return Drop.NONE;
+    return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
   }
-  const partial = (u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
   const whole = chain.frag < 0;
   const l4len = ip + total - l4;
   let natProto: number;
@@ -158,7 +174,8 @@ export function toWorld6(
   m.sentTo(remoteKey6(d0, d1, d2, d3));
   if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
   const sum = checksumAt(proto, l4);
-  // The ICMPv6 checksum covers the pseudo-header too, so all three take the address change alike.
+  // The ICMPv6 checksum covers the pseudo-header too, so all three take the address change alike. A
+  // partial sum (an aggregate's always) covers only the pseudo-header: the port is not in it.
   swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], sum, partial);
   const portAt = natProto === NatProto.ICMP ? l4 + ICMP6.ID : l4;
   dv.setUint16(portAt, m.extPort);
@@ -168,7 +185,79 @@ export function toWorld6(
     dv.setUint16(sum, c);
   }
   dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-  if (partial && !completeChecksum(p, h, ip, l4 - ip, total, proto)) return Drop.BAD_OFFLOAD;
+  return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
+}
+
+/**
+ * Whether a VM's frame with offloads (its virtio header at `h`, the frame at `off`) is what softnet can
+ * carry: an aggregate is TCP/IPv6, whole (no fragment header), with a segment size and its checksum left
+ * to offload; a checksum left to offload is the TCP or UDP one of a whole packet, where the header says.
+ */
+function checkOffload6(
+  dv: DataView,
+  u8: Uint8Array,
+  h: number,
+  off: number,
+  ip: number,
+  total: number,
+  proto: number,
+  l4: number,
+  aggregate: boolean,
+  partial: boolean,
+): number {
+  if (l4 < 0 || chain.frag >= 0) return aggregate ? Drop.GSO_UNCUT : Drop.BAD_OFFLOAD;
+  if (aggregate) {
+    if ((u8[h + VNET.GSO_TYPE] & ~VNET_GSO_ECN) !== VNET_GSO_TCPV6 || proto !== NextHeader.TCP)
+      return Drop.GSO_UNCUT;
+    if (ip + total - l4 < tcp.TCP_HEADER_LEN || tcp.headerLen(dv, l4) < tcp.TCP_HEADER_LEN)
+      return Drop.TCP_MALFORMED;
+    if (dv.getUint16(h + VNET.GSO_SIZE, true) === 0) return Drop.GSO_UNCUT;
+    // A sender that makes aggregates leaves their checksum to offload; any other field is unknowable.
+    if (!partial) return Drop.BAD_OFFLOAD;
+  }
+  const at = proto === NextHeader.TCP ? tcp.TCP.CHECKSUM : proto === NextHeader.UDP ? udp.UDP.CHECKSUM : -1;
+  // csum_start counts from the start of the Ethernet frame: past the IPv6 header and its extensions.
+  if (at < 0 || dv.getUint16(h + VNET.CSUM_START, true) !== l4 - off) return Drop.BAD_OFFLOAD;
+  if (dv.getUint16(h + VNET.CSUM_OFFSET, true) !== at || l4 + at + 2 > ip + total) return Drop.BAD_OFFLOAD;
+  return Drop.NONE;
+}
+
+/**
+ * Sends a translated packet (its frame at `off`, IPv6 header at `ip`, upper-layer header at `l4`, -1 in a
+ * later fragment) to d0..d3 out of the uplink: whole through the packet socket when the next hop is known,
+ * its virtio header saying what is left to offload; else through the raw socket, an aggregate cut into
+ * segments and a checksum filled in first.
+ */
+function sendOut6(
+  p: Pipeline,
+  nat: NatUplink6,
+  off: number,
+  ip: number,
+  total: number,
+  l4: number,
+  proto: number,
+  d0: number,
+  d1: number,
+  d2: number,
+  d3: number,
+): number {
+  const u8 = p.u8;
+  const tx = nat.tx;
+  if (tx !== null && nat.hop?.writeHeader(u8, off, d0, d1, d2, d3) === true) {
+    p.queue(tx, off, ETH_HEADER_LEN + total);
+    return Drop.NONE;
+  }
+  const h = off - VNET_HDR_LEN;
+  if (u8[h + VNET.GSO_TYPE] !== VNET_GSO_NONE) {
+    const first = p.nextSegment();
+    const n = cutAggregate(p, h, VNET_HDR_LEN + ETH_HEADER_LEN + total);
+    if (n === 0) return Drop.GSO_UNCUT;
+    const skip = VNET_HDR_LEN + ETH_HEADER_LEN;
+    for (let i = 0; i < n; i++) p.queue(nat.raw, first + i * STRIDE + skip, segLens[i] - skip);
+    return Drop.NONE;
+  }
+  if ((u8[h + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0 && !completeChecksum(p, h, ip, l4 - ip, total, proto))
+    return Drop.BAD_OFFLOAD;
   p.queue(nat.raw, ip, total);
   return Drop.NONE;
 }

@@ -37,6 +37,8 @@ export interface RouterInfo {
   /** Lifetimes of each VM's prefix, in seconds. */
   validLifetime: number;
   preferredLifetime: number;
+  /** The NAT64 /96 told in PREF64 (RFC 8781), three words; null without NAT64. */
+  pref64: Int32Array | null;
 }
 
 /** The DNSSL option (RFC 8106 5.2) for `domain`, or an empty array without one. */
@@ -108,6 +110,17 @@ export function emitRouterAdvert(
   if (info.dnssl.length > 0) {
     u8.set(info.dnssl, at);
     at += info.dnssl.length;
+  }
+  const pref64 = info.pref64;
+  if (pref64 !== null) {
+    dv.setUint8(at, NdOption.PREF64);
+    dv.setUint8(at + 1, 2);
+    // Scaled lifetime (units of 8 s) in 13 bits, then the prefix length code: 0 is /96.
+    dv.setUint16(at + 2, (ROUTER_LIFETIME / 8) << 3);
+    dv.setInt32(at + 4, pref64[0]);
+    dv.setInt32(at + 8, pref64[1]);
+    dv.setInt32(at + 12, pref64[2]);
+    at += 16;
   }
   const len = at - icmp;
   writeAddr(dv, ip + IPV6.SRC, GATEWAY_LL[0], GATEWAY_LL[1], GATEWAY_LL[2], GATEWAY_LL[3]);

@@ -116,6 +116,11 @@ const reasons = [
   ['DHCP6_UNSUPPORTED', 'dhcpv6-message-unsupported'],
   ['HOST_ND_NOT_VM', 'host-nd-not-for-a-vm'],
   ['UPLINK6_HELD', 'uplink-ipv6-unavailable'],
+  ['IPV4_OFF', 'ipv4-on-ipv6-only-network'],
+  ['NAT64_NON_GLOBAL', 'nat64-well-known-prefix-non-global'],
+  ['NAT64_FRAGMENT', 'nat64-fragment'],
+  ['NAT64_EXT_HEADER', 'nat64-extension-header'],
+  ['NAT64_NO_ROOM', 'nat64-no-room'],
 ] as const;
 
 type Key = (typeof reasons)[number][0];

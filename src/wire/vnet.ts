@@ -19,3 +19,5 @@ export const VNET_F_DATA_VALID = 2;
 /** A TCP/IPv4 aggregate to cut into gso_size segments; 0x80 marks ECN, which segmentation keeps. */
 export const VNET_GSO_TCPV4 = 1;
 export const VNET_GSO_ECN = 0x80;
+/** A TCP/IPv6 aggregate (VIRTIO_NET_HDR_GSO_TCPV6), ECN as for IPv4. */
+export const VNET_GSO_TCPV6 = 4;

@@ -80,9 +80,14 @@ describe('per-VM processes share one engine', () => {
       assert.equal(v.hostDevice, 'softnet0');
       assert.match(v.externalMac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
       assert.ok(v.leaseExpires && Date.parse(v.leaseExpires) > Date.now());
+      assert.match(v.ipv6Prefix, /^fd[0-9a-f]{2}:[0-9a-f]{1,4}:[0-9a-f]{1,4}:[12]::\/64$/);
     }
+    assert.notEqual(list[0].ipv6Prefix, list[1].ipv6Prefix, 'each VM has its own /64');
     const text = await softnetCommand(topo, world.host, ['network', 'list-attached', 'default']);
-    assert.match(text.stdout, /^VM\s+INTERNAL MAC\s+EXTERNAL MAC\s+IP\s+LEASE EXPIRY\s+HOST DEVICE\n/);
+    assert.match(
+      text.stdout,
+      /^VM\s+INTERNAL MAC\s+EXTERNAL MAC\s+IP\s+IPV6 PREFIX\s+LEASE EXPIRY\s+HOST DEVICE\n/,
+    );
     const show = await softnetCommand(topo, world.host, ['show', b.ip, '--json']);
     const info = JSON.parse(show.stdout) as Record<string, unknown>;
     assert.equal(info.mac, b.mac);

@@ -31,6 +31,7 @@ function owner(ip = 0xc0a84002 + owners): NatOwner {
     p1: 0,
     nat6Index: new Map(),
     nat6Count: new Int32Array(3),
+    nat64Index: new Map(),
   };
 }
 

@@ -69,6 +69,7 @@ function owner(name = `vm${owners}`): ForwardOwner {
     p1: 0,
     nat6Index: new Map(),
     nat6Count: new Int32Array(3),
+    nat64Index: new Map(),
     forwardIndex: new Map(),
   };
 }

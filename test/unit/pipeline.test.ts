@@ -107,9 +107,9 @@ describe('pipeline with a fake port', () => {
     ['ARP for another address', () => arpFrame(VM_MAC, vmIp, GATEWAY + 5), 'arp-target-not-gateway'],
     ['a runt', () => new Uint8Array(10), 'frame-too-short'],
     [
-      'IPv6',
+      'IPv6 on a network without it (--ipv6 off)',
       () => withType(ipFrame(VM_MAC, GW_MAC, vmIp, GATEWAY, IpProto.UDP), EtherType.IPV6),
-      'ipv6-unsupported',
+      'ipv6-off',
     ],
     [
       'a VLAN tag',
