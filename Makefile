@@ -5,8 +5,9 @@ SHELL := /bin/bash
 # Debian packages the demo and the tests drive: real DHCP clients, iproute2, ping, nftables, tcpdump, curl;
 # the world's servers and clients for NAT: iperf3, dnsmasq, traceroute, dig; rdisc6 (ndisc6) for IPv6
 # router advertisements; the attackers of the isolation tests: arpspoof (dsniff), arping, scapy, nmap;
-# QEMU and cpio for the real guest (its kernel and busybox-static are downloaded by the test, not installed); sudo and systemd (for systemd-analyze, not
-# run as init) for the privileges tests and the checks of packaging/; mandoc to lint the man pages.
+# QEMU and cpio for the real guest (its kernel and busybox-static are downloaded by the test, not
+# installed); sudo and systemd (for systemd-analyze, not run as init) for the privileges tests and the
+# checks of packaging/; mandoc to lint the man pages.
 DEB_PACKAGES := busybox isc-dhcp-client dhcpcd-base iproute2 iputils-ping nftables tcpdump procps curl \
 	iperf3 dnsmasq-base traceroute bind9-dnsutils ndisc6 dsniff arping python3-scapy nmap qemu-system-x86 cpio \
 	sudo systemd mandoc
