@@ -79,6 +79,8 @@ export function configureIpv6(name: string, gateway6: ArrayLike<number> | null):
     ['autoconf', '0'],
     ['router_solicitations', '0'],
     ['accept_dad', '0'],
+    // An address that went with the link going down would be one more thing to repair when it comes back.
+    ['keep_addr_on_down', '1'],
     ['disable_ipv6', '0'],
   ])
     writeFileSync(`${conf}/${key}`, value);
