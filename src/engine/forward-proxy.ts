@@ -9,7 +9,9 @@
  *   over the host link; a UDP client gets a socket of its own (a session), so the VM's answers find their
  *   way back to it. The VM sees the gateway address as the client's.
  * - The VM's address is asked for when a connection or a new session comes, so the proxy follows the
- *   lease; while the VM has none, connections are closed at once and datagrams dropped. moved() ends the
+ *   lease; while the VM has none, connections are closed at once and datagrams dropped. A forward without
+ *   a bind address listens on every IPv6 address of the host too ([::1] included); either listener leads
+ *   to the VM's IPv4 address, or on an IPv6-only network to the address the VM was last seen sending from. moved() ends the
  *   UDP sessions bound to the old address.
  * - Bounds: MAX_CONNECTIONS per TCP forward; MAX_SESSIONS per UDP forward, each ended after SESSION_IDLE_MS
  *   without a datagram, the oldest ended when a new client comes to a full table.
@@ -21,7 +23,6 @@
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { monotonicMs } from '../util/clock.js';
-import { formatIpv4 } from '../wire/addr.js';
 
 /** TCP connections one forward relays at once. */
 export const MAX_CONNECTIONS = 1024;
@@ -30,9 +31,9 @@ export const MAX_SESSIONS = 256;
 /** How long a UDP session lasts without a datagram either way. */
 export const SESSION_IDLE_MS = 120_000;
 
-/** Where a forward leads: the VM's address of the moment (0: none) and its port. */
+/** Where a forward leads: the VM's address of the moment (IPv4 or IPv6 text; null: none) and its port. */
 export interface ProxyTarget {
-  ip(): number;
+  address(): string | null;
   readonly port: number;
 }
 
@@ -44,28 +45,33 @@ export interface ForwardProxy {
 }
 
 /**
- * Listens on `bind`:`ext` (bind 0: every host address) and relays to `target`. Rejects with Node's error
- * (its code EADDRINUSE, EADDRNOTAVAIL, EACCES) when the port cannot be had.
+ * Listens on `host`:`ext` (an address's text: 0.0.0.0 or :: for every host address of a family) and
+ * relays to `target`. Rejects with Node's error (its code EADDRINUSE, EADDRNOTAVAIL, EACCES) when the port
+ * cannot be had.
  */
 export async function openForwardProxy(
   proto: 'tcp' | 'udp',
-  bind: number,
+  host: string,
   ext: number,
   target: ProxyTarget,
 ): Promise<ForwardProxy> {
-  const host = formatIpv4(bind);
   return proto === 'tcp' ? tcpProxy(host, ext, target) : udpProxy(host, ext, target);
+}
+
+/** The socket type for talking to `address`. */
+function udpType(address: string): 'udp4' | 'udp6' {
+  return address.includes(':') ? 'udp6' : 'udp4';
 }
 
 async function tcpProxy(host: string, ext: number, target: ProxyTarget): Promise<ForwardProxy> {
   const open = new Set<Socket>();
   const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
-    const ip = target.ip();
-    if (ip === 0) {
+    const address = target.address();
+    if (address === null) {
       client.destroy();
       return;
     }
-    const vm = connect({ host: formatIpv4(ip), port: target.port, allowHalfOpen: true });
+    const vm = connect({ host: address, port: target.port, allowHalfOpen: true });
     const end = () => {
       client.destroy();
       vm.destroy();
@@ -84,7 +90,7 @@ async function tcpProxy(host: string, ext: number, target: ProxyTarget): Promise
   server.maxConnections = MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port: ext, exclusive: true }, () => {
+    server.listen({ host, port: ext, exclusive: true, ipv6Only: host.includes(':') }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -109,7 +115,7 @@ interface Session {
 }
 
 async function udpProxy(host: string, ext: number, target: ProxyTarget): Promise<ForwardProxy> {
-  const listener = createSocket({ type: 'udp4' });
+  const listener = createSocket({ type: udpType(host), ipv6Only: host.includes(':') });
   const sessions = new Map<string, Session>();
   const end = (key: string) => {
     const s = sessions.get(key);
@@ -121,11 +127,11 @@ async function udpProxy(host: string, ext: number, target: ProxyTarget): Promise
     const key = `${from.address}:${from.port}`;
     let s = sessions.get(key);
     if (!s) {
-      const ip = target.ip();
-      if (ip === 0) return;
+      const address = target.address();
+      if (address === null) return;
       if (sessions.size >= MAX_SESSIONS) end(sessions.keys().next().value as string);
-      const sock = createSocket({ type: 'udp4' });
-      const session: Session = { sock, ip: formatIpv4(ip), last: monotonicMs() };
+      const sock = createSocket({ type: udpType(address) });
+      const session: Session = { sock, ip: address, last: monotonicMs() };
       sock.on('message', (reply: Buffer, vm: RemoteInfo) => {
         if (vm.address !== session.ip || vm.port !== target.port) return;
         session.last = monotonicMs();

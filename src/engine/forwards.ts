@@ -24,7 +24,7 @@ import { NatProto } from '../nat/flows.js';
 import type { PortForward } from '../nat/forwards.js';
 import { type Attachment, AttType } from '../net/attachment.js';
 import type { LogFields } from '../util/log.js';
-import { formatIpv4 } from '../wire/addr.js';
+import { formatIpv4, formatIpv6 } from '../wire/addr.js';
 import { UsageError } from './errors.js';
 import { type ForwardProxy, openForwardProxy } from './forward-proxy.js';
 import type { LiveNetwork } from './live-network.js';
@@ -34,6 +34,8 @@ import { type Forward, formatForward, parseForward, type VmSpec } from './vm-spe
 interface Installed {
   fwd: Forward;
   proxy: ForwardProxy | null;
+  /** The listener on the host's IPv6 addresses, for a forward without a bind address. */
+  proxy6: ForwardProxy | null;
   world: PortForward | null;
 }
 
@@ -65,9 +67,10 @@ export class EngineForwards {
     this.byAtt.set(att, entry);
     try {
       for (const fwd of wanted) {
-        const one: Installed = { fwd, proxy: null, world: null };
+        const one: Installed = { fwd, proxy: null, proxy6: null, world: null };
         entry.list.push(one);
-        one.proxy = await this.proxy(fwd, att);
+        one.proxy = await this.proxy(fwd, att, formatIpv4(fwd.bind));
+        if (fwd.bind === 0) one.proxy6 = await this.proxy6(fwd, att);
       }
       const uplink = net.uplink;
       const world = entry.list.filter((i) => this.reachesWorld(i.fwd, att, net));
@@ -107,6 +110,7 @@ export class EngineForwards {
     if (ip !== 0) entry.last = ip;
     for (const i of entry.list) {
       i.proxy?.moved();
+      i.proxy6?.moved();
       this.logOne(ip === 0 ? 'forward idle' : 'forward moved', entry, i, { from: addr(from) });
     }
   }
@@ -157,10 +161,13 @@ export class EngineForwards {
     return f.bind === 0 || f.bind === uplink.nat.addr;
   }
 
-  /** Opens the local proxy of `fwd`; throws UsageError when the host cannot give the port. */
-  private async proxy(fwd: Forward, att: Attachment): Promise<ForwardProxy> {
+  /** Opens the local proxy of `fwd` on `host`; throws UsageError when the host cannot give the port. */
+  private async proxy(fwd: Forward, att: Attachment, host: string): Promise<ForwardProxy> {
     try {
-      return await openForwardProxy(fwd.proto, fwd.bind, fwd.ext, { ip: () => att.ip, port: fwd.int });
+      return await openForwardProxy(fwd.proto, host, fwd.ext, {
+        address: () => vmAddress(att),
+        port: fwd.int,
+      });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const where = `${fwd.bind === 0 ? '' : `${formatIpv4(fwd.bind)}:`}${fwd.ext}/${fwd.proto}`;
@@ -174,8 +181,31 @@ export class EngineForwards {
     }
   }
 
+  /**
+   * Opens the proxy of `fwd` on the host's IPv6 addresses: a port a host service holds there refuses the
+   * forward as on IPv4; a host without IPv6 gets none.
+   */
+  private async proxy6(fwd: Forward, att: Attachment): Promise<ForwardProxy | null> {
+    try {
+      return await openForwardProxy(fwd.proto, '::', fwd.ext, {
+        address: () => vmAddress(att),
+        port: fwd.int,
+      });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE')
+        throw new UsageError(
+          '--expose',
+          `${formatForward(fwd)}: host port [::]:${fwd.ext}/${fwd.proto} is in use by another program`,
+        );
+      return null;
+    }
+  }
+
   private undo(entry: VmForwards): void {
-    for (const i of entry.list) i.proxy?.close();
+    for (const i of entry.list) {
+      i.proxy?.close();
+      i.proxy6?.close();
+    }
     const world = entry.list.flatMap((i) => (i.world ? [i.world] : []));
     if (world.length > 0) entry.net.uplink?.removeForwards(world);
   }
@@ -192,6 +222,16 @@ export class EngineForwards {
       ...more,
     });
   }
+}
+
+/**
+ * Where the host's proxies reach a VM: its IPv4 address, or without one (an IPv6-only network) the IPv6
+ * address it was last seen sending from; null while it has neither.
+ */
+function vmAddress(att: Attachment): string | null {
+  if (att.ip !== 0) return formatIpv4(att.ip);
+  if ((att.p0 === 0 && att.p1 === 0) || (att.last2 === 0 && att.last3 === 0)) return null;
+  return formatIpv6([att.p0, att.p1, att.last2, att.last3]);
 }
 
 /** An address for the log: 'none' for 0. */

@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ForwardProxy, openForwardProxy } from '../../src/engine/forward-proxy.js';
 
-const LOOPBACK = 0x7f000001;
+const LOOPBACK = '127.0.0.1';
 
 /** A port free on 127.0.0.1 for `proto` a moment ago. */
 async function freePort(proto: 'tcp' | 'udp'): Promise<number> {
@@ -56,11 +56,11 @@ describe('forward proxy, UDP', () => {
       closers.push(() => vm.close());
     }
     // The proxy targets a fixed port: both "VMs" sit on 127.0.0.1, so the move is of the port here.
-    let ip = LOOPBACK;
+    let ip: string | null = LOOPBACK;
     let target = vms[0].address().port;
     const ext = await freePort('udp');
     const proxy: ForwardProxy = await openForwardProxy('udp', LOOPBACK, ext, {
-      ip: () => ip,
+      address: () => ip,
       get port() {
         return target;
       },
@@ -70,7 +70,7 @@ describe('forward proxy, UDP', () => {
     closers.push(() => client.close());
     assert.equal(await ask(ext, 'one', 2000, client), 'vm0 one');
     assert.equal(await ask(ext, 'two', 2000, client), 'vm0 two');
-    ip = 0;
+    ip = null;
     assert.equal(await ask(ext, 'three', 300), null, 'no address: a new client is dropped');
     ip = LOOPBACK;
     target = vms[1].address().port;
@@ -87,7 +87,7 @@ describe('forward proxy, UDP', () => {
     await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
     closers.push(() => holder.close());
     await assert.rejects(
-      openForwardProxy('udp', LOOPBACK, holder.address().port, { ip: () => LOOPBACK, port: 9 }),
+      openForwardProxy('udp', LOOPBACK, holder.address().port, { address: () => LOOPBACK, port: 9 }),
       { code: 'EADDRINUSE' },
     );
   });
@@ -122,28 +122,53 @@ describe('forward proxy, TCP', () => {
     await new Promise<void>((resolve) => vm.listen(0, '127.0.0.1', resolve));
     vmPort = (vm.address() as { port: number }).port;
     closers.push(() => vm.close());
-    let ip = LOOPBACK;
+    let ip: string | null = LOOPBACK;
     const ext = await freePort('tcp');
-    const proxy = await openForwardProxy('tcp', LOOPBACK, ext, { ip: () => ip, port: vmPort });
+    const proxy = await openForwardProxy('tcp', LOOPBACK, ext, { address: () => ip, port: vmPort });
     closers.push(() => proxy.close());
     const data = Buffer.alloc(3 << 20, 7);
     const back = await exchange(ext, data);
     assert.equal(back.subarray(0, 6).toString(), 'hello\n');
     assert.ok(back.subarray(6).equals(data), `${back.length - 6} of ${data.length} bytes came back`);
-    ip = 0;
+    ip = null;
     assert.equal((await exchange(ext, Buffer.from('x'))).length, 0, 'no address: closed at once');
   });
 
   test('a VM port where nothing listens closes the client', async () => {
     const ext = await freePort('tcp');
     const nobody = await freePort('tcp');
-    const proxy = await openForwardProxy('tcp', LOOPBACK, ext, { ip: () => LOOPBACK, port: nobody });
+    const proxy = await openForwardProxy('tcp', LOOPBACK, ext, { address: () => LOOPBACK, port: nobody });
     closers.push(() => proxy.close());
     assert.equal((await exchange(ext, Buffer.from('x'))).length, 0);
   });
 
+  test('a listener on the IPv6 loopback leads to an IPv6 VM address as well as to an IPv4 one', async () => {
+    const ext = await freePort('tcp');
+    let to: string | null = '::1';
+    const six = createServer((c) => c.end('six\n'));
+    await new Promise<void>((resolve) => six.listen(0, '::1', resolve));
+    closers.push(() => six.close());
+    const port = (six.address() as { port: number }).port;
+    const four = createServer((c) => c.end('four\n'));
+    await new Promise<void>((resolve) => four.listen(port, '127.0.0.1', resolve));
+    closers.push(() => four.close());
+    const proxy = await openForwardProxy('tcp', '::1', ext, { address: () => to, port });
+    closers.push(() => proxy.close());
+    const ask = async (): Promise<string> => {
+      const c = connect(ext, '::1');
+      const chunks: Buffer[] = [];
+      c.on('data', (d) => chunks.push(d));
+      c.on('error', () => {});
+      await new Promise((resolve) => c.once('close', resolve));
+      return Buffer.concat(chunks).toString();
+    };
+    assert.equal(await ask(), 'six\n');
+    to = LOOPBACK;
+    assert.equal(await ask(), 'four\n');
+  });
+
   test("an address that is not the host's is refused with EADDRNOTAVAIL", async () => {
-    await assert.rejects(openForwardProxy('tcp', 0xc0000201, 8080, { ip: () => LOOPBACK, port: 9 }), {
+    await assert.rejects(openForwardProxy('tcp', '192.0.2.1', 8080, { address: () => LOOPBACK, port: 9 }), {
       code: 'EADDRNOTAVAIL',
     });
   });
