@@ -1,7 +1,9 @@
 // The peers bench (issue 7): softnet, the kernel's own path (veth + nftables masquerade), pasta and
 // slirp4netns, each giving a VM namespace its path to the same world, measured interleaved over several
-// rounds: iperf3 TCP both ways, 64-byte UDP datagrams a second, ping round trip. Prints the medians,
-// softnet/peer ratios and the targets, and writes JSON, markdown and an SVG chart under bench/results/.
+// rounds: iperf3 TCP both ways, 64-byte UDP datagrams a second, ping round trip, and TCP both ways over
+// IPv6 for the peers that give the VM IPv6 (all but slirp4netns). Prints the medians, softnet/peer ratios,
+// each peer's IPv6 TCP over its IPv4 TCP and the targets, and writes JSON, markdown and an SVG chart
+// under bench/results/.
 // Run as root: make bench-peers, or node dist/bench/peers.js [--rounds N] [--seconds S]
 // [--peers softnet,kernel,...] [--out DIR].
 
@@ -20,7 +22,15 @@ import type { Peer } from './peers/peer.js';
 import { markdownReport, type RunRecord, textReport } from './peers/report.js';
 import { slirp4netns } from './peers/slirp4netns.js';
 import { softnet } from './peers/softnet.js';
-import { ALL_METRICS, fmt, type RoundResult, ratios, summarize, targets } from './peers/summary.js';
+import {
+  ALL_METRICS,
+  fmt,
+  ipv6OverIpv4,
+  type RoundResult,
+  ratios,
+  summarize,
+  targets,
+} from './peers/summary.js';
 import { Topology } from './peers/topology.js';
 
 const ALL: Peer[] = [softnet, kernel, pasta, slirp4netns];
@@ -65,7 +75,7 @@ async function measurePeer(
     } catch (e) {
       return { ...base, metrics: {}, errors: [`could not attach: ${errorText(e)}`] };
     }
-    const { metrics, errors } = await measureAll(topo, vm, opts);
+    const { metrics, errors } = await measureAll(topo, vm, opts, peer.ipv6);
     const mtu = await vmMtu(topo, vm).catch((e) => {
       errors.push(`mtu: ${errorText(e)}`);
       return undefined;
@@ -145,6 +155,7 @@ async function main(): Promise<void> {
     ratios: Object.fromEntries(
       soft ? peers.filter((p) => p !== soft).map((p) => [p.name, ratios(soft, p)]) : [],
     ),
+    ipv6OverIpv4: Object.fromEntries(peers.filter((p) => p.ipv6).map((p) => [p.name, ipv6OverIpv4(p)])),
     targets: targets(
       soft,
       peers.find((p) => p.name === 'kernel'),

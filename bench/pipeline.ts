@@ -1,6 +1,7 @@
 // In-process pipeline bench: frames go through the real pipeline, segment and services with a fake port
 // (no system calls), so the figures are the cost of softnet's own per-frame code. Prints frames/s, ns a
-// frame and bytes allocated a frame for each scenario. Run: make bench, which runs
+// frame and bytes allocated a frame for each scenario, IPv4 and IPv6 (bench/pipeline/ipv6.ts) on one
+// dual-stack network. Run: make bench, which runs
 // node --expose-gc --min-semi-space-size=128 --max-semi-space-size=128 dist/bench/pipeline.js; with
 // BENCH_ONLY=TEXT, only the scenarios whose name holds TEXT, and BENCH_BATCHES=N batches each.
 
@@ -14,6 +15,7 @@ import { IPV4_HEADER_LEN, IpProto } from '../src/wire/ipv4.js';
 import { VNET_HDR_LEN } from '../src/wire/vnet.js';
 import { ipFrame } from '../test/lib/frames.js';
 import { addBridgedVm, fromLanFrame, inProcessBridge, inProcessNetwork } from '../test/lib/in-process.js';
+import { BENCH_ULA, ipv6Scenarios, type Scenario, UPLINK6, WORLD6_NET } from './pipeline/ipv6.js';
 
 const VM_MAC = parseMac('52:54:00:be:00:01')!;
 const HOST_MAC = parseMac('02:00:00:00:00:fe')!;
@@ -29,8 +31,9 @@ const UPLINK = 0xc6336402; // 198.51.100.2
 const net = inProcessNetwork({
   vmMac: VM_MAC,
   gatewayMac: HOST_MAC,
-  allow: ['203.0.113.0/24'],
-  nat: { addr: UPLINK, lo: 61000, hi: 64999, perVm: 1000 },
+  allow: ['203.0.113.0/24', WORLD6_NET],
+  nat: { addr: UPLINK, lo: 61000, hi: 64999, perVm: 1000, v6: { addr: UPLINK6 } },
+  ipv6: BENCH_ULA,
 });
 const { io, p, cfg, vmPort } = net;
 const hostLink = net.hostPort;
@@ -81,21 +84,20 @@ const bvm = addBridgedVm(bridge, 41, BVM_MAC, 'bvm', 0x0a4d0064);
 const bvmIp = bvm.att.ip;
 const bvmExt = bvm.att.extMac;
 
-// [name, port fed, frame, port whose sends are counted, a capture of the VM's port while it runs]
-const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
+const scenarios: Scenario[] = [
   [
     'vm -> gateway ICMP echo, 64 B (answered in place)',
     vmPort,
     ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.ICMP),
     2,
-    null,
+    false,
   ],
   [
     'vm -> host UDP, 64 B (to the host link)',
     vmPort,
     ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP),
     1,
-    null,
+    false,
   ],
   [
     'host -> vm UDP, 64 B (to the VM port)',
@@ -103,54 +105,55 @@ const scenarios: Array<[string, Port, Uint8Array, number, PortTap | null]> = [
     // The host knows the VM by its external MAC (MAC translation).
     ipFrame(HOST_MAC, net.att.extMac, cfg.gateway, vmIp, IpProto.UDP),
     2,
-    null,
+    false,
   ],
   [
     'host -> vm UDP, 64 B, the VM captured (softnet capture)',
     hostLink,
     ipFrame(HOST_MAC, net.att.extMac, cfg.gateway, vmIp, IpProto.UDP),
     2,
-    captured(),
+    true,
   ],
   [
     'vm -> host UDP, 1514 B (to the host link)',
     vmPort,
     ipFrame(VM_MAC, HOST_MAC, vmIp, cfg.gateway, IpProto.UDP, 1514),
     1,
-    null,
+    false,
   ],
-  ['vm -> world UDP, 64 B (NAT out, checksum verified)', vmPort, toWorld, raw.id, null],
+  ['vm -> world UDP, 64 B (NAT out, checksum verified)', vmPort, toWorld, raw.id, false],
   [
     'vm -> world UDP, 1514 B (NAT out, checksum verified)',
     vmPort,
     ipFrame(VM_MAC, HOST_MAC, vmIp, WORLD, IpProto.UDP, 1514),
     raw.id,
-    null,
+    false,
   ],
-  ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id, null],
-  ['vm -> world UDP, 64 B (port forward out, checksum verified)', vmPort, fromForward, raw.id, null],
-  ['world -> vm UDP, 64 B (port forward in)', capture, toForward, vmPort.id, null],
+  ['world -> vm UDP, 64 B (NAT in)', capture, fromWorld, vmPort.id, false],
+  ['vm -> world UDP, 64 B (port forward out, checksum verified)', vmPort, fromForward, raw.id, false],
+  ['world -> vm UDP, 64 B (port forward in)', capture, toForward, vmPort.id, false],
   [
     'bridged vm -> LAN UDP, 64 B (to the LAN)',
     bvm.port,
     ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP),
     bridge.tx.id,
-    null,
+    false,
   ],
   [
     'bridged vm -> LAN UDP, 1514 B (to the LAN)',
     bvm.port,
     ipFrame(BVM_MAC, LAN_HOST_MAC, bvmIp, LAN_HOST, IpProto.UDP, 1514),
     bridge.tx.id,
-    null,
+    false,
   ],
   [
     'LAN -> bridged vm UDP, 64 B (to the VM port)',
     bridge.rx,
     fromLanFrame(ipFrame(LAN_HOST_MAC, bvmExt, LAN_HOST, bvmIp, IpProto.UDP)),
     bvm.port.id,
-    null,
+    false,
   ],
+  ...ipv6Scenarios(net, VM_MAC, HOST_MAC),
 ];
 
 let gcStarts: number[] = [];
@@ -176,7 +179,7 @@ process.stdout.write(
 );
 for (const [name, port, f, outPort, tap] of scenarios) {
   if (ONLY && !name.includes(ONLY)) continue;
-  vmPort.tap = tap;
+  vmPort.tap = tap ? captured() : null;
   io.flood(port.id, f);
   run(port, 2000);
   const sentBefore = io.sentCount.get(outPort) ?? 0;

@@ -1,8 +1,9 @@
-// A bar chart of a run as SVG text: one panel a metric, one bar a peer, and a dashed line where softnet's
-// target lies. Written by hand so the bench needs no plotting package.
+// A bar chart of a run as SVG text: one panel a compared metric (IPv4's four, then TCP both ways over
+// IPv6), one bar a peer, and a dashed line where softnet's target lies, for the metrics that have one.
+// Written by hand so the bench needs no plotting package.
 
 import { guestMtu, type RunRecord } from './report.js';
-import { fmt, METRICS, type MetricInfo, targetLevel } from './summary.js';
+import { COMPARED, fmt, METRICS, METRICS6, type MetricInfo, targetLevel } from './summary.js';
 
 const PANEL_W = 450;
 const PANEL_H = 250;
@@ -28,6 +29,7 @@ function axis(max: number): { top: number; step: number } {
 }
 
 function target(run: RunRecord, m: MetricInfo): number | undefined {
+  if (!METRICS.includes(m)) return undefined;
   const k = run.peers.find((p) => p.name === 'kernel')?.median[m.key];
   return k === undefined ? undefined : targetLevel(m.key, k);
 }
@@ -56,7 +58,8 @@ function panel(run: RunRecord, m: MetricInfo, x0: number, y0: number): string[] 
     const bw = slot * 0.6;
     out.push(`<text x="${cx}" y="${y0 + PANEL_H - PLOT.bottom + 18}" class="peer">${esc(name)}</text>`);
     if (v === undefined) {
-      out.push(`<text x="${cx}" y="${y(0) - 6}" class="missing">missing</text>`);
+      const why = !run.peers[i].ipv6 && METRICS6.includes(m) ? 'not run' : 'missing';
+      out.push(`<text x="${cx}" y="${y(0) - 6}" class="missing">${why}</text>`);
       return;
     }
     const by = y(v / m.scale);
@@ -81,15 +84,17 @@ function panel(run: RunRecord, m: MetricInfo, x0: number, y0: number): string[] 
   return out;
 }
 
-/** The run as a 2 x 2 panel SVG bar chart of the medians. */
+/** The run as an SVG bar chart of the medians, two panels a row. */
 export function svgChart(run: RunRecord): string {
   const width = PANEL_W * 2;
-  const height = TOP + PANEL_H * 2;
+  const height = TOP + PANEL_H * Math.ceil(COMPARED.length / 2);
   const c = run.conditions;
-  const body = METRICS.flatMap((m, i) => panel(run, m, (i % 2) * PANEL_W, TOP + Math.floor(i / 2) * PANEL_H));
+  const body = COMPARED.flatMap((m, i) =>
+    panel(run, m, (i % 2) * PANEL_W, TOP + Math.floor(i / 2) * PANEL_H),
+  );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
-    `<title>softnet, the kernel path, pasta and slirp4netns: TCP both ways, 64-byte UDP and ping RTT</title>`,
+    `<title>softnet, the kernel path, pasta and slirp4netns: TCP both ways, 64-byte UDP and ping RTT, TCP both ways over IPv6</title>`,
     '<style>',
     '.title{font-size:14px;font-weight:bold} .sub{font-size:12px;fill:#495057}',
     '.tick{font-size:11px;text-anchor:end;fill:#495057} .grid{stroke:#dee2e6;stroke-width:1}',

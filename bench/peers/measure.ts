@@ -1,7 +1,9 @@
-// The four measurements, each run from inside the VM namespace against the world's server, and the
-// parsing of what iperf3 and ping report.
+// The measurements, each run from inside the VM namespace against the world's server: the four over
+// IPv4, then, for a peer that gives the VM IPv6, TCP both ways over IPv6; and the parsing of what iperf3
+// and ping report.
 
-import { SERVER, type Topology } from './topology.js';
+import { reachesServer6 } from './peer.js';
+import { SERVER, SERVER6, type Topology } from './topology.js';
 
 /** The metrics of one peer in one round; a metric that could not be measured is absent. */
 export interface Metrics {
@@ -15,6 +17,10 @@ export interface Metrics {
   udpSentPps?: number;
   /** ping VM -> server, mean round trip in microseconds. */
   pingUs?: number;
+  /** iperf3 -6 TCP VM -> world's IPv6 server, bits a second the receiver got. */
+  tcp6Up?: number;
+  /** iperf3 -6 TCP world -> VM (-R) over IPv6, bits a second the receiver got. */
+  tcp6Down?: number;
 }
 
 export type Metric = keyof Metrics;
@@ -47,8 +53,9 @@ async function iperf(
   port: number,
   seconds: number,
   extra: string[],
+  server = SERVER,
 ): Promise<{ sent: IperfSum; received: IperfSum }> {
-  const args = ['-c', SERVER, '-p', String(port), '-t', String(seconds), '--connect-timeout', '3000', '-J'];
+  const args = ['-c', server, '-p', String(port), '-t', String(seconds), '--connect-timeout', '3000', '-J'];
   let stdout = '';
   try {
     stdout = (await topo.lab.exec(vm, 'iperf3', [...args, ...extra], (seconds + 20) * 1000)).stdout;
@@ -66,15 +73,20 @@ async function iperf(
   return { sent, received };
 }
 
-/** TCP throughput in bits a second as the receiving side counted it; `reverse` is world -> VM. */
+/**
+ * TCP throughput in bits a second as the receiving side counted it; `reverse` is world -> VM, `ipv6` to
+ * the IPv6 server (whose port `port` must then be).
+ */
 export async function tcpThroughput(
   topo: Topology,
   vm: string,
   port: number,
   seconds: number,
   reverse: boolean,
+  ipv6 = false,
 ): Promise<number> {
-  const { received } = await iperf(topo, vm, port, seconds, reverse ? ['-R'] : []);
+  const extra = [...(ipv6 ? ['-6'] : []), ...(reverse ? ['-R'] : [])];
+  const { received } = await iperf(topo, vm, port, seconds, extra, ipv6 ? SERVER6 : SERVER);
   return received.bits_per_second;
 }
 
@@ -122,13 +134,18 @@ export async function vmMtu(topo: Topology, vm: string): Promise<number> {
   return Number(mtu);
 }
 
-/** Runs every measurement once; a failed one is reported in `errors` and left out of the metrics. */
+/**
+ * Runs every measurement once, the IPv6 ones only with `ipv6` and once the VM reaches the IPv6 server; a
+ * failed one is reported in `errors` and left out of the metrics.
+ */
 export async function measureAll(
   topo: Topology,
   vm: string,
   opts: MeasureOptions,
+  ipv6: boolean,
 ): Promise<{ metrics: Metrics; errors: string[] }> {
   const port = topo.iperfPort(0);
+  const port6 = topo.iperfPort6(0);
   const steps: Array<[string, () => Promise<Metrics>]> = [
     ['tcpUp', async () => ({ tcpUp: await tcpThroughput(topo, vm, port, opts.seconds, false) })],
     ['tcpDown', async () => ({ tcpDown: await tcpThroughput(topo, vm, port, opts.seconds, true) })],
@@ -141,8 +158,22 @@ export async function measureAll(
     ],
     ['pingUs', async () => ({ pingUs: await pingRtt(topo, vm, opts.pings, opts.pingInterval) })],
   ];
+  const steps6: Array<[string, () => Promise<Metrics>]> = [
+    ['tcp6Up', async () => ({ tcp6Up: await tcpThroughput(topo, vm, port6, opts.seconds, false, true) })],
+    ['tcp6Down', async () => ({ tcp6Down: await tcpThroughput(topo, vm, port6, opts.seconds, true, true) })],
+  ];
   const metrics: Metrics = {};
   const errors: string[] = [];
+  if (ipv6) {
+    // The VM's IPv6 may come later than its IPv4 (router advertisement, duplicate address detection):
+    // waited for once, here, and when it never comes, both IPv6 figures are missing for that reason.
+    const ready = await reachesServer6(topo, vm).then(
+      () => null,
+      (e: unknown) => (e instanceof Error ? e.message : String(e)),
+    );
+    if (ready === null) steps.push(...steps6);
+    else for (const [name] of steps6) errors.push(`${name}: ${ready}`);
+  }
   for (const [name, step] of steps) {
     try {
       await topo.ensureServers();

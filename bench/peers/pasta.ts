@@ -1,5 +1,6 @@
 // pasta (Debian's passt package): a userspace translator between a TAP in the VM namespace and sockets of
-// the host namespace, copying the host's address and gateway into the VM namespace (--config-net).
+// the host namespace, copying the host's addresses and gateways, IPv4 and IPv6, into the VM namespace
+// (--config-net).
 
 import type { Attachment, Peer } from './peer.js';
 import { reachesServer, tail, until, whileRunning } from './peer.js';
@@ -12,7 +13,6 @@ const ARGS = [
   '--runas',
   '0:0',
   '--config-net',
-  '--ipv4-only',
   '--mtu',
   '1500',
   '--ns-ifname',
@@ -32,6 +32,7 @@ const ARGS = [
 export const pasta: Peer = {
   name: 'pasta',
   description: `pasta ${ARGS.join(' ')} --netns <vm>`,
+  ipv6: true,
   async attach(topo, vm): Promise<Attachment> {
     const { lab, host } = topo;
     const child = lab.spawn(host, 'pasta', [...ARGS, '--netns', `/run/netns/${vm}`]);

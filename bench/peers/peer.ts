@@ -2,7 +2,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SERVER, type Topology } from './topology.js';
+import { SERVER, SERVER6, type Topology } from './topology.js';
 
 /** A VM namespace connected to the world; detach() undoes what attach did outside the VM namespace. */
 export interface Attachment {
@@ -15,6 +15,8 @@ export interface Peer {
   readonly name: string;
   /** What exactly runs, for the report. */
   readonly description: string;
+  /** Whether the VM gets IPv6 to the world from this peer too, so the IPv6 figures are measured. */
+  readonly ipv6: boolean;
   /** Connects `vm` to the world; resolves once the VM reaches the server. */
   attach(topo: Topology, vm: string): Promise<Attachment>;
 }
@@ -62,7 +64,8 @@ export async function until(what: string, probe: () => Promise<boolean>, timeout
     try {
       if (await probe()) return;
     } catch (e) {
-      last = e instanceof Error ? e.message : String(e);
+      // A failed command's message runs over lines (the command, then what it printed): kept on one.
+      last = (e instanceof Error ? e.message : String(e)).trim().replace(/\s*\n\s*/g, ' / ');
     }
     await sleep(interval);
   }
@@ -75,4 +78,16 @@ export async function reachesServer(topo: Topology, vm: string): Promise<void> {
     await topo.lab.exec(vm, 'ping', ['-n', '-q', '-c', '1', '-W', '1', SERVER], 5000);
     return true;
   });
+}
+
+/** Waits until `vm` gets an answer to ping from the server's IPv6 address (its IPv6 may come later). */
+export async function reachesServer6(topo: Topology, vm: string, timeoutMs = 20_000): Promise<void> {
+  await until(
+    `${vm} reaches ${SERVER6}`,
+    async () => {
+      await topo.lab.exec(vm, 'ping', ['-6', '-n', '-q', '-c', '1', '-W', '1', SERVER6], 5000);
+      return true;
+    },
+    timeoutMs,
+  );
 }

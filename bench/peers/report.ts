@@ -4,8 +4,12 @@ import type { Conditions } from './conditions.js';
 import type { MeasureOptions, Metrics } from './measure.js';
 import {
   ALL_METRICS,
+  COMPARED,
   fmt,
+  IPV6_OVER_IPV4,
   METRICS,
+  METRICS6,
+  type MetricInfo,
   type PeerSummary,
   type RoundResult,
   type TargetResult,
@@ -22,6 +26,8 @@ export interface RunRecord {
   peers: PeerSummary[];
   /** softnet's median over each other peer's, by peer name. */
   ratios: Record<string, Metrics>;
+  /** Each peer's median IPv6 TCP over its IPv4 TCP (keyed tcp6Up, tcp6Down), by peer name. */
+  ipv6OverIpv4: Record<string, Metrics>;
   targets: TargetResult[];
   results: RoundResult[];
 }
@@ -44,10 +50,19 @@ function header(run: RunRecord): string[] {
   ];
 }
 
+/** Whether `m` was not measured for `peer` by design (an IPv6 metric of a peer without IPv6 here). */
+function notRun(peer: PeerSummary, m: MetricInfo): boolean {
+  return !peer.ipv6 && METRICS6.includes(m);
+}
+
 function figures(run: RunRecord): Table {
   const rows: Table = [['metric', 'unit', ...run.peers.map((p) => p.name)]];
   for (const m of ALL_METRICS) {
-    rows.push([m.label, m.unit, ...run.peers.map((p) => fmt(m.key, p.median[m.key]))]);
+    rows.push([
+      m.label,
+      m.unit,
+      ...run.peers.map((p) => (notRun(p, m) ? 'not run' : fmt(m.key, p.median[m.key]))),
+    ]);
   }
   return rows;
 }
@@ -56,11 +71,12 @@ function ratioTable(run: RunRecord): Table {
   const others = run.peers.filter((p) => p.name !== 'softnet');
   const softnet = run.peers.find((p) => p.name === 'softnet');
   const rows: Table = [['softnet / peer', ...others.map((p) => p.name)]];
-  for (const m of METRICS) {
+  for (const m of COMPARED) {
     const better = m.higherIsBetter ? 'higher is better' : 'lower is better';
     rows.push([
       `${m.label} (${better})`,
       ...others.map((p) => {
+        if (notRun(p, m)) return 'not run';
         const r = run.ratios[p.name]?.[m.key];
         return r === undefined ? 'missing' : `${r.toFixed(2)}x`;
       }),
@@ -75,6 +91,23 @@ function ratioTable(run: RunRecord): Table {
       return `${s >= o ? '+' : ''}${(s - o).toFixed(0)} µs`;
     }),
   ]);
+  return rows;
+}
+
+/** Each peer's IPv6 TCP over its own IPv4 TCP, measured in the same rounds. */
+function familyTable(run: RunRecord): Table {
+  const peers = run.peers.filter((p) => p.ipv6);
+  const rows: Table = [['IPv6 TCP / IPv4 TCP', ...peers.map((p) => p.name)]];
+  for (const [six, four] of IPV6_OVER_IPV4) {
+    const label = ALL_METRICS.find((m) => m.key === four)!.label;
+    rows.push([
+      `${label} (higher is better)`,
+      ...peers.map((p) => {
+        const r = run.ipv6OverIpv4[p.name]?.[six];
+        return r === undefined ? 'missing' : `${r.toFixed(2)}x`;
+      }),
+    ]);
+  }
   return rows;
 }
 
@@ -116,6 +149,8 @@ export function textReport(run: RunRecord): string {
     '',
     ...aligned(ratioTable(run)),
     '',
+    ...aligned(familyTable(run)),
+    '',
     'targets (issue 7), against the kernel path measured in this run:',
     ...targetLines(run).map((l) => `  ${l}`),
     ...(missing.length ? ['', 'missing measurements:', ...missing.map((l) => `  ${l}`)] : []),
@@ -132,6 +167,8 @@ export function markdownReport(run: RunRecord): string {
     ...markdownTable(figures(run)),
     '',
     ...markdownTable(ratioTable(run)),
+    '',
+    ...markdownTable(familyTable(run)),
     '',
     'Targets (issue 7), against the kernel path measured in the same run:',
     '',

@@ -1,6 +1,7 @@
 // softnet in its per-VM form: one process in the host namespace makes the VM's NIC (a TAP named eth0) in
 // the VM namespace, answers its DHCP and NATs its traffic to the uplink. busybox udhcpc in the VM takes
-// the lease, as a guest would.
+// the lease, as a guest would; the VM's kernel takes its IPv6 address from softnet's router advertisement
+// (SLAAC), and its IPv6 to the world leaves by NAT66 from the uplink's 2001:db8:1::2.
 
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Attachment, Peer } from './peer.js';
 import { reachesServer, until, whileRunning } from './peer.js';
-import { type Topology, UPLINK, WORLD_NET } from './topology.js';
+import { type Topology, UPLINK, WORLD_NET, WORLD_NET6 } from './topology.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/softnet.js', import.meta.url));
 const STARTUP_MS = 60_000;
@@ -19,6 +20,8 @@ export interface SoftnetSlot {
   subnet: string;
   natPorts: string;
   mac: string;
+  /** The network's ULA /48 (--ipv6-prefix); softnet picks one at random without. */
+  ipv6Prefix?: string;
 }
 
 /** The slot of a softnet that runs alone: softnet's own defaults. */
@@ -61,7 +64,8 @@ export function softnetArgs(vm: string, slot: SoftnetSlot, stateDir: string): st
     UPLINK,
     // softnet's default policy blocks documentation addresses, which the world uses.
     '--allow',
-    WORLD_NET,
+    `${WORLD_NET},${WORLD_NET6}`,
+    ...(slot.ipv6Prefix ? ['--ipv6-prefix', slot.ipv6Prefix] : []),
   ];
 }
 
@@ -116,7 +120,10 @@ export async function attachSoftnet(
   return { child, detach };
 }
 
-/** One lease with busybox udhcpc; its script sets the address and the default route, as a guest's would. */
+/**
+ * One lease with busybox udhcpc; its script sets the address and the default route, as a guest's would,
+ * flushing only IPv4 addresses: the VM's link-local and SLAAC addresses may already be there.
+ */
 async function dhcp(topo: Topology, vm: string): Promise<void> {
   const script = join(topo.lab.dir, 'udhcpc.sh');
   if (!existsSync(script)) {
@@ -125,7 +132,7 @@ async function dhcp(topo: Topology, vm: string): Promise<void> {
       `#!/bin/sh
 case "$1" in
   bound|renew)
-    ip addr flush dev "$interface"
+    ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     ip route replace default via "$router" dev "$interface" ;;
 esac
@@ -142,9 +149,13 @@ exit 0
   );
 }
 
+/** The peers bench's softnet: the default network, with a fixed ULA /48 so runs compare. */
+const PEER_SLOT: SoftnetSlot = { ...DEFAULT_SLOT, ipv6Prefix: 'fd00:5eb:1::/48' };
+
 /** softnet with its default network, as one VM would run it. */
 export const softnet: Peer = {
   name: 'softnet',
-  description: `node softnet.js --vm-netns <vm> --uplink ${UPLINK} --allow ${WORLD_NET} (per-VM form), udhcpc in the VM`,
-  attach: (topo, vm) => attachSoftnet(topo, vm, DEFAULT_SLOT),
+  description: `node softnet.js --vm-netns <vm> --uplink ${UPLINK} --allow ${WORLD_NET},${WORLD_NET6} --ipv6-prefix ${PEER_SLOT.ipv6Prefix} (per-VM form), udhcpc and the kernel's SLAAC in the VM`,
+  ipv6: true,
+  attach: (topo, vm) => attachSoftnet(topo, vm, PEER_SLOT),
 };

@@ -1,5 +1,6 @@
-// From the rounds to what the bench reports: medians per peer, softnet/peer ratios, and the targets
-// (stated against the kernel's path) with how far each one is from being met.
+// From the rounds to what the bench reports: medians per peer, softnet/peer ratios, each peer's IPv6 TCP
+// over its IPv4 TCP, and the targets (stated against the kernel's path, IPv4 only) with how far each one
+// is from being met.
 
 import type { Metric, Metrics } from './measure.js';
 
@@ -14,26 +15,58 @@ export interface MetricInfo {
   digits: number;
 }
 
-/** The metrics softnet is compared on, in report order. */
-export const METRICS: MetricInfo[] = [
-  { key: 'tcpUp', label: 'TCP VM->world', unit: 'Gbit/s', scale: 1e9, higherIsBetter: true, digits: 2 },
-  { key: 'tcpDown', label: 'TCP world->VM', unit: 'Gbit/s', scale: 1e9, higherIsBetter: true, digits: 2 },
-  { key: 'udpPps', label: 'UDP 64 B VM->world', unit: 'kpps', scale: 1e3, higherIsBetter: true, digits: 0 },
-  { key: 'pingUs', label: 'ping RTT', unit: 'µs', scale: 1, higherIsBetter: false, digits: 0 },
+const TCP_UP: MetricInfo = {
+  key: 'tcpUp',
+  label: 'TCP VM->world',
+  unit: 'Gbit/s',
+  scale: 1e9,
+  higherIsBetter: true,
+  digits: 2,
+};
+const TCP_DOWN: MetricInfo = { ...TCP_UP, key: 'tcpDown', label: 'TCP world->VM' };
+const UDP: MetricInfo = {
+  key: 'udpPps',
+  label: 'UDP 64 B VM->world',
+  unit: 'kpps',
+  scale: 1e3,
+  higherIsBetter: true,
+  digits: 0,
+};
+const PING: MetricInfo = {
+  key: 'pingUs',
+  label: 'ping RTT',
+  unit: 'µs',
+  scale: 1,
+  higherIsBetter: false,
+  digits: 0,
+};
+
+/** The metrics softnet has targets for (all IPv4), in report order. */
+export const METRICS: MetricInfo[] = [TCP_UP, TCP_DOWN, UDP, PING];
+
+/** The IPv6 metrics: compared with the peers, no target of their own. */
+export const METRICS6: MetricInfo[] = [
+  { ...TCP_UP, key: 'tcp6Up', label: 'TCP VM->world over IPv6' },
+  { ...TCP_DOWN, key: 'tcp6Down', label: 'TCP world->VM over IPv6' },
 ];
 
-/** Every metric recorded: the compared ones, then context that is shown but not compared. */
+/** The metrics softnet is compared with each peer on. */
+export const COMPARED: MetricInfo[] = [...METRICS, ...METRICS6];
+
+/** Every metric recorded: the compared ones, with context that is shown but not compared after UDP's. */
 export const ALL_METRICS: MetricInfo[] = [
-  ...METRICS.slice(0, 3),
-  {
-    key: 'udpSentPps',
-    label: 'UDP 64 B sent by the VM',
-    unit: 'kpps',
-    scale: 1e3,
-    higherIsBetter: true,
-    digits: 0,
-  },
-  ...METRICS.slice(3),
+  TCP_UP,
+  TCP_DOWN,
+  UDP,
+  { ...UDP, key: 'udpSentPps', label: 'UDP 64 B sent by the VM' },
+  PING,
+  ...METRICS6,
+];
+
+/** Each IPv6 TCP metric and the IPv4 one it is set against. */
+export const IPV6_OVER_IPV4: Array<[ipv6: Metric, ipv4: Metric]> = [
+  ['tcp6Up', 'tcpUp'],
+  ['tcp6Down', 'tcpDown'],
 ];
 
 /** One peer in one round. */
@@ -53,6 +86,8 @@ export interface RoundResult {
 export interface PeerSummary {
   name: string;
   description: string;
+  /** Whether the IPv6 figures were measured for this peer. */
+  ipv6: boolean;
   /** Every round's value of each metric that was measured. */
   samples: Record<Metric, number[]>;
   /** The median of the samples; absent when no round measured the metric. */
@@ -83,10 +118,10 @@ export function median(xs: number[]): number | undefined {
 
 /** Groups the rounds by peer, in `peers` order, with medians. */
 export function summarize(
-  peers: Array<{ name: string; description: string }>,
+  peers: Array<{ name: string; description: string; ipv6: boolean }>,
   rounds: RoundResult[],
 ): PeerSummary[] {
-  return peers.map(({ name, description }) => {
+  return peers.map(({ name, description, ipv6 }) => {
     const mine = rounds.filter((r) => r.peer === name);
     const samples = Object.fromEntries(ALL_METRICS.map((m) => [m.key, []])) as unknown as Record<
       Metric,
@@ -103,6 +138,7 @@ export function summarize(
     return {
       name,
       description,
+      ipv6,
       samples,
       median: med,
       mtus: [...new Set(mine.map((r) => r.mtu).filter((m): m is number => m !== undefined))],
@@ -111,13 +147,24 @@ export function summarize(
   });
 }
 
-/** softnet's median over `peer`'s, per metric; absent where either is missing. */
+/** softnet's median over `peer`'s, per compared metric; absent where either is missing. */
 export function ratios(softnet: PeerSummary, peer: PeerSummary): Metrics {
   const out: Metrics = {};
-  for (const m of METRICS) {
+  for (const m of COMPARED) {
     const a = softnet.median[m.key];
     const b = peer.median[m.key];
     if (a !== undefined && b !== undefined && b > 0) out[m.key] = a / b;
+  }
+  return out;
+}
+
+/** A peer's median IPv6 TCP over its median IPv4 TCP, keyed by the IPv6 metric; absent where either is missing. */
+export function ipv6OverIpv4(peer: PeerSummary): Metrics {
+  const out: Metrics = {};
+  for (const [six, four] of IPV6_OVER_IPV4) {
+    const a = peer.median[six];
+    const b = peer.median[four];
+    if (a !== undefined && b !== undefined && b > 0) out[six] = a / b;
   }
   return out;
 }
