@@ -369,7 +369,8 @@ function fromVmDhcp6(
   const u8 = p.u8;
   const v6 = seg.cfg.v6!;
   if (seg.dhcp6 === null) return Drop.IP6_OFF;
-  if (dv.getInt32(ip + IPV6.SRC) !== LINK_LOCAL || dv.getInt32(ip + IPV6.SRC + 4) !== 0)
+  // From the VM's own link-local address: not fe80::1, which is the gateway's.
+  if (dv.getInt32(ip + IPV6.SRC) !== LINK_LOCAL || !ownAddress(dv, att, ip + IPV6.SRC))
     return Drop.IP6_SRC_SPOOFED;
   const toGroup = ipv6.addrIs(dv, ip, IPV6.DST, ALL_DHCP[0], ALL_DHCP[1], ALL_DHCP[2], ALL_DHCP[3]);
   const toUs = ipv6.addrIs(dv, ip, IPV6.DST, GATEWAY_LL[0], GATEWAY_LL[1], GATEWAY_LL[2], GATEWAY_LL[3]);
