@@ -2,7 +2,8 @@
 // busybox-static (test/lib/guest.ts) whose /init gets a lease from softnet, fetches the world's file through
 // NAT and hashes it, looks up a name through the gateway, tries a private address that softnet's policy
 // blocks, and says so on the serial console, which is vmtool's stdout. vmtool runs in the world's host
-// namespace (test/lib/world.ts), so softnet's uplink is the test's veth.
+// namespace (test/lib/world.ts), so softnet's uplink is the test's veth. The last guest also takes an IPv6
+// address by its kernel's SLAAC from softnet's router advertisement and fetches the file over NAT66.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -11,7 +12,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { buildGuest, type GuestImage, type GuestReport, guestAppend, parseConsole } from '../lib/guest.js';
+import {
+  buildGuest,
+  type GuestImage,
+  type GuestReport,
+  type GuestTask,
+  guestAppend,
+  parseConsole,
+} from '../lib/guest.js';
+import { inPrefix, same6, testUla, vm64 } from '../lib/ipv6.js';
 import { countersValue } from '../lib/softnet.js';
 import { Topology } from '../lib/topology.js';
 import {
@@ -26,12 +35,14 @@ import {
 import {
   GATEWAY,
   HOST_IP,
+  HOST_IP6,
   OUTSIDE,
   PORTS,
   SERVER,
   UPLINK,
   WORLD_NAME,
   WORLD_NET,
+  WORLD_NET6,
   World,
 } from '../lib/world.js';
 
@@ -71,7 +82,8 @@ const randomMac = () =>
 /**
  * Runs `vmtool run --net-softnet ... ARGS` in `ns` until QEMU exits, or kills it after GUEST_MS; as root
  * with a state directory of the test's, or as `user` through the installed launcher (bin/vmtool), with
- * softnet's own state (under sudo it takes no other) in a private /run and /var/lib.
+ * softnet's own state (under sudo it takes no other) in a private /run and /var/lib. `more` adds to the
+ * guest's task (an IPv6 fetch).
  */
 async function runVm(
   topo: Topology,
@@ -79,12 +91,14 @@ async function runVm(
   image: GuestImage,
   args: string[],
   user: TestUser | null = null,
+  more: Partial<GuestTask> = {},
 ): Promise<VmRun> {
   const mac = randomMac();
   const append = guestAppend({
     fetch: `http://${SERVER}:${PORTS.http}/random.bin`,
     blocked: `${OUTSIDE}:${PORTS.http}`,
     lookup: WORLD_NAME,
+    ...more,
   });
   const started = Date.now();
   const vmArgs = [
@@ -305,5 +319,79 @@ describe('a real guest under QEMU through vmtool', { timeout: 600_000 }, () => {
       removeSudoers(dropIn);
       removeUser(user);
     }
+  });
+});
+
+describe('a real guest under QEMU through vmtool, with IPv6', { timeout: 600_000 }, () => {
+  const world = new World(new Topology());
+  const topo = world.topo;
+  const ula = testUla();
+  let image: GuestImage;
+  after(() => world.cleanup());
+
+  before(
+    async () => {
+      const [img] = await Promise.all([buildGuest(), world.start({ fileMb: FILE_MB, ipv6: true })]);
+      image = img;
+    },
+    { timeout: 300_000 },
+  );
+
+  test("the guest's kernel takes an address in its /64 by SLAAC and fetches the file over NAT66", {
+    timeout: GUEST_MS + 30_000,
+  }, async (t) => {
+    const r = await runVm(
+      topo,
+      world.host,
+      image,
+      [
+        '--net-softnet-allow',
+        `${WORLD_NET},${WORLD_NET6}`,
+        '--net-softnet-arg',
+        '--uplink',
+        '--net-softnet-arg',
+        UPLINK,
+        '--net-softnet-arg',
+        '--ipv6-prefix',
+        '--net-softnet-arg',
+        ula.cidr,
+      ],
+      null,
+      { fetch6: world.file.url6 },
+    );
+    t.diagnostic(`QEMU ran ${r.ms} ms; the guest said: ${guestLines(r).join(' | ')}`);
+    t.diagnostic(`softnet's drops at exit: ${drops(r)}`);
+    assert.equal(r.timedOut, null, `${r.timedOut}${context(r)}`);
+    assert.deepEqual(r.report.failures, [], `the guest reported failures${context(r)}`);
+    assert.ok(inSubnet(r.report.lease), `a lease in 192.168.64.0/24, got ${r.report.lease}${context(r)}`);
+    assert.equal(r.report.sha256, world.file.sha256, `the IPv4 body's sha256${context(r)}`);
+    const [addr, len] = (r.report.address6 ?? '/').split('/');
+    assert.ok(
+      addr !== '' && inPrefix(addr, vm64(ula, 1)) && len === '64',
+      `a SLAAC address in ${vm64(ula, 1)}, got ${r.report.address6}${context(r)}`,
+    );
+    assert.ok(
+      r.report.router6 !== undefined &&
+        /^[0-9a-f:]+$/.test(r.report.router6) &&
+        same6(r.report.router6, 'fe80::1'),
+      `the default router fe80::1, got ${r.report.router6}${context(r)}`,
+    );
+    assert.match(r.report.http6 ?? '', /^HTTP\/1\.[01] 200 /, `the IPv6 HTTP status${context(r)}`);
+    assert.equal(r.report.bytes6, world.file.bytes, `the IPv6 body's length${context(r)}`);
+    assert.equal(r.report.sha256v6, world.file.sha256, `the IPv6 body's sha256${context(r)}`);
+    assert.ok(r.report.done, context(r));
+    assert.equal(r.code, 0, `vmtool's exit status${context(r)}`);
+    // The world saw the IPv6 request from the host's uplink address (through NAT66), the IPv4 one from its
+    // IPv4 address.
+    const log = world.httpLog();
+    assert.ok(
+      log.some((l) => l.startsWith(`${HOST_IP6} `) && l.includes('GET /random.bin')),
+      `the HTTP servers' log:\n${log.join('\n')}`,
+    );
+    assert.ok(
+      log.some((l) => l.startsWith(`${HOST_IP} `) && l.includes('GET /random.bin')),
+      `the HTTP servers' log:\n${log.join('\n')}`,
+    );
+    await assertGone(topo, world.host, r);
   });
 });

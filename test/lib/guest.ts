@@ -5,7 +5,9 @@
 //
 // The initramfs's /init mounts proc, sys and dev, loads the modules, gets a lease with udhcpc, fetches a
 // file over HTTP with nc and hashes it, looks up a name, tries a destination that should be blocked, says
-// what happened on the serial console in lines that start with "GUEST ", and powers off. What to fetch,
+// what happened on the serial console in lines that start with "GUEST ", and powers off. Given an IPv6 URL
+// too, it also waits for the kernel's SLAAC address (router advertisements accepted on eth0 from the
+// moment it is up) and fetches and hashes that URL over IPv6. What to fetch,
 // look up and try comes from the kernel command line (see guestAppend), so one image serves every test.
 //
 // Everything is cached in one directory per kernel package version (SOFTNET_GUEST_CACHE, by default
@@ -74,6 +76,8 @@ export interface GuestTask {
   blocked: string;
   /** A name to look up through the DNS server the lease names. */
   lookup?: string;
+  /** An HTTP URL with an IPv6 address (http://[ADDR]:PORT/PATH) to fetch and hash once SLAAC gave an address. */
+  fetch6?: string;
 }
 
 /** The kernel command line (after vmtool's console=ttyS0 panic=-1) that gives the guest its task. */
@@ -83,6 +87,11 @@ export function guestAppend(task: GuestTask): string {
   if (!/^\d+\.\d+\.\d+\.\d+:\d+$/.test(task.blocked)) throw new Error(`blocked: ${task.blocked}`);
   const words = ['quiet', `guest.fetch=${m[1]}:${m[2]}${m[3] ?? '/'}`, `guest.blocked=${task.blocked}`];
   if (task.lookup) words.push(`guest.lookup=${task.lookup}`);
+  if (task.fetch6) {
+    const v6 = task.fetch6.match(/^http:\/\/\[([0-9a-fA-F:]+)\]:(\d+)(\/\S*)?$/);
+    if (!v6) throw new Error(`fetch6 takes only http://[IPv6]:PORT/PATH URLs, not ${task.fetch6}`);
+    words.push(`guest.fetch6=${v6[1]},${v6[2]},${v6[3] ?? '/'}`);
+  }
   return words.join(' ');
 }
 
@@ -96,6 +105,13 @@ export interface GuestReport {
   bytes?: number;
   dns?: string;
   blocked?: string;
+  /** The global IPv6 address SLAAC gave eth0 ("ADDR/LEN", every group written out), and the IPv6 default router. */
+  address6?: string;
+  router6?: string;
+  /** The IPv6 fetch's status line, length and sha256. */
+  http6?: string;
+  bytes6?: number;
+  sha256v6?: string;
   done: boolean;
   /** Lines that report a failure ("GUEST INSMOD-FAILED ...", "GUEST NO-ETH0", "GUEST TIMEOUT", ...). */
   failures: string[];
@@ -136,6 +152,21 @@ export function parseConsole(text: string): GuestReport {
       case 'BLOCKED':
         r.blocked = rest.join(' ');
         break;
+      case 'ADDR6':
+        r.address6 = rest[0];
+        break;
+      case 'ROUTER6':
+        r.router6 = rest[0];
+        break;
+      case 'HTTP-V6':
+        r.http6 = rest.join(' ');
+        break;
+      case 'BYTES-V6':
+        r.bytes6 = Number(rest[0]);
+        break;
+      case 'SHA256-V6':
+        r.sha256v6 = rest[0];
+        break;
       case 'DONE':
         r.done = true;
         break;
@@ -164,12 +195,13 @@ finish() { say DONE; sync; sleep 1; poweroff -f; }
 ( sleep 240; say TIMEOUT; poweroff -f ) &
 say BOOT "$(uname -r)"
 
-FETCH=; BLOCKED=; LOOKUP=
+FETCH=; BLOCKED=; LOOKUP=; FETCH6=
 for w in $(cat /proc/cmdline); do
   case "$w" in
     guest.fetch=*) FETCH=\${w#*=} ;;
     guest.blocked=*) BLOCKED=\${w#*=} ;;
     guest.lookup=*) LOOKUP=\${w#*=} ;;
+    guest.fetch6=*) FETCH6=\${w#*=} ;;
   esac
 done
 
@@ -180,6 +212,11 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -e /sys/class/net/eth0 ] || { say NO-ETH0 "$(ls /sys/class/net)"; finish; }
 ip link set lo up
+if [ -n "$FETCH6" ]; then
+  # SLAAC from the first advertisement on: set before the link is up, so its first solicitation counts.
+  echo 1 > /proc/sys/net/ipv6/conf/eth0/accept_ra && echo 1 > /proc/sys/net/ipv6/conf/eth0/autoconf \\
+    || say NO-IPV6-SYSCTL
+fi
 ip link set eth0 up
 
 udhcpc -i eth0 -q -n -t 5 -s /etc/udhcpc.script
@@ -188,28 +225,68 @@ read ip mask router lease dns < /tmp/lease
 say LEASE $ip/$mask lease $lease
 say ROUTER $router dns $dns
 
-if [ -n "$FETCH" ]; then
-  host=\${FETCH%%:*}; rest=\${FETCH#*:}; port=\${rest%%/*}; path=/\${rest#*/}
-  CR=$(printf '\\r')
-  # Reads the response's header lines into /tmp/headers and leaves the body on stdin (ash reads a pipe
-  # one byte at a time, so nothing of the body is lost to the loop).
-  headers() {
-    : > /tmp/headers
-    while IFS= read -r l; do
-      l=\${l%"$CR"}
-      [ -z "$l" ] && return 0
-      echo "$l" >> /tmp/headers
-    done
-  }
+CR=$(printf '\\r')
+# Reads the response's header lines into /tmp/headers and leaves the body on stdin (ash reads a pipe
+# one byte at a time, so nothing of the body is lost to the loop).
+headers() {
+  : > /tmp/headers
+  while IFS= read -r l; do
+    l=\${l%"$CR"}
+    [ -z "$l" ] && return 0
+    echo "$l" >> /tmp/headers
+  done
+}
+# fetch HOST PORT PATH SUFFIX HOSTHEADER: GETs the path, says its status line, length and sha256 under
+# HTTP, BYTES and SHA256 followed by SUFFIX.
+fetch() {
+  rm -f /tmp/count
   mkfifo /tmp/count
   wc -c < /tmp/count > /tmp/bytes &
   counter=$!
-  printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' "$path" "$host" \\
-    | timeout 150 nc -w 10 "$host" "$port" | { headers; cat; } | tee /tmp/count | sha256sum > /tmp/sum
+  printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' "$3" "$5" \\
+    | timeout 150 nc -w 10 "$1" "$2" | { headers; cat; } | tee /tmp/count | sha256sum > /tmp/sum
   wait $counter
-  say HTTP "$(head -n 1 /tmp/headers)"
-  say BYTES "$(cat /tmp/bytes)"
-  say SHA256 "$(cut -d ' ' -f 1 /tmp/sum)"
+  say HTTP$4 "$(head -n 1 /tmp/headers)"
+  say BYTES$4 "$(cat /tmp/bytes)"
+  say SHA256$4 "$(cut -d ' ' -f 1 /tmp/sum)"
+}
+# An IPv6 address of /proc/net as the usual colon-separated text (every group written out).
+colons() { echo "$1" | sed 's/\\(....\\)/\\1:/g; s/:$//'; }
+# The global, usable (not tentative, DAD not failed) IPv6 address of eth0 as ADDR/LEN, if it has one.
+global6() {
+  while read a idx plen scope flags dev; do
+    [ "$dev" = eth0 ] && [ "$scope" = 00 ] && [ $((0x$flags & 0x48)) -eq 0 ] \\
+      && { echo "$(colons $a)/$((0x$plen))"; return 0; }
+  done < /proc/net/if_inet6
+  return 1
+}
+# The next hop of eth0's IPv6 default route.
+router6() {
+  while read dst dlen src slen hop rest; do
+    set -- $rest
+    [ "$dst$dlen" = 0000000000000000000000000000000000 ] && [ "$5" = eth0 ] && { colons $hop; return 0; }
+  done < /proc/net/ipv6_route
+  return 1
+}
+
+if [ -n "$FETCH" ]; then
+  host=\${FETCH%%:*}; rest=\${FETCH#*:}; port=\${rest%%/*}; path=/\${rest#*/}
+  fetch "$host" "$port" "$path" "" "$host"
+fi
+
+if [ -n "$FETCH6" ]; then
+  i=0
+  while ! global6 > /dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+  if addr6=$(global6); then
+    say ADDR6 $addr6
+    i=0
+    while ! router6 > /dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+    say ROUTER6 $(router6 || echo none)
+    host6=\${FETCH6%%,*}; rest=\${FETCH6#*,}; port6=\${rest%%,*}; path6=\${rest#*,}
+    fetch "$host6" "$port6" "$path6" -V6 "[$host6]"
+  else
+    say NO-ADDR6 $(tr '\\n' ' ' < /proc/net/if_inet6)
+  fi
 fi
 
 if [ -n "$LOOKUP" ]; then
