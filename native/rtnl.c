@@ -1,6 +1,7 @@
 /*
  * Watching the host's interfaces: an rtnetlink socket that wakes the engine when a link, an address or a
- * route changes, and the state of one interface read in one call.
+ * route changes, the state of one interface read in one call, and an interface's IPv6 neighbour table
+ * (which, unlike IPv4's /proc/net/arp, only rtnetlink tells).
  *
  * The engine does not parse rtnetlink messages: an event only says "look again", and the engine reads the
  * state it cares about (ifState, /proc/net/route) afresh. So a lost event (ENOBUFS when the socket's queue
@@ -8,6 +9,7 @@
  * Readiness comes through a WATCH port of softnet.c, the one polling mechanism of the addon.
  */
 #include <linux/if.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
@@ -107,11 +109,122 @@ static napi_value if_state(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* Adds {addr, mac, state} for the neighbour entry `nd` (an RTM_NEWNEIGH of `len` bytes) to array `list`. */
+static int push_neighbour(napi_env env, napi_value list, uint32_t *count, const struct ndmsg *nd, size_t len) {
+  const uint8_t *dst = NULL, *lladdr = NULL;
+  size_t left = len - NLMSG_ALIGN(sizeof *nd);
+  for (const struct rtattr *a = (const struct rtattr *)((const char *)nd + NLMSG_ALIGN(sizeof *nd));
+       RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 16) dst = RTA_DATA(a);
+    if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) lladdr = RTA_DATA(a);
+  }
+  /* An entry still resolving (or failed) has no link-layer address: nothing to send to. */
+  if (!dst || !lladdr) return 0;
+  napi_value entry, v, ab;
+  void *data;
+  if (napi_create_object(env, &entry) != napi_ok) return -1;
+  if (napi_create_arraybuffer(env, 16, &data, &ab) != napi_ok) return -1;
+  memcpy(data, dst, 16);
+  if (napi_create_typedarray(env, napi_uint8_array, 16, ab, 0, &v) != napi_ok ||
+      napi_set_named_property(env, entry, "addr", v) != napi_ok)
+    return -1;
+  if (napi_create_arraybuffer(env, 6, &data, &ab) != napi_ok) return -1;
+  memcpy(data, lladdr, 6);
+  if (napi_create_typedarray(env, napi_uint8_array, 6, ab, 0, &v) != napi_ok ||
+      napi_set_named_property(env, entry, "mac", v) != napi_ok)
+    return -1;
+  if (napi_create_uint32(env, nd->ndm_state, &v) != napi_ok ||
+      napi_set_named_property(env, entry, "state", v) != napi_ok)
+    return -1;
+  return napi_set_element(env, list, (*count)++, entry) == napi_ok ? 0 : -1;
+}
+
+/*
+ * neighbours6(name) -> [{addr, mac, state}]: the IPv6 neighbour table of interface `name` (an RTM_GETNEIGH
+ * dump): each entry's address (16 bytes), its MAC (6 bytes) and its NUD_* state bits. Entries without a
+ * MAC (still resolving, failed) are left out. Throws ENODEV when there is no such interface.
+ */
+static napi_value neighbours6(napi_env env, napi_callback_info info) {
+  napi_value argv[1], list;
+  char name[IFNAMSIZ];
+  if (get_args(env, info, 1, argv) < 0 || get_string(env, argv[0], name, sizeof name) < 0) return NULL;
+  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (sock < 0) return throw_errno(env, errno, "rtnetlink socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  set_ifname(&ifr, name);
+  if (ioctl(sock, SIOCGIFINDEX, &ifr) < 0) {
+    int e = errno;
+    close(sock);
+    return throw_errno(env, e, name);
+  }
+  int ifindex = ifr.ifr_ifindex;
+  struct {
+    struct nlmsghdr h;
+    struct ndmsg nd;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.nd);
+  req.h.nlmsg_type = RTM_GETNEIGH;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.nd.ndm_family = AF_INET6;
+  req.nd.ndm_ifindex = ifindex;
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(sock, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+    int e = errno;
+    close(sock);
+    return throw_errno(env, e, "RTM_GETNEIGH");
+  }
+  if (napi_create_array(env, &list) != napi_ok) {
+    close(sock);
+    napi_throw_error(env, NULL, "napi_create_array failed");
+    return NULL;
+  }
+  uint32_t count = 0;
+  int err = 0, done = 0;
+  char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+  while (!done && !err) {
+    ssize_t n = recv(sock, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    size_t left = (size_t)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_seq != 1) continue;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = 1;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        err = -((const struct nlmsgerr *)NLMSG_DATA(h))->error;
+        if (err == 0) done = 1;
+        break;
+      }
+      if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ndmsg))) continue;
+      const struct ndmsg *nd = NLMSG_DATA(h);
+      /* A dump may hold every interface's entries (older kernels do not filter by ndm_ifindex). */
+      if (nd->ndm_family != AF_INET6 || nd->ndm_ifindex != ifindex) continue;
+      if (push_neighbour(env, list, &count, nd, h->nlmsg_len - NLMSG_LENGTH(0)) < 0) {
+        close(sock);
+        napi_throw_error(env, NULL, "napi call failed: neighbour entry");
+        return NULL;
+      }
+    }
+  }
+  close(sock);
+  if (err) return throw_errno(env, err, "RTM_GETNEIGH");
+  return list;
+}
+
 napi_status rtnl_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"rtnlOpen", NULL, rtnl_open, NULL, NULL, NULL, napi_default, NULL},
       {"rtnlDrain", NULL, rtnl_drain, NULL, NULL, NULL, napi_default, NULL},
       {"ifState", NULL, if_state, NULL, NULL, NULL, napi_default, NULL},
+      {"neighbours6", NULL, neighbours6, NULL, NULL, NULL, napi_default, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -181,11 +181,17 @@ function icmpError6(
   const dv = p.dv;
   const end = ip + total;
   const inner = l4 + ICMP6_HEADER_LEN;
-  const innerL4 = inner + IPV6_HEADER_LEN;
+  let innerL4 = inner + IPV6_HEADER_LEN;
   if (innerL4 + 8 > end) return Drop.ICMP6_MALFORMED;
   const a = nat.addr;
   if (!ipv6.addrIs(dv, inner, IPV6.SRC, a[0], a[1], a[2], a[3])) return Drop.ICMP6_MALFORMED;
-  const innerProto = dv.getUint8(inner + IPV6.NEXT);
+  let innerProto = dv.getUint8(inner + IPV6.NEXT);
+  // A quoted first fragment (too big for a link on the way, above all): its ports follow the fragment header.
+  if (innerProto === NextHeader.FRAGMENT && (dv.getUint16(innerL4 + 2) & 0xfff8) === 0) {
+    innerProto = dv.getUint8(innerL4);
+    innerL4 += 8;
+    if (innerL4 + 8 > end) return Drop.ICMP6_MALFORMED;
+  }
   let natProto: number;
   if (innerProto === NextHeader.TCP) natProto = NatProto.TCP;
   else if (innerProto === NextHeader.UDP) natProto = NatProto.UDP;

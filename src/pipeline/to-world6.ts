@@ -116,7 +116,8 @@ export function toWorld6(
     // A later fragment: no ports, no checksum of its own; the first one updated the transport checksum.
     swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], -1, false);
     dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-    return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
+    p.queue(nat.raw, ip, total);
+    return Drop.NONE;
   }
   const whole = chain.frag < 0;
   const l4len = ip + total - l4;
@@ -185,7 +186,7 @@ export function toWorld6(
     dv.setUint16(sum, c);
   }
   dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-  return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
+  return sendOut6(p, nat, off, ip, total, l4, proto, whole, d0, d1, d2, d3);
 }
 
 /**
@@ -223,10 +224,12 @@ function checkOffload6(
 }
 
 /**
- * Sends a translated packet (its frame at `off`, IPv6 header at `ip`, upper-layer header at `l4`, -1 in a
- * later fragment) to d0..d3 out of the uplink: whole through the packet socket when the next hop is known,
- * its virtio header saying what is left to offload; else through the raw socket, an aggregate cut into
- * segments and a checksum filled in first.
+ * Sends a translated packet (its frame at `off`, IPv6 header at `ip`, upper-layer header at `l4`) to
+ * d0..d3 out of the uplink: a `whole` one (no fragment header) through the packet socket when the next hop
+ * is known, its virtio header saying what is left to offload; else through the raw socket, an aggregate
+ * cut into segments and a checksum filled in first. Fragments keep to the raw socket, where the host's
+ * stack has always handled them: it holds back a later fragment whose first one softnet dropped, which
+ * the packet socket would let out.
  */
 function sendOut6(
   p: Pipeline,
@@ -236,6 +239,7 @@ function sendOut6(
   total: number,
   l4: number,
   proto: number,
+  whole: boolean,
   d0: number,
   d1: number,
   d2: number,
@@ -243,7 +247,7 @@ function sendOut6(
 ): number {
   const u8 = p.u8;
   const tx = nat.tx;
-  if (tx !== null && nat.hop?.writeHeader(u8, off, d0, d1, d2, d3) === true) {
+  if (whole && tx !== null && nat.hop?.writeHeader(u8, off, d0, d1, d2, d3) === true) {
     p.queue(tx, off, ETH_HEADER_LEN + total);
     return Drop.NONE;
   }

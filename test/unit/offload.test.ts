@@ -1,8 +1,8 @@
 // Offloads through the pipeline, in-process: a VM's TCP aggregate and checksums it left to offload, out
 // through the uplink's packet socket whole (a known next hop) or cut and filled in through the raw socket;
 // an aggregate from the world whole to a VM with virtio headers; frames between ports with and without
-// headers; the next-hop table; the arithmetic of partial checksums; and the addon's cutting of TCP/IPv6
-// aggregates (gsoSegment), called directly.
+// headers, IPv4 and IPv6; the next-hop table; the arithmetic of partial checksums; and the addon's cutting
+// of TCP/IPv6 aggregates (gsoSegment), called directly. NAT66's offloads: nat66-offload.test.ts.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,19 @@ import { formatMac, parseMac } from '../../src/wire/addr.js';
 import { checksum, partialPseudo, updatePartial32 } from '../../src/wire/checksum.js';
 import { IpProto } from '../../src/wire/ipv4.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
-import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 } from '../../src/wire/vnet.js';
+import { VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_GSO_TCPV6 } from '../../src/wire/vnet.js';
+import { externalMacOf } from '../lib/attachments.js';
+import {
+  addrBytes,
+  assertChecksums6,
+  checksum6,
+  eth6,
+  full6,
+  NH,
+  parse6,
+  tcp6,
+  udp6,
+} from '../lib/frames6.js';
 import { type InProcess, inProcessNetwork, PortId } from '../lib/in-process.js';
 import {
   assertChecksums,
@@ -306,6 +318,111 @@ describe('between ports with and without virtio headers', () => {
     }
   });
 });
+
+describe('IPv6 between ports with and without virtio headers', () => {
+  const VM6 = 'fd00:5:1:1::a';
+  const HOST6 = 'fd00:5:1::1';
+  const HOST_MAC = parseMac('02:00:00:00:00:11')!;
+  const MSS6 = 1428;
+  const AGGREGATE6 = { ...TCP_AGGREGATE, gsoType: VNET_GSO_TCPV6, gsoSize: MSS6, hdrLen: 74, csumStart: 54 };
+
+  /** A network with IPv6 whose VM and host link have virtio headers or not, as asked. */
+  function setup6(vmHeaders: boolean, hostHeaders: boolean): InProcess {
+    const net = inProcessNetwork({ vmMac: VM_MAC, gatewayMac: GW_MAC, ipv6: 'fd00:5:1::/48' });
+    for (const [port, id, on] of [
+      [net.vmPort, PortId.VM, vmHeaders],
+      [net.hostPort, PortId.HOST, hostHeaders],
+    ] as const) {
+      port.vnet = on;
+      port.big = on;
+      if (on) net.io.vnet.add(id);
+    }
+    return net;
+  }
+
+  /** A TCP/IPv6 packet of `len` payload bytes, its checksum left to offload (the pseudo-header's sum in it). */
+  function partialTcp6(src: string, dst: string, len: number): Uint8Array {
+    const pkt = tcp6(src, dst, 40000, 8080, TcpFlag.ACK, {}, bytes(len, 5));
+    const pseudo = ~checksum6(addrBytes(src), addrBytes(dst), NH.TCP, new Uint8Array(20 + len)) & 0xffff;
+    view(pkt).setUint16(40 + 16, pseudo);
+    return pkt;
+  }
+
+  /** `pkt` in a frame from `src` to `dst` MAC, after a virtio header `vnet`. */
+  function framed(pkt: Uint8Array, src: Uint8Array, dst: Uint8Array, vnet: Parameters<typeof writeVnet>[2]) {
+    const f = new Uint8Array(10 + 14 + pkt.length);
+    writeVnet(f, 0, vnet);
+    f.set(eth6(pkt, src, dst), 10);
+    return f;
+  }
+
+  test("a VM's aggregate to the host: whole to a host link with headers, in segments to one without", () => {
+    for (const headers of [true, false]) {
+      const net = setup6(true, headers);
+      send(net, PortId.VM, framed(partialTcp6(VM6, HOST6, 3000), VM_MAC, GW_MAC, AGGREGATE6));
+      const out = net.io.take(PortId.HOST);
+      if (headers) {
+        assert.equal(out.length, 1, JSON.stringify(drops(net)));
+        assert.equal(out[0][1], VNET_GSO_TCPV6);
+        assert.equal(formatMac(out[0], 16), formatMac(externalMacOf(VM_MAC)), "from the VM's external MAC");
+        completeTcp6(out[0], 24);
+        assertChecksums6(out[0], 24);
+      } else {
+        assert.equal(out.length, Math.ceil(3000 / MSS6), JSON.stringify(drops(net)));
+        let payload = 0;
+        for (const s of out) payload += assertChecksums6(s, 14, 'a segment to the host link').payloadLen - 20;
+        assert.equal(payload, 3000);
+      }
+    }
+  });
+
+  test("the host's aggregate to a VM: whole to a VM with headers, in segments to one without", () => {
+    for (const headers of [true, false]) {
+      const net = setup6(headers, true);
+      const frame = framed(partialTcp6(HOST6, VM6, 4000), HOST_MAC, externalMacOf(VM_MAC), AGGREGATE6);
+      net.io.deliver(PortId.HOST, frame);
+      net.p.drain(net.hostPort);
+      const out = net.io.take(PortId.VM);
+      if (headers) {
+        assert.equal(out.length, 1, JSON.stringify(drops(net)));
+        assert.equal(formatMac(out[0], 10), formatMac(VM_MAC));
+        completeTcp6(out[0], 24);
+        assertChecksums6(out[0], 24);
+      } else {
+        assert.equal(out.length, Math.ceil(4000 / MSS6), JSON.stringify(drops(net)));
+        for (const s of out) assert.equal(assertChecksums6(s, 14, 'a segment to the VM').dst, full6(VM6));
+      }
+    }
+  });
+
+  test('a checksum left to offload is filled in for a port without headers; bad offsets are dropped', () => {
+    const net = setup6(false, true);
+    const pkt = udp6(HOST6, VM6, 53, 40000, bytes(200));
+    const pseudo = ~checksum6(addrBytes(HOST6), addrBytes(VM6), NH.UDP, new Uint8Array(208)) & 0xffff;
+    view(pkt).setUint16(40 + 6, pseudo);
+    const deliver = (csumStart: number) => {
+      const f = framed(pkt, HOST_MAC, externalMacOf(VM_MAC), {
+        flags: VNET_F_NEEDS_CSUM,
+        csumStart,
+        csumOffset: 6,
+      });
+      net.io.deliver(PortId.HOST, f);
+      net.p.drain(net.hostPort);
+      return net.io.take(PortId.VM);
+    };
+    const [got] = deliver(54);
+    const p = assertChecksums6(got, 14, 'filled in');
+    assert.deepEqual([p.proto, p.dport], [NH.UDP, 40000]);
+    assert.deepEqual(deliver(30), [], 'csum_start inside the IPv6 header');
+    assert.equal(drops(net)['bad-checksum-offload'], 1);
+    assert.equal(parse6(got, 14).l4.length, 208);
+  });
+});
+
+/** Fills in a TCP checksum left to offload in the IPv6 packet at b[at], as the device would. */
+function completeTcp6(b: Uint8Array, at: number): void {
+  view(b).setUint16(at + 40 + 16, checksum(b, at + 40, view(b).getUint16(at + 4)));
+}
 
 describe('gsoSegment: a TCP/IPv6 aggregate', () => {
   /** VIRTIO_NET_HDR_GSO_TCPV6 (linux/virtio_net.h). */
