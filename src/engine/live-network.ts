@@ -17,6 +17,7 @@ import { configureIpv6, gatewayMacFor, HostLinkBusy, hasAddress6, openHostLink }
 import { openLan } from '../ports/lan.js';
 import type { Port } from '../ports/port.js';
 import { DnsForwarder, resolversFrom } from '../services/dns.js';
+import { prefixFromWords } from '../services/dns64.js';
 import { PrefixTable } from '../services/prefixes.js';
 import type { LogFields, Logger } from '../util/log.js';
 import { formatIpv4, formatIpv6, parseCidr6, parseIpv4 } from '../wire/addr.js';
@@ -143,7 +144,10 @@ export class LiveNetwork {
     let dns: DnsForwarder | null = null;
     try {
       dns = await DnsForwarder.start(formatIpv4(cfg.gateway), resolversFrom(), log);
-      if (cfg.v6 !== null) await dns.listenAlso(formatIpv6(cfg.v6.gateway));
+      if (cfg.v6 !== null)
+        await dns.listenAlso(formatIpv6(cfg.v6.gateway), {
+          dns64: cfg.nat64 && prefixFromWords(cfg.nat64),
+        });
     } catch (e) {
       log.warn('dns at the gateway unavailable', {
         network: spec.name,
