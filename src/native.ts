@@ -65,6 +65,7 @@ export interface Native {
   rtnlOpen(): number;
   rtnlDrain(fd: number): number;
   ifState(name: string): IfState | null;
+  neighbours6(ifname: string): Array<{ addr: Uint8Array; mac: Uint8Array; state: number }>;
   gsoSegment(src: number, len: number, dst: number, stride: number, max: number, lens: Uint32Array): number;
 }
 

@@ -143,6 +143,9 @@ const ADD_FLAGS: Flag[] = [
     value: 'PREFIX',
     help: "the ULA /48 the VMs' /64s come from (default random, kept)",
   },
+  { name: '--ipv6-only', help: 'VMs get no IPv4; IPv4 servers through NAT64 and DNS64 (implies --nat64)' },
+  { name: '--nat64', help: 'VMs reach IPv4 servers from IPv6 too: NAT64, DNS64, PREF64' },
+  { name: '--nat64-prefix', value: 'PREFIX', help: 'the NAT64 /96 (default 64:ff9b::/96)' },
   { name: '--bridge-interface', value: 'IFACE', help: 'for --type bridge: the interface whose LAN VMs join' },
 ];
 

@@ -249,6 +249,8 @@ export class NetworkSegment implements Segment {
     this.nat?.flows.removeOwner(att);
     this.nat?.v6?.flows.removeOwner(att);
     this.nat?.fragments.sweep(monotonicSeconds(), att);
+    this.nat?.v6?.fragments.sweep(monotonicSeconds(), att);
+    this.nat?.v6?.outFragments.sweep(monotonicSeconds(), att);
     this.p.remove(att.port);
     att.port.close();
   }
@@ -284,6 +286,7 @@ export class NetworkSegment implements Segment {
   tick(now: number, clock: number): void {
     this.nat?.fragments.sweep(clock);
     this.nat?.v6?.fragments.sweep(clock);
+    this.nat?.v6?.outFragments.sweep(clock);
     if (this.prefixes !== null) {
       const keys: string[] = [];
       for (const att of this.attachments) if (att.p0 !== 0 || att.p1 !== 0) keys.push(att.key);

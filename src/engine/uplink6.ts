@@ -72,6 +72,7 @@ export class Uplink6 {
       tx: null,
       hop: null,
       fragments: new FragmentTable(),
+      outFragments: new FragmentTable(),
     };
   }
 

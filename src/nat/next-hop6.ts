@@ -49,8 +49,7 @@ export interface Neighbour6 {
 export type NeighbourSource = (ifname: string) => Neighbour6[];
 
 /** The addon's reading of the neighbour table (native/rtnl.c neighbours6). */
-const kernelNeighbours: NeighbourSource = (ifname) =>
-  (native as unknown as { neighbours6(name: string): Neighbour6[] }).neighbours6(ifname);
+const kernelNeighbours: NeighbourSource = (ifname) => native.neighbours6(ifname);
 
 /** A word of 8 hex digits of a /proc/net/ipv6_route field, as a signed 32-bit integer. */
 function hexWord(hex: string, i: number): number {

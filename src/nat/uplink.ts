@@ -52,4 +52,6 @@ export interface NatUplink6 {
   hop: NextHop6 | null;
   /** Fragment trains towards the VMs, keyed by a mix of the source address (remoteKey6) and the 32-bit id. */
   readonly fragments: FragmentTable;
+  /** Fragment trains from the VMs whose first fragment was translated, keyed the same way by the VM's source. */
+  readonly outFragments: FragmentTable;
 }

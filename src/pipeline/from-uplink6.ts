@@ -162,6 +162,40 @@ function toVm(p: Pipeline, att: Attachment, ip: number, total: number): void {
   p.queue(att.port, frame, ETH_HEADER_LEN + total);
 }
 
+/** Where walkQuote() found the quoted packet's upper layer (l4 -1: a later fragment); valid until the next walk. */
+const quote = { proto: 0, l4: 0 };
+
+/**
+ * Walks the extension headers of the packet an ICMPv6 error quotes (header at `inner`, the quote ending
+ * at `end`) into `quote`, as far as its ports: false when they are not in the quote or the chain is
+ * longer than softnet lets out.
+ */
+function walkQuote(dv: DataView, inner: number, end: number): boolean {
+  let next = dv.getUint8(inner + IPV6.NEXT);
+  let at = inner + IPV6_HEADER_LEN;
+  for (let n = 0; n <= ipv6.MAX_EXT_HEADERS; n++) {
+    if (
+      next !== NextHeader.HOP_BY_HOP &&
+      next !== NextHeader.ROUTING &&
+      next !== NextHeader.DEST_OPTS &&
+      next !== NextHeader.FRAGMENT
+    ) {
+      quote.proto = next;
+      quote.l4 = at;
+      return at + 8 <= end;
+    }
+    if (at + 8 > end) return false;
+    if (next === NextHeader.FRAGMENT && (dv.getUint16(at + 2) & 0xfff8) !== 0) {
+      quote.l4 = -1;
+      return true;
+    }
+    const len = next === NextHeader.FRAGMENT ? 8 : (dv.getUint8(at + 1) + 1) << 3;
+    next = dv.getUint8(at);
+    at += len;
+  }
+  return false;
+}
+
 /**
  * An ICMPv6 error (unreachable, packet too big, time exceeded, parameter problem) about a packet NAT66
  * sent: the quoted packet names the mapping by its source port (or echo id). The outer destination and
@@ -181,17 +215,14 @@ function icmpError6(
   const dv = p.dv;
   const end = ip + total;
   const inner = l4 + ICMP6_HEADER_LEN;
-  let innerL4 = inner + IPV6_HEADER_LEN;
-  if (innerL4 + 8 > end) return Drop.ICMP6_MALFORMED;
+  if (inner + IPV6_HEADER_LEN + 8 > end) return Drop.ICMP6_MALFORMED;
   const a = nat.addr;
   if (!ipv6.addrIs(dv, inner, IPV6.SRC, a[0], a[1], a[2], a[3])) return Drop.ICMP6_MALFORMED;
-  let innerProto = dv.getUint8(inner + IPV6.NEXT);
-  // A quoted first fragment (too big for a link on the way, above all): its ports follow the fragment header.
-  if (innerProto === NextHeader.FRAGMENT && (dv.getUint16(innerL4 + 2) & 0xfff8) === 0) {
-    innerProto = dv.getUint8(innerL4);
-    innerL4 += 8;
-    if (innerL4 + 8 > end) return Drop.ICMP6_MALFORMED;
-  }
+  if (!walkQuote(dv, inner, end)) return Drop.ICMP6_MALFORMED;
+  const innerProto = quote.proto;
+  const innerL4 = quote.l4;
+  // A later fragment's quote holds no ports to find the mapping by.
+  if (innerL4 < 0) return Drop.UPLINK_NO_MAPPING;
   let natProto: number;
   if (innerProto === NextHeader.TCP) natProto = NatProto.TCP;
   else if (innerProto === NextHeader.UDP) natProto = NatProto.UDP;

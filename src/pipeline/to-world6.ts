@@ -65,6 +65,16 @@ export function checksumAt(proto: number, l4: number): number {
   return l4 + ICMP6.CHECKSUM;
 }
 
+/** The fragment table's key of a packet's source address (the VM's, before translation). */
+function sourceKey(dv: DataView, ip: number): number {
+  return remoteKey6(
+    word(dv, ip, IPV6.SRC, 0),
+    word(dv, ip, IPV6.SRC, 1),
+    word(dv, ip, IPV6.SRC, 2),
+    word(dv, ip, IPV6.SRC, 3),
+  );
+}
+
 /** Decides a VM's IPv6 packet (header at `ip`, `total` bytes, walked: chain) for beyond the network. */
 export function toWorld6(
   p: Pipeline,
@@ -114,10 +124,13 @@ export function toWorld6(
   const a = nat.addr;
   if (l4 < 0) {
     // A later fragment: no ports, no checksum of its own; the first one updated the transport checksum.
+    // It goes only where its first fragment went: one softnet dropped (a header chain cut short, a TCP
+    // segment without a mapping) takes the rest of its train with it (RFC 7112's tiny-fragment attack).
+    const first = nat.outFragments.find(sourceKey(dv, ip), 0, chain.fragId);
+    if (first !== att) return Drop.FRAGMENT_WITHOUT_FIRST;
     swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], -1, false);
     dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-    p.queue(nat.raw, ip, total);
-    return Drop.NONE;
+    return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
   }
   const whole = chain.frag < 0;
   const l4len = ip + total - l4;
@@ -174,6 +187,8 @@ export function toWorld6(
   m.lastSeen = p.clock;
   m.sentTo(remoteKey6(d0, d1, d2, d3));
   if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
+  if (chain.frag >= 0 && chain.more)
+    nat.outFragments.remember(sourceKey(dv, ip), 0, chain.fragId, att, p.clock);
   const sum = checksumAt(proto, l4);
   // The ICMPv6 checksum covers the pseudo-header too, so all three take the address change alike. A
   // partial sum (an aggregate's always) covers only the pseudo-header: the port is not in it.
@@ -186,7 +201,7 @@ export function toWorld6(
     dv.setUint16(sum, c);
   }
   dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
-  return sendOut6(p, nat, off, ip, total, l4, proto, whole, d0, d1, d2, d3);
+  return sendOut6(p, nat, off, ip, total, l4, proto, d0, d1, d2, d3);
 }
 
 /**
@@ -224,12 +239,10 @@ function checkOffload6(
 }
 
 /**
- * Sends a translated packet (its frame at `off`, IPv6 header at `ip`, upper-layer header at `l4`) to
- * d0..d3 out of the uplink: a `whole` one (no fragment header) through the packet socket when the next hop
- * is known, its virtio header saying what is left to offload; else through the raw socket, an aggregate
- * cut into segments and a checksum filled in first. Fragments keep to the raw socket, where the host's
- * stack has always handled them: it holds back a later fragment whose first one softnet dropped, which
- * the packet socket would let out.
+ * Sends a translated packet (its frame at `off`, IPv6 header at `ip`, upper-layer header at `l4`, -1 in a
+ * later fragment) to d0..d3 out of the uplink: whole through the packet socket when the next hop is known,
+ * its virtio header saying what is left to offload; else through the raw socket, an aggregate cut into
+ * segments and a checksum filled in first.
  */
 function sendOut6(
   p: Pipeline,
@@ -239,7 +252,6 @@ function sendOut6(
   total: number,
   l4: number,
   proto: number,
-  whole: boolean,
   d0: number,
   d1: number,
   d2: number,
@@ -247,7 +259,7 @@ function sendOut6(
 ): number {
   const u8 = p.u8;
   const tx = nat.tx;
-  if (whole && tx !== null && nat.hop?.writeHeader(u8, off, d0, d1, d2, d3) === true) {
+  if (tx !== null && nat.hop?.writeHeader(u8, off, d0, d1, d2, d3) === true) {
     p.queue(tx, off, ETH_HEADER_LEN + total);
     return Drop.NONE;
   }

@@ -121,6 +121,7 @@ const reasons = [
   ['NAT64_FRAGMENT', 'nat64-fragment'],
   ['NAT64_EXT_HEADER', 'nat64-extension-header'],
   ['NAT64_NO_ROOM', 'nat64-no-room'],
+  ['FRAGMENT_WITHOUT_FIRST', 'fragment-without-first'],
 ] as const;
 
 type Key = (typeof reasons)[number][0];

@@ -151,6 +151,7 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
           tx: null,
           hop: null,
           fragments: new FragmentTable(),
+          outFragments: new FragmentTable(),
         }
       : null;
   const nat: NatUplink | null = o.nat

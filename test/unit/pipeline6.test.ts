@@ -814,6 +814,22 @@ describe('NAT66', () => {
     assert.deepEqual(drops(net), {});
   });
 
+  test("the later fragments of a train whose first fragment softnet dropped, or never saw, go nowhere", () => {
+    const net = setup();
+    // A first fragment without the TCP header (RFC 7112), then the fragment that carries it.
+    const seg = tcpSeg6(VM_ADDR, REMOTE6, 5000, 80, SYN);
+    fromVm(net, ipv6Of(NH.TCP, seg.subarray(0, 8), [fragment(0, true, 91)]));
+    fromVm(net, ipv6Of(NH.TCP, seg.subarray(8), [fragment(8, false, 91)]));
+    const dgram = udpDgram6(VM_ADDR, REMOTE6, 40002, 9999, bytes(2500));
+    const [, later] = fragments6(NH.UDP, VM_ADDR, REMOTE6, dgram, 1232, 0x92);
+    fromVm(net, later);
+    assert.deepEqual(sent(net), {});
+    assert.deepEqual(drops(net), {
+      'ipv6-header-chain-not-in-first-fragment': 1,
+      'fragment-without-first': 2,
+    });
+  });
+
   test('a fragmented UDP reply in: first and later fragments reach the VM, the datagram checksum right', () => {
     const net = setup();
     const o = outOne(net, udp6(VM_ADDR, REMOTE6, 40002, 9999));
