@@ -79,7 +79,7 @@ export class EngineForwards {
         try {
           added = uplink.addForwards(
             att,
-            world.map((i) => [natProto(i.fwd), i.fwd.ext, i.fwd.int]),
+            world.map((i) => [natProto(i.fwd), i.fwd.ext, i.fwd.int, i.fwd.bind === 0]),
           );
         } catch (e) {
           throw new UsageError('--expose', (e as Error).message);

@@ -21,7 +21,8 @@
 
 import { join } from 'node:path';
 import { FlowStore } from '../nat/flow-store.js';
-import { FlowTable } from '../nat/flows.js';
+import { FlowTable, NatProto } from '../nat/flows.js';
+import { type ForwardOwner, ForwardTable, type PortForward, protoName } from '../nat/forwards.js';
 import { FragmentTable } from '../nat/fragments.js';
 import { withGuardLock } from '../nat/guard.js';
 import { NatGuard6 } from '../nat/guard6.js';
@@ -33,10 +34,13 @@ import { fromUplink6 } from '../pipeline/from-uplink6.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import type { Port } from '../ports/port.js';
 import { captureFilter6, defaultRouteInterface6, uplinkIpv6 } from '../ports/uplink.js';
+import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv6 } from '../wire/addr.js';
 import { openPort } from './ports.js';
 
+/** How long the guard of an interface NAT66 moved away from stays (as for NAT44). */
+const GUARD_LINGER_MS = 30_000;
 /** Seconds between snapshots of the NAT66 mappings while they change (as for NAT44). */
 const FLOW_SNAPSHOT_S = 5;
 
@@ -49,6 +53,9 @@ export class Uplink6 {
   ifname: string | null = null;
   private capture: Port | null = null;
   private guard: NatGuard6 | null = null;
+  /** The guard of the interface NAT66 moved away from, until lingerUntil (monotonic ms). */
+  private lingering: NatGuard6 | null = null;
+  private lingerUntil = 0;
   private store: FlowStore | null = null;
   private saved = { changes: 0, at: 0 };
 
@@ -65,6 +72,7 @@ export class Uplink6 {
     const raw = openPort({ fd: native.rawSocket6(), mode: PortMode.RAW6, name: 'uplink:raw6' });
     this.nat = {
       flows: new FlowTable(lo, hi, perVm, true),
+      forwards: new ForwardTable(lo, hi, true),
       addr: new Int32Array(4),
       mtu: 1500,
       held: true,
@@ -129,11 +137,24 @@ export class Uplink6 {
     for (let i = 0; i < 4; i++) nat.addr[i] = addr[i] | 0;
     withGuardLock(() => {
       if (this.guard !== null && (moved || this.guard.uplink !== name)) {
-        this.guard.remove();
+        // As for IPv4: the interface left keeps its address, and replies to its flows still come there
+        // for a while; its guard stays a little (the new one keeps the range reserved).
+        this.dropLingering();
+        this.lingering = this.guard;
+        this.lingerUntil = monotonicMs() + GUARD_LINGER_MS;
         this.guard = null;
       }
-      if (this.guard === null) this.guard = NatGuard6.install(name, nat.addr, this.lo, this.hi);
-      else if (!same) this.guard.readdress(nat.addr);
+      if (this.guard === null) {
+        if (this.lingering?.uplink === name) {
+          this.guard = this.lingering;
+          this.lingering = null;
+          this.guard.readdress(nat.addr);
+        } else {
+          this.guard = NatGuard6.install(name, nat.addr, this.lo, this.hi);
+          for (const proto of [NatProto.TCP, NatProto.UDP])
+            this.guard.addForwards(protoName(proto) as 'tcp' | 'udp', nat.forwards.ports(proto));
+        }
+      } else if (!same) this.guard.readdress(nat.addr);
     });
     if (!same || moved || this.store === null) {
       this.store = new FlowStore(
@@ -167,7 +188,7 @@ export class Uplink6 {
   private openSockets(name: string): void {
     this.closeSockets();
     const nat = this.nat;
-    const fd = native.packetSocket(name, captureFilter6(nat.addr, this.lo, this.hi), 6);
+    const fd = native.packetSocket(name, this.filter(), 6);
     const capture = openPort({ fd, mode: PortMode.DGRAM, name: `${name}:capture6` });
     capture.big = true;
     this.capture = capture;
@@ -197,10 +218,67 @@ export class Uplink6 {
     nat.hop = null;
   }
 
-  /** Ends idle NAT66 mappings and reads the next hops again; run once a second. */
+  /** The capture filter for the address, NAT range and forwarded ports of the moment. */
+  private filter(): Uint8Array {
+    const fwd = this.nat.forwards;
+    return captureFilter6(this.nat.addr, this.lo, this.hi, {
+      tcp: fwd.ports(NatProto.TCP),
+      udp: fwd.ports(NatProto.UDP),
+    });
+  }
+
+  /**
+   * Adds port forwards of `owner` on the IPv6 address, each (NatProto, external port, VM port); all or
+   * none: table, guard, filter, as for IPv4. Throws an Error saying why one cannot be had.
+   */
+  addForwards(owner: ForwardOwner, list: Array<[proto: number, ext: number, int: number]>): PortForward[] {
+    const added: PortForward[] = [];
+    try {
+      for (const [proto, ext, int] of list) added.push(this.nat.forwards.add(owner, proto, ext, int));
+      for (const proto of [NatProto.TCP, NatProto.UDP])
+        this.guard?.addForwards(
+          protoName(proto) as 'tcp' | 'udp',
+          added.filter((f) => f.proto === proto).map((f) => f.ext),
+        );
+      if (this.capture !== null) native.portSetFilter(this.capture.id, this.filter());
+      return added;
+    } catch (e) {
+      this.removeForwards(added);
+      throw e;
+    }
+  }
+
+  /** Removes port forwards from the IPv6 address: translation, filter, guard. Never throws. */
+  removeForwards(list: PortForward[]): void {
+    if (list.length === 0) return;
+    for (const f of list) this.nat.forwards.remove(f);
+    try {
+      if (this.capture !== null) native.portSetFilter(this.capture.id, this.filter());
+    } catch (e) {
+      this.log.error('IPv6 capture filter not replaced', {
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+    for (const proto of [NatProto.TCP, NatProto.UDP])
+      this.guard?.removeForwards(
+        protoName(proto) as 'tcp' | 'udp',
+        list.filter((f) => f.proto === proto).map((f) => f.ext),
+      );
+  }
+
+  /** Ends idle NAT66 mappings, reads the next hops again, and drops a guard lingering past its time; run once a second. */
   tick(clock: number): void {
+    if (this.lingering !== null && monotonicMs() >= this.lingerUntil)
+      withGuardLock(() => this.dropLingering());
     this.nat.hop?.refresh();
     this.nat.flows.sweep(clock);
+    this.nat.forwards.sweep(clock);
+  }
+
+  /** Removes the guard left on the interface NAT66 moved away from (its range stays reserved by the other). */
+  private dropLingering(): void {
+    this.lingering?.removeTable();
+    this.lingering = null;
   }
 
   /** Makes a VM's saved NAT66 mappings again as it attaches; returns how many came back. */
@@ -243,6 +321,9 @@ export class Uplink6 {
     this.nat.raw.close();
     const guard = this.guard;
     this.guard = null;
-    if (guard !== null) withGuardLock(() => guard.remove());
+    withGuardLock(() => {
+      this.dropLingering();
+      guard?.remove();
+    });
   }
 }

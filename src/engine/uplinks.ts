@@ -86,6 +86,8 @@ export class LiveUplink {
   private readonly hi: number;
   /** NAT66 through the same interface. */
   six: Uplink6 | null = null;
+  /** Each port forward's twin on the IPv6 address. */
+  private readonly twins = new Map<PortForward, PortForward>();
 
   private constructor(
     private wanted: string | null,
@@ -333,13 +335,25 @@ export class LiveUplink {
   }
 
   /**
-   * Adds port forwards of `owner`, each (NatProto, external port, VM port); all or none. Throws an Error
-   * saying why one cannot be had (see ForwardTable.refusal) or what nftables said.
+   * Adds port forwards of `owner`, each (NatProto, external port, VM port, whether the uplink's IPv6 address
+   * takes it too); all or none. Throws an Error saying why one cannot be had (see ForwardTable.refusal) or
+   * what nftables said.
    */
-  addForwards(owner: ForwardOwner, list: Array<[proto: number, ext: number, int: number]>): PortForward[] {
+  addForwards(
+    owner: ForwardOwner,
+    list: Array<[proto: number, ext: number, int: number, ipv6?: boolean]>,
+  ): PortForward[] {
     const added: PortForward[] = [];
     try {
       for (const [proto, ext, int] of list) added.push(this.nat.forwards.add(owner, proto, ext, int));
+      // The same ports on the IPv6 address for a forward bound to no address: one forward, both families.
+      const both = list.filter((e) => e[3] === true);
+      const six =
+        this.six?.addForwards(
+          owner,
+          both.map(([proto, ext, int]) => [proto, ext, int]),
+        ) ?? [];
+      for (const [i, twin] of six.entries()) this.twins.set(added[list.indexOf(both[i])], twin);
       for (const proto of [NatProto.TCP, NatProto.UDP]) {
         const name = protoName(proto) as 'tcp' | 'udp';
         this.guard?.addForwards(
@@ -358,6 +372,12 @@ export class LiveUplink {
   /** Removes port forwards: translation first, then the filter, then the guard's elements. Never throws. */
   removeForwards(list: PortForward[]): void {
     if (list.length === 0) return;
+    const six = list.flatMap((f) => {
+      const twin = this.twins.get(f);
+      this.twins.delete(f);
+      return twin ? [twin] : [];
+    });
+    this.six?.removeForwards(six);
     for (const f of list) this.nat.forwards.remove(f);
     try {
       this.refilter();

@@ -26,6 +26,8 @@ export interface ForwardOwner extends NatOwner {
   readonly name: string;
   /** Its forwards by (NatProto << 16 | internal port). */
   readonly forwardIndex: Map<number, PortForward>;
+  /** Its forwards on the uplink's IPv6 address, the same way. */
+  readonly forward6Index: Map<number, PortForward>;
 }
 
 /** Remotes one forward remembers. */
@@ -72,7 +74,13 @@ export class ForwardTable {
     /** The dynamic NAT range, which no forward may use. */
     readonly lo: number,
     readonly hi: number,
+    /** The forwards of the uplink's IPv6 address: the VMs' forward6Index, remotes by remoteKey6. */
+    readonly v6 = false,
   ) {}
+
+  private index(owner: ForwardOwner): Map<number, PortForward> {
+    return this.v6 ? owner.forward6Index : owner.forwardIndex;
+  }
 
   /** The forward of external port `ext`, if any. */
   inbound(proto: number, ext: number): PortForward | undefined {
@@ -81,7 +89,7 @@ export class ForwardTable {
 
   /** The forward of a VM's port `int`, if any. */
   outbound(owner: ForwardOwner, proto: number, int: number): PortForward | undefined {
-    return owner.forwardIndex.get((proto << 16) | int);
+    return this.index(owner).get((proto << 16) | int);
   }
 
   /** Why external port `ext` cannot be forwarded (in the NAT range, taken, too many), or null when it can. */
@@ -103,7 +111,7 @@ export class ForwardTable {
       throw new Error(`port ${int}/${protoName(proto)} of VM ${owner.name} is forwarded already`);
     const f = new PortForward(proto, owner, ext, int);
     this.byExt.set((proto << 16) | ext, f);
-    owner.forwardIndex.set((proto << 16) | int, f);
+    this.index(owner).set((proto << 16) | int, f);
     return f;
   }
 
@@ -111,7 +119,7 @@ export class ForwardTable {
   remove(f: PortForward): void {
     if (this.byExt.get((f.proto << 16) | f.ext) !== f) return;
     this.byExt.delete((f.proto << 16) | f.ext);
-    f.owner.forwardIndex.delete((f.proto << 16) | f.int);
+    this.index(f.owner).delete((f.proto << 16) | f.int);
   }
 
   /** Forgets remotes idle past their protocol's timeout; run once a second. */

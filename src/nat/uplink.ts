@@ -37,6 +37,8 @@ export interface NatUplink {
 /** NAT66 on an uplink: the same mapping behaviour as NAT44, from the uplink's global IPv6 address. */
 export interface NatUplink6 {
   readonly flows: FlowTable;
+  /** Port forwards on the uplink's IPv6 address: the same external ports as on its IPv4 one. */
+  readonly forwards: ForwardTable;
   /** The uplink's IPv6 address as four signed words; every translated flow's source. */
   readonly addr: Int32Array;
   mtu: number;

@@ -50,8 +50,9 @@ export class Attachment implements ForwardOwner {
   readonly nat64Index = new Map<number, Mapping>();
   /** Its network's NAT64 /96 (three words), the source of what NAT64 brings back; null without NAT64. */
   nat64: Int32Array | null = null;
-  /** Its port forwards by (protocol << 16 | VM port) (see nat/forwards.ts). */
+  /** Its port forwards by (protocol << 16 | VM port) (see nat/forwards.ts), and those on the uplink's IPv6 address. */
   readonly forwardIndex = new Map<number, PortForward>();
+  readonly forward6Index = new Map<number, PortForward>();
   readonly key: string;
   readonly name: string;
   readonly mac: Uint8Array;

@@ -95,10 +95,18 @@ function decide(p: Pipeline, nat: NatUplink6, off: number, len: number): number 
     return Drop.UPLINK_NO_MAPPING;
   }
   const m = nat.flows.inbound(natProto, extPort);
-  if (m === undefined) return Drop.UPLINK_NO_MAPPING;
-  if (!m.admits(srcKey)) return Drop.UPLINK_FILTERED;
-  const att = m.owner as Attachment;
+  // Not a mapping's port: maybe a port forward's (outside the NAT range), open to anyone, to the address
+  // the VM was last seen sending from.
+  const f =
+    m === undefined && natProto !== NatProto.ICMP ? nat.forwards.inbound(natProto, extPort) : undefined;
+  if (m === undefined && f === undefined) return Drop.UPLINK_NO_MAPPING;
+  if (m !== undefined && !m.admits(srcKey)) return Drop.UPLINK_FILTERED;
+  const att = (m?.owner ?? f!.owner) as Attachment;
   if ((att.p0 === 0 && att.p1 === 0) || att.port.closed) return Drop.UPLINK_VM_GONE;
+  if (m === undefined && att.last2 === 0 && att.last3 === 0) return Drop.FORWARD_NO_ADDRESS;
+  const vmPort = m?.vmPort ?? f!.int;
+  const iid2 = m?.iid2 ?? att.last2;
+  const iid3 = m?.iid3 ?? att.last3;
   if (aggregate && !att.port.vnet) return CUT_FIRST;
   const u8 = p.u8;
   let partial = (u8[off + VNET.FLAGS] & VNET_F_NEEDS_CSUM) !== 0;
@@ -109,17 +117,21 @@ function decide(p: Pipeline, nat: NatUplink6, off: number, len: number): number 
   // An aggregate whose checksum the kernel verified (GRO) holds its first segment's in the field, wrong
   // for the whole: it leaves to offload too, the field made the pseudo-header's sum once translated.
   const fresh = aggregate && !partial;
-  m.lastSeen = p.clock;
-  if (natProto === NatProto.TCP) m.tcpIn(tcp.flags(dv, l4));
+  if (m !== undefined) {
+    m.lastSeen = p.clock;
+    if (natProto === NatProto.TCP) m.tcpIn(tcp.flags(dv, l4));
+  } else {
+    f!.touch(srcKey, p.clock);
+  }
   if (chain.frag >= 0 && chain.more)
-    nat.fragments.remember(srcKey, 0, chain.fragId, att, p.clock, m.iid2, m.iid3);
+    nat.fragments.remember(srcKey, 0, chain.fragId, att, p.clock, iid2, iid3);
   const sum = checksumAt(proto, l4);
-  swapAddress6(dv, ip, IPV6.DST, att.p0, att.p1, m.iid2, m.iid3, fresh ? -1 : sum, partial);
+  swapAddress6(dv, ip, IPV6.DST, att.p0, att.p1, iid2, iid3, fresh ? -1 : sum, partial);
   const portAt = natProto === NatProto.ICMP ? l4 + ICMP6.ID : l4 + 2;
-  dv.setUint16(portAt, m.vmPort);
+  dv.setUint16(portAt, vmPort);
   if (fresh) leaveToOffload(p, off, ip, l4, total);
   // A UDP checksum of 0 means none only in IPv4; here it is malformed, and left for the VM to drop.
-  else if (!partial) dv.setUint16(sum, update16(dv.getUint16(sum), extPort, m.vmPort));
+  else if (!partial) dv.setUint16(sum, update16(dv.getUint16(sum), extPort, vmPort));
   dv.setUint8(ip + IPV6.HOP_LIMIT, hop - 1);
   toVm(p, att, ip, total);
   return Drop.NONE;

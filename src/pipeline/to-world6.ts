@@ -7,6 +7,7 @@
 // aggregate cut first), as to-world.ts does for IPv4.
 
 import { NatProto, NoMapping, remoteKey6 } from '../nat/flows.js';
+import type { PortForward } from '../nat/forwards.js';
 import type { NatUplink6 } from '../nat/uplink.js';
 import { type Attachment, AttType } from '../net/attachment.js';
 import { Drop } from '../stats/drops.js';
@@ -75,6 +76,33 @@ function sourceKey(dv: DataView, ip: number): number {
   );
 }
 
+/**
+ * Whether a packet the VM's rules block answers a client of one of its port forwards on the IPv6 address:
+ * TCP or UDP from the forwarded port to a remote the forward talked with, a TCP segment carrying ACK or RST
+ * (a SYN alone starts something, and that the rules decide). As answersForward() in to-world.ts.
+ */
+function answersForward6(
+  dv: DataView,
+  nat: NatUplink6 | null,
+  att: Attachment,
+  proto: number,
+  l4: number,
+  d0: number,
+  d1: number,
+  d2: number,
+  d3: number,
+): boolean {
+  if (nat === null || att.forward6Index.size === 0 || l4 < 0) return false;
+  let f: PortForward | undefined;
+  if (proto === NextHeader.TCP) {
+    if ((tcp.flags(dv, l4) & (TcpFlag.ACK | TcpFlag.RST)) === 0) return false;
+    f = nat.forwards.outbound(att, NatProto.TCP, tcp.srcPort(dv, l4));
+  } else if (proto === NextHeader.UDP) {
+    f = nat.forwards.outbound(att, NatProto.UDP, udp.srcPort(dv, l4));
+  }
+  return f?.knows(remoteKey6(d0, d1, d2, d3)) === true;
+}
+
 /** Decides a VM's IPv6 packet (header at `ip`, `total` bytes, walked: chain) for beyond the network. */
 export function toWorld6(
   p: Pipeline,
@@ -93,9 +121,10 @@ export function toWorld6(
   const d1 = word(dv, ip, IPV6.DST, 1);
   const d2 = word(dv, ip, IPV6.DST, 2);
   const d3 = word(dv, ip, IPV6.DST, 3);
-  if (!att.policy.allows6(d0, d1, d2, d3)) return blocked6(p, seg, att, ip, total, proto, l4, slot);
-  if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   const nat = seg.nat?.v6 ?? null;
+  if (!att.policy.allows6(d0, d1, d2, d3) && !answersForward6(dv, nat, att, proto, l4, d0, d1, d2, d3))
+    return blocked6(p, seg, att, ip, total, proto, l4, slot);
+  if (att.type !== AttType.SHARED) return Drop.HOST_ONLY;
   if (nat === null || nat.held) {
     if (att.policy.reject && chain.fragOffset === 0)
       routerError(p, seg, att, ip, total, slot, Icmp6Type.DEST_UNREACHABLE, Unreachable.NO_ROUTE, 0);
@@ -173,20 +202,32 @@ export function toWorld6(
   } else {
     return Drop.NO_ROUTE;
   }
-  const s2 = word(dv, ip, IPV6.SRC, 2);
-  const s3 = word(dv, ip, IPV6.SRC, 3);
-  let m = nat.flows.outbound6(att, natProto, vmPort, s2, s3);
-  if (m === undefined) {
-    if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
-      return Drop.NAT_TCP_NOT_SYN;
-    const made = nat.flows.create(att, natProto, vmPort, p.clock, 0, s2, s3);
-    if (typeof made === 'number')
-      return made === NoMapping.VM_SHARE_FULL ? Drop.NAT_VM_SHARE_FULL : Drop.NAT_PORTS_EXHAUSTED;
-    m = made;
+  // From a forwarded port (its port forward on the IPv6 address) it leaves from the forward's port.
+  const f =
+    natProto !== NatProto.ICMP && att.forward6Index.size !== 0
+      ? nat.forwards.outbound(att, natProto, vmPort)
+      : undefined;
+  let extPort: number;
+  if (f !== undefined) {
+    f.touch(remoteKey6(d0, d1, d2, d3), p.clock);
+    extPort = f.ext;
+  } else {
+    const s2 = word(dv, ip, IPV6.SRC, 2);
+    const s3 = word(dv, ip, IPV6.SRC, 3);
+    let m = nat.flows.outbound6(att, natProto, vmPort, s2, s3);
+    if (m === undefined) {
+      if (natProto === NatProto.TCP && (tcpFlags & (TcpFlag.SYN | TcpFlag.ACK)) !== TcpFlag.SYN)
+        return Drop.NAT_TCP_NOT_SYN;
+      const made = nat.flows.create(att, natProto, vmPort, p.clock, 0, s2, s3);
+      if (typeof made === 'number')
+        return made === NoMapping.VM_SHARE_FULL ? Drop.NAT_VM_SHARE_FULL : Drop.NAT_PORTS_EXHAUSTED;
+      m = made;
+    }
+    m.lastSeen = p.clock;
+    m.sentTo(remoteKey6(d0, d1, d2, d3));
+    if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
+    extPort = m.extPort;
   }
-  m.lastSeen = p.clock;
-  m.sentTo(remoteKey6(d0, d1, d2, d3));
-  if (natProto === NatProto.TCP) m.tcpOut(tcpFlags);
   if (chain.frag >= 0 && chain.more)
     nat.outFragments.remember(sourceKey(dv, ip), 0, chain.fragId, att, p.clock);
   const sum = checksumAt(proto, l4);
@@ -194,9 +235,9 @@ export function toWorld6(
   // partial sum (an aggregate's always) covers only the pseudo-header: the port is not in it.
   swapAddress6(dv, ip, IPV6.SRC, a[0], a[1], a[2], a[3], sum, partial);
   const portAt = natProto === NatProto.ICMP ? l4 + ICMP6.ID : l4;
-  dv.setUint16(portAt, m.extPort);
+  dv.setUint16(portAt, extPort);
   if (!partial) {
-    let c = update16(dv.getUint16(sum), vmPort, m.extPort);
+    let c = update16(dv.getUint16(sum), vmPort, extPort);
     if (proto === NextHeader.UDP && c === 0) c = 0xffff;
     dv.setUint16(sum, c);
   }

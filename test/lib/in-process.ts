@@ -144,6 +144,7 @@ export function inProcessNetwork(o: InProcessOptions): InProcess {
     o.nat && v6
       ? {
           flows: new FlowTable(o.nat.lo, o.nat.hi, o.nat.perVm, true),
+          forwards: new ForwardTable(o.nat.lo, o.nat.hi, true),
           addr: words6(v6.addr),
           mtu: v6.mtu ?? 1500,
           held: false,

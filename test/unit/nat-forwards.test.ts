@@ -71,6 +71,7 @@ function owner(name = `vm${owners}`): ForwardOwner {
     nat6Count: new Int32Array(3),
     nat64Index: new Map(),
     forwardIndex: new Map(),
+    forward6Index: new Map(),
   };
 }
 

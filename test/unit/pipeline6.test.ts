@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { NatProto } from '../../src/nat/flows.js';
+import { NatProto, remoteKey6 } from '../../src/nat/flows.js';
 import type { Port } from '../../src/ports/port.js';
 import { dropsByName } from '../../src/stats/drops.js';
 import { monotonicMs } from '../../src/util/clock.js';
-import { parseMac } from '../../src/wire/addr.js';
+import { parseIpv6, parseMac } from '../../src/wire/addr.js';
 import { TcpFlag } from '../../src/wire/tcp.js';
 import { externalMacOf } from '../lib/attachments.js';
 import {
@@ -576,6 +576,32 @@ function inOne(net: Net, pkt: Uint8Array): Parsed6 & { frame: Uint8Array } {
   return { ...assertChecksums6(got[0], 14, 'of the frame to the VM'), frame: got[0] };
 }
 
+describe('NAT66 port forwards', () => {
+  test('a forward on the uplink IPv6 address reaches the address the VM sends from, from anyone; its answers leave from the forwarded port', () => {
+    const net = setup({ allow: [] });
+    const f = net.nat!.v6!.forwards.add(net.att, NatProto.TCP, 2222, 22);
+    // Before the VM has sent anything there is no address of its to forward to.
+    assert.deepEqual(inbound(net, tcp6(REMOTE6B, UPLINK6, 50000, 2222, SYN)), []);
+    assert.deepEqual(drops(net), { 'forward-vm-without-address': 1 });
+    net.p.drops.fill(0);
+    fromVm(net, udp6(VM_ADDR, GW6, 5353, 53));
+    sent(net);
+    const back = inOne(net, tcp6(REMOTE6B, UPLINK6, 50000, 2222, SYN));
+    assert.equal(back.dst, full6(VM_ADDR));
+    assert.equal(back.dport, 22);
+    const r = parseIpv6(REMOTE6B)!;
+    assert.ok(f.knows(remoteKey6(r[0] | 0, r[1] | 0, r[2] | 0, r[3] | 0)));
+    // The answer: blocked by the VM's rules (no --allow), yet it answers a client of the forward.
+    const o = outOne(net, tcp6(VM_ADDR, REMOTE6B, 22, 50000, SYN | ACK));
+    assert.equal(o.src, full6(UPLINK6));
+    assert.equal(o.sport, 2222);
+    // A SYN from the forwarded port to a remote the forward never talked with is the rules' to decide.
+    fromVm(net, tcp6(VM_ADDR, REMOTE6, 22, 50001, SYN));
+    assert.deepEqual(sent(net), {});
+    assert.deepEqual(drops(net), { 'dst-blocked-by-policy': 1 });
+  });
+});
+
 describe('NAT66', () => {
   test('TCP out: from the uplink address and a port of the range, hop limit one less, checksum right', () => {
     const net = setup();
@@ -814,7 +840,7 @@ describe('NAT66', () => {
     assert.deepEqual(drops(net), {});
   });
 
-  test("the later fragments of a train whose first fragment softnet dropped, or never saw, go nowhere", () => {
+  test('the later fragments of a train whose first fragment softnet dropped, or never saw, go nowhere', () => {
     const net = setup();
     // A first fragment without the TCP header (RFC 7112), then the fragment that carries it.
     const seg = tcpSeg6(VM_ADDR, REMOTE6, 5000, 80, SYN);
