@@ -6,6 +6,7 @@ import { ETH, ETH_HEADER_LEN, EtherType, emitEthernet, writeMac } from '../wire/
 import { ICMP6, ICMP6_HEADER_LEN, Icmp6Type, icmp6Checksum, Unreachable } from '../wire/icmpv6.js';
 import { emitIpv6, IPV6, IPV6_HEADER_LEN, NextHeader, pseudoSum, writeAddr } from '../wire/ipv6.js';
 import { TCP, TCP_HEADER_LEN, TcpFlag } from '../wire/tcp.js';
+import { writeRst } from './reject.js';
 
 const REPLY_HOP_LIMIT = 64;
 /** An error quotes as much of the offending packet as fits the IPv6 minimum MTU (RFC 4443 2.4 (c)). */
@@ -105,35 +106,12 @@ export function emitRejection6(
       gateway,
     );
   }
-  const flags = dv.getUint8(l4 + TCP.FLAGS);
-  if (flags & TcpFlag.RST) return 0;
-  const dataLen = ip + total - l4 - ((dv.getUint8(l4 + TCP.DATA_OFF) >>> 4) << 2);
-  let seq = 0;
-  let ack = 0;
-  let rflags = TcpFlag.RST;
-  if (flags & TcpFlag.ACK) seq = dv.getUint32(l4 + TCP.ACK);
-  else {
-    ack =
-      (dv.getUint32(l4 + TCP.SEQ) +
-        Math.max(dataLen, 0) +
-        (flags & TcpFlag.SYN ? 1 : 0) +
-        (flags & TcpFlag.FIN ? 1 : 0)) >>>
-      0;
-    rflags |= TcpFlag.ACK;
-  }
+  if (dv.getUint8(l4 + TCP.FLAGS) & TcpFlag.RST) return 0;
   const rip = emitEthernet(u8, out, vmMac, 0, gatewayMac, EtherType.IPV6);
   const rtcp = rip + IPV6_HEADER_LEN;
   u8.copyWithin(rip + IPV6.SRC, ip + IPV6.DST, ip + IPV6.DST + 16);
   u8.copyWithin(rip + IPV6.DST, ip + IPV6.SRC, ip + IPV6.SRC + 16);
-  const sport = dv.getUint16(l4 + TCP.DST_PORT);
-  const dport = dv.getUint16(l4 + TCP.SRC_PORT);
-  u8.fill(0, rtcp, rtcp + TCP_HEADER_LEN);
-  dv.setUint16(rtcp + TCP.SRC_PORT, sport);
-  dv.setUint16(rtcp + TCP.DST_PORT, dport);
-  dv.setUint32(rtcp + TCP.SEQ, seq);
-  dv.setUint32(rtcp + TCP.ACK, ack);
-  dv.setUint8(rtcp + TCP.DATA_OFF, (TCP_HEADER_LEN / 4) << 4);
-  dv.setUint8(rtcp + TCP.FLAGS, rflags);
+  writeRst(dv, u8, rtcp, l4, ip + total - l4);
   emitIpv6(dv, rip, NextHeader.TCP, TCP_HEADER_LEN, REPLY_HOP_LIMIT);
   dv.setUint16(
     rtcp + TCP.CHECKSUM,

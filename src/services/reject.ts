@@ -43,12 +43,27 @@ export function emitRejection(
     );
   }
   const tcp = ip + hl;
-  const flags = dv.getUint8(tcp + TCP.FLAGS);
-  if (flags & TcpFlag.RST) return 0;
+  if (dv.getUint8(tcp + TCP.FLAGS) & TcpFlag.RST) return 0;
   const to = dv.getUint32(ip + IPV4.SRC);
-  const dataLen = total - hl - ((dv.getUint8(tcp + TCP.DATA_OFF) >>> 4) << 2);
-  const sport = dv.getUint16(tcp + TCP.DST_PORT);
-  const dport = dv.getUint16(tcp + TCP.SRC_PORT);
+  const rip = emitEthernet(u8, out, vmMac, 0, gatewayMac, EtherType.IPV4);
+  const rtcp = rip + IPV4_HEADER_LEN;
+  writeRst(dv, u8, rtcp, tcp, total - hl);
+  dv.setUint16(
+    rtcp + TCP.CHECKSUM,
+    checksum(u8, rtcp, TCP_HEADER_LEN, pseudoHeader(from, to, IpProto.TCP, TCP_HEADER_LEN)),
+  );
+  emitIpv4(dv, u8, rip, IpProto.TCP, from, to, TCP_HEADER_LEN, 64);
+  return rtcp + TCP_HEADER_LEN - out;
+}
+
+/**
+ * Writes at `rtcp` the header of the RST that answers the TCP segment at `tcp` (`len` bytes, header and
+ * data; not itself a RST), as RFC 9293 3.10.7.1 has it: ports swapped, the segment's ACK as its sequence
+ * number, or an ACK of all it carried. The checksum field is left 0.
+ */
+export function writeRst(dv: DataView, u8: Uint8Array, rtcp: number, tcp: number, len: number): void {
+  const flags = dv.getUint8(tcp + TCP.FLAGS);
+  const dataLen = len - ((dv.getUint8(tcp + TCP.DATA_OFF) >>> 4) << 2);
   let seq = 0;
   let ack = 0;
   let rflags = TcpFlag.RST;
@@ -62,8 +77,8 @@ export function emitRejection(
       0;
     rflags |= TcpFlag.ACK;
   }
-  const rip = emitEthernet(u8, out, vmMac, 0, gatewayMac, EtherType.IPV4);
-  const rtcp = rip + IPV4_HEADER_LEN;
+  const sport = dv.getUint16(tcp + TCP.DST_PORT);
+  const dport = dv.getUint16(tcp + TCP.SRC_PORT);
   u8.fill(0, rtcp, rtcp + TCP_HEADER_LEN);
   dv.setUint16(rtcp + TCP.SRC_PORT, sport);
   dv.setUint16(rtcp + TCP.DST_PORT, dport);
@@ -71,10 +86,4 @@ export function emitRejection(
   dv.setUint32(rtcp + TCP.ACK, ack);
   dv.setUint8(rtcp + TCP.DATA_OFF, (TCP_HEADER_LEN / 4) << 4);
   dv.setUint8(rtcp + TCP.FLAGS, rflags);
-  dv.setUint16(
-    rtcp + TCP.CHECKSUM,
-    checksum(u8, rtcp, TCP_HEADER_LEN, pseudoHeader(from, to, IpProto.TCP, TCP_HEADER_LEN)),
-  );
-  emitIpv4(dv, u8, rip, IpProto.TCP, from, to, TCP_HEADER_LEN, 64);
-  return rtcp + TCP_HEADER_LEN - out;
 }
