@@ -37,7 +37,7 @@ import { captureFilter6, defaultRouteInterface6, uplinkIpv6 } from '../ports/upl
 import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv6 } from '../wire/addr.js';
-import { openPort } from './ports.js';
+import { closePorts, openPort, openUplinkSockets } from './ports.js';
 
 /** How long the guard of an interface NAT66 moved away from stays (as for NAT44). */
 const GUARD_LINGER_MS = 30_000;
@@ -188,34 +188,25 @@ export class Uplink6 {
   private openSockets(name: string): void {
     this.closeSockets();
     const nat = this.nat;
-    const fd = native.packetSocket(name, this.filter(), 6);
-    const capture = openPort({ fd, mode: PortMode.DGRAM, name: `${name}:capture6` });
-    capture.big = true;
-    this.capture = capture;
-    this.p.add(capture, {
-      frame: (_port, off, len) => fromUplink6(this.p, nat, off, len),
-      failed: () => this.failed(),
-    });
-    this.watch(capture);
-    const sender = native.packetTxSocket(name);
-    const tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx6`, vnet: true });
-    this.p.add(tx, { frame: () => {}, failed: () => this.failed() });
-    // It never receives; watching it lets the addon send what the socket could not take at once.
-    this.watch(tx);
-    nat.tx = tx;
-    nat.hop = new NextHop6(name, sender.mac);
+    const s = openUplinkSockets(
+      this.p,
+      name,
+      6,
+      this.filter(),
+      (off, len) => fromUplink6(this.p, nat, off, len),
+      this.watch,
+      () => this.failed(),
+    );
+    this.capture = s.capture;
+    nat.tx = s.tx;
+    nat.hop = new NextHop6(name, s.mac);
   }
 
   private closeSockets(): void {
-    const nat = this.nat;
-    for (const port of [this.capture, nat.tx]) {
-      if (port === null) continue;
-      this.p.remove(port);
-      port.close();
-    }
+    closePorts(this.p, [this.capture, this.nat.tx]);
     this.capture = null;
-    nat.tx = null;
-    nat.hop = null;
+    this.nat.tx = null;
+    this.nat.hop = null;
   }
 
   /** The capture filter for the address, NAT range and forwarded ports of the moment. */

@@ -46,7 +46,7 @@ import { monotonicMs } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { formatIpv4 } from '../wire/addr.js';
 import { UsageError } from './errors.js';
-import { openPort } from './ports.js';
+import { closePorts, openPort, openUplinkSockets } from './ports.js';
 import { Uplink6 } from './uplink6.js';
 
 /** Seconds between snapshots of the NAT mappings while they change. */
@@ -279,40 +279,29 @@ export class LiveUplink {
     this.closeSockets();
     const nat = this.nat;
     const fwd = nat.forwards;
-    const captureFd = native.packetSocket(
-      name,
-      captureFilter(nat.addr, this.lo, this.hi, {
-        tcp: fwd.ports(NatProto.TCP),
-        udp: fwd.ports(NatProto.UDP),
-      }),
-    );
-    const capture = openPort({ fd: captureFd, mode: PortMode.DGRAM, name: `${name}:capture` });
-    capture.big = true;
-    this.capture = capture;
-    this.p.add(capture, {
-      frame: (_port, off, len) => fromUplink(this.p, nat, off, len),
-      failed: () => this.failed(),
+    const filter = captureFilter(nat.addr, this.lo, this.hi, {
+      tcp: fwd.ports(NatProto.TCP),
+      udp: fwd.ports(NatProto.UDP),
     });
-    this.watch(capture);
-    const sender = native.packetTxSocket(name);
-    const tx = openPort({ fd: sender.fd, mode: PortMode.DGRAM, name: `${name}:tx`, vnet: true });
-    this.p.add(tx, { frame: () => {}, failed: () => this.failed() });
-    // It never receives; watching it lets the addon send what the socket could not take at once.
-    this.watch(tx);
-    nat.tx = tx;
-    nat.hop = new NextHop(name, sender.mac);
+    const s = openUplinkSockets(
+      this.p,
+      name,
+      4,
+      filter,
+      (off, len) => fromUplink(this.p, nat, off, len),
+      this.watch,
+      () => this.failed(),
+    );
+    this.capture = s.capture;
+    nat.tx = s.tx;
+    nat.hop = new NextHop(name, s.mac);
   }
 
   private closeSockets(): void {
-    const nat = this.nat;
-    for (const port of [this.capture, nat.tx]) {
-      if (port === null) continue;
-      this.p.remove(port);
-      port.close();
-    }
+    closePorts(this.p, [this.capture, this.nat.tx]);
     this.capture = null;
-    nat.tx = null;
-    nat.hop = null;
+    this.nat.tx = null;
+    this.nat.hop = null;
   }
 
   /** Makes a VM's saved mappings again as it attaches; returns how many came back. */
