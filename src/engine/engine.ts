@@ -40,7 +40,7 @@ import { dropsByName } from '../stats/drops.js';
 import { monotonicMs, monotonicSeconds } from '../util/clock.js';
 import type { LogFields, Logger, LogLevel } from '../util/log.js';
 import { stateFiles } from '../util/state-files.js';
-import { formatIpv4, formatMac, parseIpv4, parseIpv6, parseMac } from '../wire/addr.js';
+import { formatIpv4, formatIpv6, formatMac, parseIpv4, parseIpv6, parseMac } from '../wire/addr.js';
 import { macKey } from '../wire/ethernet.js';
 import { AttachmentStore, type VmRecord } from './attachment-store.js';
 import { Captures } from './captures.js';
@@ -420,6 +420,7 @@ export class Engine {
         mac: vm.mac,
         external_mac: extMac,
         type: vm.type,
+        ipv6_prefix: att.p0 !== 0 || att.p1 !== 0 ? `${formatIpv6([att.p0, att.p1, 0, 0])}/64` : undefined,
         ip: att.ip ? formatIpv4(att.ip) : undefined,
       });
       if (type === AttType.DISCONNECTED)
