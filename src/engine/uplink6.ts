@@ -17,6 +17,10 @@
  * - Entering and leaving the held state are logged once each.
  * - The mappings are snapshotted as NAT44's are (nat/flow-store.ts), to
  *   STATE_DIR/nat6-<uplink>-<lo>-<hi>.flows.json, for the uplink's IPv6 address of the moment.
+ * - Port forwards bound to no address are here too, on the same ports (LiveUplink adds and removes them
+ *   with its own), kept in step as NAT44's are: table, guard sets, capture filter.
+ * - The guard of an interface NAT66 moved away from stays 30 s, as NAT44's does: its address is still the
+ *   host's, and replies to its flows would be answered with RSTs.
  */
 
 import { join } from 'node:path';
