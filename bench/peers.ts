@@ -1,9 +1,9 @@
-// The peers bench (issue 7): softnet, the kernel's own path (veth + nftables masquerade), pasta and
-// slirp4netns, each giving a VM namespace its path to the same world, measured interleaved over several
-// rounds: iperf3 TCP both ways, 64-byte UDP datagrams a second, ping round trip, and TCP both ways over
-// IPv6 for the peers that give the VM IPv6 (all but slirp4netns). Prints the medians, softnet/peer ratios,
-// each peer's IPv6 TCP over its IPv4 TCP and the targets, and writes JSON, markdown and an SVG chart
-// under bench/results/.
+// The peers bench: softnet, the kernel's own path (veth + nftables masquerade), pasta and slirp4netns,
+// each giving a VM namespace its path to the same world, measured interleaved over several rounds: iperf3
+// TCP both ways, 64-byte UDP datagrams a second, ping round trip at 20 and at 2 a second, and TCP both
+// ways over IPv6 for the peers that give the VM IPv6 (all but slirp4netns). Prints the medians,
+// softnet/peer ratios, each peer's IPv6 TCP over its IPv4 TCP and issue 15's targets (against the kernel
+// and pasta), and writes JSON, markdown and an SVG chart under bench/results/.
 // Run as root: make bench-peers, or node dist/bench/peers.js [--rounds N] [--seconds S]
 // [--peers softnet,kernel,...] [--out DIR].
 
@@ -16,7 +16,7 @@ import { svgChart } from './peers/chart.js';
 import { conditions, load1 } from './peers/conditions.js';
 import { kernel } from './peers/kernel.js';
 import { Lab, sweepStale } from './peers/lab.js';
-import { type MeasureOptions, measureAll, vmMtu } from './peers/measure.js';
+import { type MeasureOptions, measureAll, PING_RUNS, vmMtu } from './peers/measure.js';
 import { pasta } from './peers/pasta.js';
 import type { Peer } from './peers/peer.js';
 import { markdownReport, type RunRecord, textReport } from './peers/report.js';
@@ -55,7 +55,7 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** One peer in one round: a fresh VM namespace, attach, the four measurements, detach. */
+/** One peer in one round: a fresh VM namespace, attach, the measurements, detach. */
 async function measurePeer(
   topo: Topology,
   peer: Peer,
@@ -122,7 +122,7 @@ async function main(): Promise<void> {
 
   const stale = sweepStale();
   if (stale.length) log(`removed namespaces a killed bench left: ${stale.join(' ')}`);
-  const opts: MeasureOptions = { seconds, pings: 50, pingInterval: 0.01 };
+  const opts: MeasureOptions = { seconds, pings: PING_RUNS };
   const startedAt = new Date().toISOString();
   const loadAtStart = load1();
   const results: RoundResult[] = [];
@@ -156,10 +156,7 @@ async function main(): Promise<void> {
       soft ? peers.filter((p) => p !== soft).map((p) => [p.name, ratios(soft, p)]) : [],
     ),
     ipv6OverIpv4: Object.fromEntries(peers.filter((p) => p.ipv6).map((p) => [p.name, ipv6OverIpv4(p)])),
-    targets: targets(
-      soft,
-      peers.find((p) => p.name === 'kernel'),
-    ),
+    targets: targets(results),
     results,
   };
   process.stdout.write(`\n${textReport(run)}`);
