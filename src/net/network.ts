@@ -92,7 +92,7 @@ export function makeNetwork(cidr: Cidr, opts: NetworkOptions): NetworkConfig {
     v6: v6 ?? null,
     ipv6Only: ipv6Only ?? false,
     nat64: nat64 ?? null,
-    nat64WellKnown: nat64 != null && nat64.every((w, i) => w === WELL_KNOWN_NAT64[i]),
+    nat64WellKnown: nat64?.every((w, i) => w === WELL_KNOWN_NAT64[i]) ?? false,
     subnet,
     prefix: cidr.prefix,
     mask,
