@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { upload } from '../lib/http-sink.js';
 import { addrs6, inPrefix, ping6, rdisc6, same6, vm64 } from '../lib/ipv6.js';
 import {
   attachVm64,
@@ -29,7 +30,6 @@ import {
   startV4OnlyDns,
   synth64,
   udhcpc4,
-  upload,
   V4ONLY_DNS,
   V4ONLY_NAME,
   type Vm64,

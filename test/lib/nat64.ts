@@ -18,11 +18,12 @@ import { randomInt } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startSink } from './http-sink.js';
 import { acceptRa, addrs6, expand6, type Ula, vm64, waitAddress, waitLinkLocal } from './ipv6.js';
 import { type Softnet, softnetForVm } from './softnet.js';
 import { tcpdumpListening } from './tcpdump.js';
 import type { Topology } from './topology.js';
-import { listening, SERVER, Tail, until, type World } from './world.js';
+import { SERVER, Tail, until, type World } from './world.js';
 
 /** The network-specific NAT64 prefix the tests use (the world is on documentation addresses, see RFC 6052 3.1). */
 export const NAT64_PREFIX = '2001:db8:64::/96';
@@ -35,37 +36,6 @@ export const MTU_SERVER = '203.0.113.14';
 export const PATH_MTU = 1400;
 /** The HTTP sink's port at MTU_SERVER. */
 export const SINK_PORT = 8090;
-
-const PYTHON = '/usr/bin/python3';
-
-// Answers each POST with "<sha256 hex> <length>\n" of its body and prints the same line.
-const SINK_SERVER = `
-import hashlib, http.server, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        left = int(self.headers.get('Content-Length', '0'))
-        h = hashlib.sha256()
-        n = 0
-        while left > 0:
-            d = self.rfile.read(min(left, 65536))
-            if not d:
-                break
-            h.update(d)
-            n += len(d)
-            left -= len(d)
-        body = ('%s %d\\n' % (h.hexdigest(), n)).encode()
-        print(body.decode(), end='', flush=True)
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S((sys.argv[1], int(sys.argv[2])), H).serve_forever()
-`;
 
 /** A ULA /48 of fd00:64::/32 with a random third group (never with a leading zero, so it prints as built). */
 export function nat64Ula(): Ula {
@@ -293,31 +263,7 @@ export async function startSmallMtuSink(world: World): Promise<void> {
     'mtu',
     String(PATH_MTU),
   ]);
-  const tail = new Tail(
-    topo.spawn(world.world, PYTHON, ['-u', '-c', SINK_SERVER, MTU_SERVER, String(SINK_PORT)]),
-  );
-  await until(`the sink at ${MTU_SERVER} listens`, async () => {
-    if (tail.exited) throw new Error(`the sink exited:\n${tail.output}`);
-    return (await listening(topo, world.world, 'tcp', SINK_PORT)).includes(`${MTU_SERVER}:`);
-  });
-}
-
-/** POSTs file `path` from `ns` to `url` with curl; returns what the sink says it received. */
-export async function upload(
-  topo: Topology,
-  ns: string,
-  url: string,
-  path: string,
-  timeoutS = 60,
-): Promise<{ sha256: string; bytes: number }> {
-  const r = await topo.exec(
-    ns,
-    'curl',
-    ['-sSf', '-m', String(timeoutS), '-H', 'Expect:', '--data-binary', `@${path}`, url],
-    (timeoutS + 10) * 1000,
-  );
-  const [sha256, bytes] = r.stdout.trim().split(' ');
-  return { sha256, bytes: Number(bytes) };
+  await startSink(world, MTU_SERVER, SINK_PORT);
 }
 
 /** What busybox udhcpc got: its exit code and the events its script saw ("bound <ip> <router>" ...). */
