@@ -75,7 +75,7 @@ async function measurePeer(
     } catch (e) {
       return { ...base, metrics: {}, errors: [`could not attach: ${errorText(e)}`] };
     }
-    const { metrics, errors } = await measureAll(topo, vm, opts, peer.ipv6);
+    const { metrics, errors } = await measureAll(topo, vm, opts, peer.ipv6, attachment.pid);
     const mtu = await vmMtu(topo, vm).catch((e) => {
       errors.push(`mtu: ${errorText(e)}`);
       return undefined;

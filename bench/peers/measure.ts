@@ -2,7 +2,10 @@
 // ways, 64-byte UDP and ping at 20 and at 2 a second (issue 15 judges the round trip at both rates), then,
 // for a peer that gives the VM IPv6, TCP both ways over IPv6; and the parsing of what iperf3 and ping
 // report. A ping figure is the median of the replies' own times, so one slow wakeup does not move it.
+// For a peer with a process of its own, TCP and UDP also record the CPU that process spent on them (not
+// ping: at 2 or 20 frames a second a process's idle timers and V8's housekeeping weigh as much as the pings).
 
+import { cpuNs } from './cpu.js';
 import { reachesServer6 } from './peer.js';
 import { median } from './summary.js';
 import { SERVER, SERVER6, type Topology } from './topology.js';
@@ -25,6 +28,12 @@ export interface Metrics {
   tcp6Up?: number;
   /** iperf3 -6 TCP world -> VM (-R) over IPv6, bits a second the receiver got. */
   tcp6Down?: number;
+  /** The peer's process during TCP VM -> world: percent of one core over the test's length. */
+  tcpUpCpu?: number;
+  /** The same during TCP world -> VM. */
+  tcpDownCpu?: number;
+  /** The peer's process during 64-byte UDP: microseconds of CPU a datagram the world received. */
+  udpCpuUs?: number;
 }
 
 export type Metric = keyof Metrics;
@@ -160,36 +169,64 @@ export async function vmMtu(topo: Topology, vm: string): Promise<number> {
   return Number(mtu);
 }
 
+/** One measurement, and how the CPU the peer's process spent on it (ns) becomes a metric of its own. */
+interface Step {
+  name: string;
+  run: () => Promise<Metrics>;
+  cpu?: (ns: number, got: Metrics) => Metrics;
+}
+
 /**
  * Runs every measurement once, the IPv6 ones only with `ipv6` and once the VM reaches the IPv6 server; a
- * failed one is reported in `errors` and left out of the metrics.
+ * failed one is reported in `errors` and left out of the metrics. With the `pid` of the peer's process,
+ * IPv4 TCP and UDP also record the CPU that process spent on them.
  */
 export async function measureAll(
   topo: Topology,
   vm: string,
   opts: MeasureOptions,
   ipv6: boolean,
+  pid?: number,
 ): Promise<{ metrics: Metrics; errors: string[] }> {
   const port = topo.iperfPort(0);
   const port6 = topo.iperfPort6(0);
-  const steps: Array<[string, () => Promise<Metrics>]> = [
-    ['tcpUp', async () => ({ tcpUp: await tcpThroughput(topo, vm, port, opts.seconds, false) })],
-    ['tcpDown', async () => ({ tcpDown: await tcpThroughput(topo, vm, port, opts.seconds, true) })],
-    [
-      'udpPps',
-      async () => {
+  // iperf3's connection set-up and teardown are outside its test length; the peer is idle in them.
+  const share = (ns: number) => (ns / (opts.seconds * 1e9)) * 100;
+  const steps: Step[] = [
+    {
+      name: 'tcpUp',
+      run: async () => ({ tcpUp: await tcpThroughput(topo, vm, port, opts.seconds, false) }),
+      cpu: (ns) => ({ tcpUpCpu: share(ns) }),
+    },
+    {
+      name: 'tcpDown',
+      run: async () => ({ tcpDown: await tcpThroughput(topo, vm, port, opts.seconds, true) }),
+      cpu: (ns) => ({ tcpDownCpu: share(ns) }),
+    },
+    {
+      name: 'udpPps',
+      run: async () => {
         const { received, sent } = await udpRate(topo, vm, port, opts.seconds);
         return { udpPps: received, udpSentPps: sent };
       },
-    ],
-    ...opts.pings.map(({ metric, count, interval }): [string, () => Promise<Metrics>] => [
-      metric,
-      async () => ({ [metric]: await pingRtt(topo, vm, count, interval) }),
-    ]),
+      cpu: (ns, got) => (got.udpPps ? { udpCpuUs: ns / 1000 / (got.udpPps * opts.seconds) } : {}),
+    },
+    ...opts.pings.map(
+      ({ metric, count, interval }): Step => ({
+        name: metric,
+        run: async () => ({ [metric]: await pingRtt(topo, vm, count, interval) }),
+      }),
+    ),
   ];
-  const steps6: Array<[string, () => Promise<Metrics>]> = [
-    ['tcp6Up', async () => ({ tcp6Up: await tcpThroughput(topo, vm, port6, opts.seconds, false, true) })],
-    ['tcp6Down', async () => ({ tcp6Down: await tcpThroughput(topo, vm, port6, opts.seconds, true, true) })],
+  const steps6: Step[] = [
+    {
+      name: 'tcp6Up',
+      run: async () => ({ tcp6Up: await tcpThroughput(topo, vm, port6, opts.seconds, false, true) }),
+    },
+    {
+      name: 'tcp6Down',
+      run: async () => ({ tcp6Down: await tcpThroughput(topo, vm, port6, opts.seconds, true, true) }),
+    },
   ];
   const metrics: Metrics = {};
   const errors: string[] = [];
@@ -201,15 +238,28 @@ export async function measureAll(
       (e: unknown) => (e instanceof Error ? e.message : String(e)),
     );
     if (ready === null) steps.push(...steps6);
-    else for (const [name] of steps6) errors.push(`${name}: ${ready}`);
+    else for (const { name } of steps6) errors.push(`${name}: ${ready}`);
   }
-  for (const [name, step] of steps) {
+  for (const { name, run, cpu } of steps) {
     try {
       await topo.ensureServers();
-      Object.assign(metrics, await step());
+      const before = pid !== undefined && cpu ? cpuNs(pid) : undefined;
+      const got = await run();
+      Object.assign(metrics, got);
+      if (before !== undefined && pid !== undefined && cpu) {
+        try {
+          Object.assign(metrics, cpu(cpuNs(pid) - before, got));
+        } catch (e) {
+          errors.push(`${name} CPU: ${firstLine(e)}`);
+        }
+      }
     } catch (e) {
-      errors.push(`${name}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+      errors.push(`${name}: ${firstLine(e)}`);
     }
   }
   return { metrics, errors };
+}
+
+function firstLine(e: unknown): string {
+  return e instanceof Error ? e.message.split('\n')[0] : String(e);
 }

@@ -53,6 +53,6 @@ export const pasta: Peer = {
       await detach();
       throw e;
     }
-    return { detach };
+    return { detach, pid: child.pid };
   },
 };

@@ -7,6 +7,8 @@ import { SERVER, SERVER6, type Topology } from './topology.js';
 /** A VM namespace connected to the world; detach() undoes what attach did outside the VM namespace. */
 export interface Attachment {
   detach(): Promise<void>;
+  /** The process doing the peer's work, whose CPU the bench reads; none for the kernel's path. */
+  readonly pid?: number;
 }
 
 /** One way of giving a VM namespace a path to the world. */

@@ -6,6 +6,7 @@ import type { MeasureOptions, Metrics } from './measure.js';
 import {
   ALL_METRICS,
   COMPARED,
+  CPU_METRICS,
   fmt,
   IPV6_OVER_IPV4,
   METRICS,
@@ -119,6 +120,14 @@ function familyTable(run: RunRecord): Table {
   return rows;
 }
 
+/** The CPU of each peer's own process during TCP and UDP (the kernel's path has none). */
+function cpuTable(run: RunRecord): Table {
+  const peers = run.peers.filter((p) => CPU_METRICS.some((m) => p.median[m.key] !== undefined));
+  const rows: Table = [["the peer's own process", 'unit', ...peers.map((p) => p.name)]];
+  for (const m of CPU_METRICS) rows.push([m.label, m.unit, ...peers.map((p) => fmt(m.key, p.median[m.key]))]);
+  return rows;
+}
+
 function targetLines(run: RunRecord): string[] {
   return run.targets.map((t) => {
     const label = METRICS.find((m) => m.key === t.metric)!.label;
@@ -159,6 +168,8 @@ export function textReport(run: RunRecord): string {
     '',
     ...aligned(familyTable(run)),
     '',
+    ...aligned(cpuTable(run)),
+    '',
     'targets (issue 15), against the kernel path and pasta measured in this run:',
     ...targetLines(run).map((l) => `  ${l}`),
     ...(missing.length ? ['', 'missing measurements:', ...missing.map((l) => `  ${l}`)] : []),
@@ -177,6 +188,8 @@ export function markdownReport(run: RunRecord): string {
     ...markdownTable(ratioTable(run)),
     '',
     ...markdownTable(familyTable(run)),
+    '',
+    ...markdownTable(cpuTable(run)),
     '',
     'Targets (issue 15), against the kernel path and pasta measured in the same run:',
     '',

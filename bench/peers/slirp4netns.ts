@@ -23,6 +23,6 @@ export const slirp4netns: Peer = {
       await detach();
       throw e;
     }
-    return { detach };
+    return { detach, pid: child.pid };
   },
 };

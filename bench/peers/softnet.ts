@@ -117,7 +117,7 @@ export async function attachSoftnet(
     await detach();
     throw e;
   }
-  return { child, detach };
+  return { child, detach, pid: child.pid };
 }
 
 /**

@@ -69,6 +69,32 @@ export const ALL_METRICS: MetricInfo[] = [
   ...METRICS6,
 ];
 
+const CPU_SHARE: MetricInfo = {
+  key: 'tcpUpCpu',
+  label: 'TCP VM->world',
+  unit: '% of a core',
+  scale: 1,
+  higherIsBetter: false,
+  digits: 0,
+};
+const CPU_US: MetricInfo = {
+  ...CPU_SHARE,
+  key: 'udpCpuUs',
+  label: 'UDP 64 B VM->world',
+  unit: 'µs a datagram',
+  digits: 1,
+};
+
+/** The CPU of the peer's own process during IPv4 TCP and UDP: what bounds a userspace peer. */
+export const CPU_METRICS: MetricInfo[] = [
+  CPU_SHARE,
+  { ...CPU_SHARE, key: 'tcpDownCpu', label: 'TCP world->VM' },
+  CPU_US,
+];
+
+/** Everything a round can hold, for the medians and the formatting. */
+const RECORDED: MetricInfo[] = [...ALL_METRICS, ...CPU_METRICS];
+
 /** Each IPv6 TCP metric and the IPv4 one it is set against. */
 export const IPV6_OVER_IPV4: Array<[ipv6: Metric, ipv4: Metric]> = [
   ['tcp6Up', 'tcpUp'],
@@ -141,18 +167,18 @@ export function summarize(
 ): PeerSummary[] {
   return peers.map(({ name, description, ipv6 }) => {
     const mine = rounds.filter((r) => r.peer === name);
-    const samples = Object.fromEntries(ALL_METRICS.map((m) => [m.key, []])) as unknown as Record<
+    const samples = Object.fromEntries(RECORDED.map((m) => [m.key, []])) as unknown as Record<
       Metric,
       number[]
     >;
     for (const r of mine) {
-      for (const m of ALL_METRICS) {
+      for (const m of RECORDED) {
         const v = r.metrics[m.key];
         if (v !== undefined) samples[m.key].push(v);
       }
     }
     const med: Metrics = {};
-    for (const m of ALL_METRICS) med[m.key] = median(samples[m.key]);
+    for (const m of RECORDED) med[m.key] = median(samples[m.key]);
     return {
       name,
       description,
@@ -189,7 +215,7 @@ export function ipv6OverIpv4(peer: PeerSummary): Metrics {
 
 /** Formats a raw value of `metric` in its unit. */
 export function fmt(metric: Metric, v: number | undefined): string {
-  const m = ALL_METRICS.find((x) => x.key === metric)!;
+  const m = RECORDED.find((x) => x.key === metric)!;
   return v === undefined ? 'missing' : (v / m.scale).toFixed(m.digits);
 }
 

@@ -1,11 +1,13 @@
 // The peers bench's judgement of issue 15's targets, on made-up rounds: TCP must hold in every round (a
 // good median does not save a bad round), UDP needs both the kernel's and pasta's floor, and a target whose
-// peer has no figure is not judged, never met. Also how ping's per-reply lines are read.
+// peer has no figure is not judged, never met. Also how ping's per-reply lines are read, and the table of
+// the peers' own CPU.
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Metrics, replyTimes } from '../../bench/peers/measure.js';
-import { type RoundResult, type TargetResult, targets } from '../../bench/peers/summary.js';
+import { type Metrics, PING_RUNS, replyTimes } from '../../bench/peers/measure.js';
+import { markdownReport, type RunRecord } from '../../bench/peers/report.js';
+import { type RoundResult, summarize, type TargetResult, targets } from '../../bench/peers/summary.js';
 
 const G = 1e9;
 
@@ -150,4 +152,45 @@ test("ping's reply lines: every sequence number once, duplicates and the summary
       [4, 0.398],
     ],
   );
+});
+
+test("the CPU of a peer's own process: medians per peer, a table without the kernel (which has none)", () => {
+  const cpu = (n: number): Metrics => ({ ...GOOD, tcpUpCpu: 90 + n, tcpDownCpu: 80, udpCpuUs: 9 + n / 10 });
+  const results = run(cpu);
+  const peers = summarize(
+    ['softnet', 'kernel', 'pasta'].map((name) => ({ name, description: name, ipv6: false })),
+    results,
+  );
+  const softnet = peers.find((p) => p.name === 'softnet')!;
+  assert.equal(softnet.median.tcpUpCpu, 92);
+  assert.equal(softnet.median.udpCpuUs, 9.2);
+  assert.equal(peers.find((p) => p.name === 'kernel')!.median.udpCpuUs, undefined);
+  const record: RunRecord = {
+    startedAt: '',
+    finishedAt: '',
+    conditions: {
+      hostname: 'h',
+      cpus: 2,
+      cpuModel: 'm',
+      kernel: 'k',
+      node: 'n',
+      tools: { iperf3: 'i', passt: 'p', slirp4netns: 's' },
+    },
+    load: { atStart: 0, atEnd: 0 },
+    rounds: 3,
+    measure: { seconds: 5, pings: PING_RUNS },
+    peers,
+    ratios: {},
+    ipv6OverIpv4: {},
+    targets: targets(results),
+    results,
+  };
+  const md = markdownReport(record).split('\n');
+  const head = md.findIndex((l) => l.startsWith("| the peer's own process |"));
+  assert.equal(md[head], "| the peer's own process | unit | softnet |");
+  assert.deepEqual(md.slice(head + 2, head + 5), [
+    '| TCP VM->world | % of a core | 92 |',
+    '| TCP world->VM | % of a core | 80 |',
+    '| UDP 64 B VM->world | µs a datagram | 9.2 |',
+  ]);
 });
