@@ -1,6 +1,6 @@
 // The CPU a peer's own process spends on a test, read from /proc: the run time of each of its threads in
-// nanoseconds (schedstat), so a test of a few seconds, or a hundred pings, is measured exactly rather than
-// in 10 ms ticks. The kernel's path has no process: its work runs in the VM's and the world's system calls.
+// nanoseconds (schedstat), exact where the 10 ms ticks of /proc/PID/stat would blur a test of a few
+// seconds. The kernel's path has no process: its work runs in the VM's and the world's system calls.
 
 import { readdirSync, readFileSync } from 'node:fs';
 
