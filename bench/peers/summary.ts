@@ -160,6 +160,14 @@ export function median(xs: number[]): number | undefined {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/** `peer`'s figures for `key` over the rounds that measured it, in round order. */
+function samplesOf(rounds: RoundResult[], peer: string, key: Metric): number[] {
+  return rounds
+    .filter((r) => r.peer === peer)
+    .map((r) => r.metrics[key])
+    .filter((x): x is number => x !== undefined);
+}
+
 /** Groups the rounds by peer, in `peers` order, with medians. */
 export function summarize(
   peers: Array<{ name: string; description: string; ipv6: boolean }>,
@@ -167,16 +175,9 @@ export function summarize(
 ): PeerSummary[] {
   return peers.map(({ name, description, ipv6 }) => {
     const mine = rounds.filter((r) => r.peer === name);
-    const samples = Object.fromEntries(RECORDED.map((m) => [m.key, []])) as unknown as Record<
-      Metric,
-      number[]
-    >;
-    for (const r of mine) {
-      for (const m of RECORDED) {
-        const v = r.metrics[m.key];
-        if (v !== undefined) samples[m.key].push(v);
-      }
-    }
+    const samples = Object.fromEntries(
+      RECORDED.map((m) => [m.key, samplesOf(rounds, name, m.key)]),
+    ) as Record<Metric, number[]>;
     const med: Metrics = {};
     for (const m of RECORDED) med[m.key] = median(samples[m.key]);
     return {
@@ -247,12 +248,7 @@ function medians(
   const values: Record<string, number> = {};
   const missing: string[] = [];
   for (const peer of peers) {
-    const v = median(
-      results
-        .filter((r) => r.peer === peer)
-        .map((r) => r.metrics[m.key])
-        .filter((x): x is number => x !== undefined),
-    );
+    const v = median(samplesOf(results, peer, m.key));
     if (v === undefined) missing.push(peer);
     else values[peer] = v;
   }
