@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { conditions, load1 } from './peers/conditions.js';
 import { Lab, sweepStale } from './peers/lab.js';
-import { tcpThroughput } from './peers/measure.js';
+import { firstLine, tcpThroughput } from './peers/measure.js';
 import { median } from './peers/summary.js';
 import { Topology } from './peers/topology.js';
 import { type Deployment, EnginePerVm, OneEngine } from './scale/deployment.js';
@@ -38,10 +38,6 @@ const IDLE_WINDOW_S = 10;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message.split('\n')[0] : String(e);
 }
 
 /** Runs iperf3 from each of `vms` at once, VM i to server port i; one bits-a-second figure a VM. */
@@ -112,7 +108,7 @@ async function main(): Promise<void> {
         try {
           step.samples.push((await together(topo, vms.slice(0, 1), seconds))[0]);
         } catch (e) {
-          errors.push(`one VM ${when}, round ${round}: ${errorText(e)}`);
+          errors.push(`one VM ${when}, round ${round}: ${firstLine(e)}`);
         }
       }
       log(`one VM ${when}: ${step.samples.map((b) => (b / 1e9).toFixed(2)).join(' ')} Gbit/s`);
@@ -130,8 +126,8 @@ async function main(): Promise<void> {
             `round ${round}/${rounds}, ${step.vms} active: ${perVm.map((b) => (b / 1e9).toFixed(2)).join(' ')} Gbit/s`,
           );
         } catch (e) {
-          step.errors.push(`round ${round}: ${errorText(e)}`);
-          log(`round ${round}/${rounds}, ${step.vms} active: ${errorText(e)}`);
+          step.errors.push(`round ${round}: ${firstLine(e)}`);
+          log(`round ${round}/${rounds}, ${step.vms} active: ${firstLine(e)}`);
         }
       }
     }
@@ -173,8 +169,8 @@ async function main(): Promise<void> {
     await deployment.detach(idleVms - maxActive, PARALLEL_ATTACH);
     await aloneRounds('after the idle VMs went', maxActive);
   } catch (e) {
-    errors.push(errorText(e));
-    log(`scale bench: ${errorText(e)}`);
+    errors.push(firstLine(e));
+    log(`scale bench: ${firstLine(e)}`);
   } finally {
     await lab.cleanup();
   }
@@ -209,6 +205,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e) => {
-  log(`scale bench: ${errorText(e)}`);
+  log(`scale bench: ${firstLine(e)}`);
   process.exitCode = 1;
 });

@@ -260,6 +260,7 @@ export async function measureAll(
   return { metrics, errors };
 }
 
-function firstLine(e: unknown): string {
+/** The first line of an error's message, for one-line reports. */
+export function firstLine(e: unknown): string {
   return e instanceof Error ? e.message.split('\n')[0] : String(e);
 }
